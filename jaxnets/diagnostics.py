@@ -1,0 +1,78 @@
+"""Per-layer training diagnostics from gradients and the values a model recorded.
+
+All functions work on ONE variant (vmap them for many) and return arrays with a trailing layer axis [L],
+input side first.
+
+* :func:`grad_norms` — the L2 norm of each layer's gradient (kernel and bias together). Norms shrinking
+  towards the input side are vanishing gradients; growing ones, exploding gradients.
+* :func:`activation_stats` — per hidden layer: mean and std of the activations; ``dead_fraction``, the
+  fraction of units whose activation has zero derivative on *every* example of the batch (a dead ReLU
+  unit: it outputs 0 and gets no gradient; leaky ReLU and ELU units never count as dead); and
+  ``saturated_fraction``, the fraction of (example, unit) entries where a sigmoid/tanh unit is within 1%
+  of a bound of its output range (``|z| > 4.595`` for sigmoid, ``|z| > 2.647`` for tanh; 0 for activations
+  that do not saturate). For a conv layer a unit is a channel (over all positions). Where a layer records
+  no pre-activation (the recurrent layers: their nonlinearity is inside the Flax cell), dead and saturated
+  fractions are NaN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+STATS: tuple[str, ...] = ("act_mean", "act_std", "dead_fraction", "saturated_fraction")
+
+
+def layer_names(params: Mapping[str, Any]) -> list[str]:
+    """Top-level layer names of a model's parameters, input side first (the models' naming sorts so)."""
+    return sorted(params)
+
+
+def grad_norms(grads: Mapping[str, Any]) -> jax.Array:
+    """L2 norm of each top-level layer's gradient pytree -> [L] (L = number of layers incl. the output)."""
+    return jnp.stack([
+        jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads[name])))
+        for name in layer_names(grads)
+    ])
+
+
+def _units(x: jax.Array) -> jax.Array:
+    """[B, ..., units] -> [examples * positions, units]."""
+    return x.reshape(-1, x.shape[-1])
+
+
+def activation_stats(
+    recorded: Mapping[str, tuple[jax.Array, ...]],
+    activation: Callable[[jax.Array], jax.Array],
+    saturation_threshold: jax.Array | float,
+) -> dict[str, jax.Array]:
+    """Statistics of each recorded hidden layer.
+
+    Args:
+      recorded: a model's ``"intermediates"`` collection: ``"act"`` (and optionally ``"preact"``), tuples of
+        per-layer arrays [B, ..., units].
+      activation: the activation the layers use (for its derivative).
+      saturation_threshold: |pre-activation| beyond which a unit counts as saturated (``inf``: never).
+
+    Returns:
+      dict of :data:`STATS` -> [L] float32 arrays.
+    """
+    acts = recorded.get("act", ())
+    preacts = recorded.get("preact", (None,) * len(acts))
+    out: dict[str, list[jax.Array]] = {k: [] for k in STATS}
+    for a, z in zip(acts, preacts, strict=True):
+        a = _units(a)
+        out["act_mean"].append(jnp.mean(a))
+        out["act_std"].append(jnp.std(a))
+        if z is None:
+            out["dead_fraction"].append(jnp.float32(jnp.nan))
+            out["saturated_fraction"].append(jnp.float32(jnp.nan))
+            continue
+        z = _units(z)
+        slope = jax.jvp(activation, (z,), (jnp.ones_like(z),))[1]
+        out["dead_fraction"].append(jnp.mean(jnp.all(slope == 0, axis=0)))
+        out["saturated_fraction"].append(jnp.mean(jnp.abs(z) > saturation_threshold))
+    return {k: jnp.stack(v).astype(jnp.float32) if v else jnp.zeros((0,), jnp.float32) for k, v in out.items()}

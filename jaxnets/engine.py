@@ -1,0 +1,428 @@
+"""The engine: train a heterogeneous batch of variants in one compiled, sharded program per static group.
+
+Data path for one group (see :mod:`jaxnets.variants` for how rows become groups)::
+
+    rows ─► stack() ─► hyper {key: [V]} ─► pad V to a multiple of the device count, shard the variant axis
+         ─► init:  vmap over (seed, init id, init scale, ...) -> TrainState [V, ...] and evaluation 0
+         ─► chunk: vmap( lax.scan(step, eval_every steps) ; evaluate ) — jitted once, buffers donated,
+                   called once per evaluation (Python runs per chunk, never per step)
+
+Inside the program, per variant:
+
+* minibatches are drawn on device, ``batch_size`` indices uniformly with replacement from
+  ``fold_in(key(seed), 1)`` folded with the step, so each variant's data order follows its seed;
+* dropout masks come from ``fold_in(key(seed), 2)`` folded with the step; init from ``fold_in(key(seed), 0)``;
+* loss = mean data loss + ``l2 / 2 * sum(kernel ** 2)`` (biases are not penalized); decoupled weight decay,
+  clipping and the optimizer's hyperparameters are per-variant optimizer state (:mod:`jaxnets.optimizers`);
+* a step whose loss, gradients or new parameters are not finite marks the variant *diverged* and the update
+  is discarded: its parameters stay at their last finite values and never change again;
+* at each evaluation, with ``patience > 0``, a variant whose validation loss has not improved for
+  ``patience`` evaluations is *early-stopped*: its parameters go back to its best ones and stop changing;
+* nothing mixes variants, so every variant's numbers are what training it alone would give.
+
+Example::
+
+    from jaxnets import data, engine
+    ds = data.load("digits")
+    variants = [{"activation": a, "init": i, "seed": s, "steps": 200}
+                for a in ("tanh", "relu") for i in ("glorot_uniform", "he_normal") for s in range(4)]
+    result = engine.train(variants, ds)
+    print(result.to_dataframe())
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import AxisType, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jaxnets import activations, diagnostics, initializers, losses, optimizers
+from jaxnets import variants as variants_lib
+from jaxnets.data import Dataset
+from jaxnets.models import CNN, MLP, RNN
+from jaxnets.result import GroupResult, Result
+
+OK, DIVERGED, EARLY_STOPPED = 0, 1, 2
+STATUS_NAMES = ("ok", "diverged", "early_stopped")
+
+SCALAR_METRICS = ("train_loss", "val_loss", "val_accuracy")
+LAYER_METRICS = ("grad_norm",) + diagnostics.STATS
+METRICS = SCALAR_METRICS + LAYER_METRICS
+
+ProgressFn = Callable[[dict[str, Any]], None]
+
+
+class TrainState(NamedTuple):
+    """One variant's training state (a leading [V] axis on every leaf once vmapped).
+
+    ``best_params`` is ``None`` unless early stopping is on. ``last`` holds the metrics of the latest
+    evaluation (repeated once the variant stops changing).
+    """
+
+    params: Any
+    opt_state: Any
+    step: jax.Array
+    status: jax.Array
+    stopped_step: jax.Array
+    best_val: jax.Array
+    bad_evals: jax.Array
+    best_params: Any
+    last: dict[str, jax.Array]
+
+
+# --------------------------------------------------------------------------------------------------------
+# Input checks (eager, before any compute)
+# --------------------------------------------------------------------------------------------------------
+
+
+def _check_data(ds: Dataset, spec: variants_lib.GroupSpec) -> None:
+    for split in ("train", "val"):
+        x, y = getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}")
+        if len(x) != len(y):
+            raise ValueError(f"{ds.name}: x_{split} has {len(x)} examples but y_{split} has {len(y)}")
+        if len(x) == 0:
+            raise ValueError(f"{ds.name}: the {split} split is empty")
+        if not np.all(np.isfinite(x)):
+            raise ValueError(f"{ds.name}: x_{split} contains NaN or Inf")
+    if ds.x_val.shape[1:] != ds.x_train.shape[1:]:
+        raise ValueError(f"{ds.name}: x_val examples have shape {ds.x_val.shape[1:]}, "
+                         f"x_train examples {ds.x_train.shape[1:]}")
+    need = {"cnn": 4, "rnn": 3}.get(spec.kind)
+    if need and ds.x_train.ndim != need:
+        layout = "images [N, H, W, C]" if spec.kind == "cnn" else "sequences [N, T, F]"
+        raise ValueError(f"model kind {spec.kind!r} needs {layout}; data set {ds.name!r} has x of shape "
+                         f"{ds.x_train.shape} (try the '_image' / '_sequence' variant of the data set)")
+    if ds.sequence_output and spec.kind != "rnn":
+        raise ValueError(f"data set {ds.name!r} has a label per time step; only kind 'rnn' can fit it")
+    if spec.batch_size > len(ds.x_train):
+        raise ValueError(f"batch_size {spec.batch_size} is larger than the {len(ds.x_train)} training examples")
+    for split in ("train", "val"):
+        y = _labels(spec.loss, getattr(ds, f"y_{split}"), ds)
+        losses.check_labels(spec.loss, y, _output_dim(spec.loss, ds))
+
+
+def _output_dim(loss: str, ds: Dataset) -> int:
+    return ds.output_dim
+
+
+def _labels(loss: str, y: np.ndarray, ds: Dataset) -> np.ndarray:
+    """Labels in the form ``loss`` takes: one-hot for categorical/MSE on classes, float 0/1 for binary."""
+    if ds.task == "regression":
+        return y.astype(np.float32)
+    if loss == "binary_crossentropy":
+        if ds.output_dim != 1:
+            raise ValueError(f"binary_crossentropy needs a binary task; {ds.name!r} has {ds.n_classes} classes "
+                             f"(use sparse_categorical_crossentropy or categorical_crossentropy)")
+        return y.astype(np.float32)
+    if loss in ("categorical_crossentropy", "mse"):
+        if ds.output_dim == 1:
+            return y.astype(np.float32)[..., None] if loss == "mse" else np.asarray(y)
+        if np.issubdtype(y.dtype, np.integer) and (y.min() < 0 or y.max() >= ds.n_classes):
+            raise ValueError(f"{loss}: labels must be integers in [0, {ds.n_classes - 1}], found values in "
+                             f"[{y.min()}, {y.max()}]")
+        return np.eye(ds.n_classes, dtype=np.float32)[y] if np.issubdtype(y.dtype, np.integer) else y
+    return y
+
+
+# --------------------------------------------------------------------------------------------------------
+# One variant: model, init, step, evaluation (vmapped and jitted by `_GroupProgram`)
+# --------------------------------------------------------------------------------------------------------
+
+
+def _model(spec: variants_lib.GroupSpec, hp: Mapping[str, jax.Array], output_dim: int, many_to_many: bool):
+    common = dict(
+        output_dim=output_dim,
+        activation=hp["activation"],
+        activation_names=spec.activations,
+        kernel_init=initializers.by_index(hp["init"], hp["init_scale"], spec.initializers),
+        dropout=hp["dropout"] if spec.use_dropout else 0.0,
+    )
+    if spec.kind == "mlp":
+        return MLP(hidden=spec.hidden, **common)
+    if spec.kind == "cnn":
+        return CNN(channels=spec.hidden, dense=spec.dense, **common)
+    return RNN(hidden=spec.hidden, cell=spec.cell, many_to_many=many_to_many, **common)
+
+
+def _tree_where(cond: jax.Array, a: Any, b: Any) -> Any:
+    return jax.tree.map(lambda x, y: jnp.where(cond, x, y), a, b)
+
+
+def _all_finite(tree: Any) -> jax.Array:
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
+class _GroupProgram:
+    """The per-variant functions of one static group, and their vmapped, jitted, sharded versions."""
+
+    def __init__(self, spec: variants_lib.GroupSpec, ds: Dataset, n_eval_train: int):
+        self.spec = spec
+        self.output_dim = _output_dim(spec.loss, ds)
+        self.many_to_many = ds.sequence_output
+        self.loss_fn = losses.get(spec.loss)
+        self.has_accuracy = losses.has_accuracy(spec.loss)
+        self.n_train = len(ds.x_train)
+        self.x_sample = jnp.zeros((1,) + ds.x_train.shape[1:], jnp.float32)
+        self.data = {
+            "x_train": np.asarray(ds.x_train, np.float32),
+            "y_train": _labels(spec.loss, ds.y_train, ds),
+            "x_eval": np.asarray(ds.x_train[:n_eval_train], np.float32),
+            "y_eval": _labels(spec.loss, ds.y_train[:n_eval_train], ds),
+            "x_val": np.asarray(ds.x_val, np.float32),
+            "y_val": _labels(spec.loss, ds.y_val, ds),
+        }
+        self.sat = activations.saturation_threshold(spec.activations)
+
+    # -- pieces --------------------------------------------------------------------------------------
+    def optimizer(self, hp: Mapping[str, jax.Array]):
+        s = self.spec
+        hyper = {k: hp[k] for k in optimizers.HYPERPARAMETERS}
+        return optimizers.with_hyperparameters(s.optimizer, hyper, clip=s.use_clip, decay=s.use_weight_decay)
+
+    def data_loss(self, logits: jax.Array, y: jax.Array) -> jax.Array:
+        if self.spec.loss == "binary_crossentropy":
+            logits = logits[..., 0]
+        return jnp.mean(self.loss_fn(logits, y))
+
+    def accuracy(self, logits: jax.Array, y: jax.Array) -> jax.Array:
+        if not self.has_accuracy:
+            return jnp.float32(jnp.nan)
+        if self.spec.loss == "binary_crossentropy":
+            logits = logits[..., 0]
+        return jnp.mean(losses.accuracy(self.spec.loss, logits, y))
+
+    # -- per variant ---------------------------------------------------------------------------------
+    def init(self, hp: Mapping[str, jax.Array], data: Mapping[str, jax.Array]) -> tuple[TrainState, dict]:
+        model = _model(self.spec, hp, self.output_dim, self.many_to_many)
+        key = jax.random.fold_in(jax.random.key(hp["seed"]), 0)
+        params = model.init({"params": key, "dropout": key}, self.x_sample)["params"]
+        state = TrainState(
+            params=params,
+            opt_state=self.optimizer(hp).init(params),
+            step=jnp.int32(0),
+            status=jnp.int32(OK),
+            stopped_step=jnp.int32(self.spec.steps),
+            best_val=jnp.float32(jnp.inf),
+            bad_evals=jnp.int32(0),
+            best_params=params if self.spec.patience > 0 else None,
+            last={},
+        )
+        return self.after_eval(state, hp, data, was_ok=jnp.bool_(True))
+
+    def step(self, state: TrainState, hp: Mapping[str, jax.Array], data: Mapping[str, jax.Array]) -> TrainState:
+        spec = self.spec
+        model = _model(spec, hp, self.output_dim, self.many_to_many)
+        base = jax.random.key(hp["seed"])
+        idx = jax.random.randint(
+            jax.random.fold_in(jax.random.fold_in(base, 1), state.step), (spec.batch_size,), 0, self.n_train
+        )
+        xb, yb = data["x_train"][idx], data["y_train"][idx]
+        rngs = {"dropout": jax.random.fold_in(jax.random.fold_in(base, 2), state.step)}
+
+        def objective(params):
+            logits = model.apply({"params": params}, xb, train=True, rngs=rngs)
+            loss = self.data_loss(logits, yb)
+            if spec.use_l2:
+                kernels = [p["kernel"] for p in jax.tree.leaves(params, is_leaf=lambda t: "kernel" in t)
+                           if isinstance(p, Mapping)]
+                loss = loss + 0.5 * hp["l2"] * sum(jnp.sum(jnp.square(k)) for k in kernels)
+            return loss
+
+        loss, grads = jax.value_and_grad(objective)(state.params)
+        tx = self.optimizer(hp)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = jax.tree.map(jnp.add, state.params, updates)
+        finite = jnp.isfinite(loss) & _all_finite(grads) & _all_finite(params)
+        active = (state.status == OK) & (state.step < spec.steps)
+        take = active & finite
+        diverged = active & ~finite
+        return state._replace(
+            params=_tree_where(take, params, state.params),
+            opt_state=_tree_where(take, opt_state, state.opt_state),
+            step=state.step + 1,
+            status=jnp.where(diverged, DIVERGED, state.status),
+            stopped_step=jnp.where(diverged, state.step, state.stopped_step),
+        )
+
+    def evaluate(self, params: Any, hp: Mapping[str, jax.Array], data: Mapping[str, jax.Array]) -> dict:
+        model = _model(self.spec, hp, self.output_dim, self.many_to_many)
+
+        def train_loss(p):
+            logits, rec = model.apply({"params": p}, data["x_eval"], mutable=["intermediates"])
+            return self.data_loss(logits, data["y_eval"]), rec["intermediates"]
+
+        (loss, recorded), grads = jax.value_and_grad(train_loss, has_aux=True)(params)
+        val_logits = model.apply({"params": params}, data["x_val"])
+        act_fn = lambda x: activations.by_index(hp["activation"], x, self.spec.activations)  # noqa: E731
+        stats = diagnostics.activation_stats(recorded, act_fn, self.sat[hp["activation"]])
+        return {
+            "train_loss": loss,
+            "val_loss": self.data_loss(val_logits, data["y_val"]),
+            "val_accuracy": self.accuracy(val_logits, data["y_val"]),
+            "grad_norm": diagnostics.grad_norms(grads),
+            **stats,
+        }
+
+    def after_eval(self, state: TrainState, hp, data, was_ok: jax.Array) -> tuple[TrainState, dict]:
+        """Evaluate, then apply divergence / early-stopping rules; report repeated values once stopped."""
+        spec = self.spec
+        m = self.evaluate(state.params, hp, data)
+        ok = state.status == OK
+        finite = jnp.isfinite(m["val_loss"]) & jnp.isfinite(m["train_loss"])
+        status = jnp.where(ok & ~finite, DIVERGED, state.status)
+        stopped_step = jnp.where(ok & ~finite, jnp.minimum(state.step, spec.steps), state.stopped_step)
+        improved = ok & finite & (m["val_loss"] < state.best_val)
+        best_val = jnp.where(improved, m["val_loss"], state.best_val)
+        params, best_params, bad = state.params, state.best_params, state.bad_evals
+        if spec.patience > 0:
+            best_params = _tree_where(improved, params, best_params)
+            bad = jnp.where(improved, 0, jnp.where(ok, bad + 1, bad))
+            stop = ok & finite & (bad >= spec.patience) & (state.step < spec.steps)
+            status = jnp.where(stop, EARLY_STOPPED, status)
+            stopped_step = jnp.where(stop, state.step, stopped_step)
+            params = _tree_where(stop, best_params, params)
+        reported = _tree_where(was_ok, m, state.last) if state.last else m
+        new = state._replace(params=params, status=status, stopped_step=stopped_step, best_val=best_val,
+                             bad_evals=bad, best_params=best_params, last=reported)
+        return new, reported
+
+    def chunk(self, state: TrainState, hp, data) -> tuple[TrainState, dict]:
+        """``eval_every`` steps in a ``lax.scan``, then one evaluation."""
+        was_ok = state.status == OK
+        state = jax.lax.scan(lambda s, _: (self.step(s, hp, data), None), state, None,
+                             length=self.spec.eval_every)[0]
+        return self.after_eval(state, hp, data, was_ok)
+
+
+# --------------------------------------------------------------------------------------------------------
+# A group: pad, shard, compile once, run chunk by chunk
+# --------------------------------------------------------------------------------------------------------
+
+
+def _pad(hyper: Mapping[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
+    """Pad every [V] array to [size] by repeating the last variant (padding is dropped from results)."""
+    return {k: np.concatenate([v, np.repeat(v[-1:], size - len(v))]) for k, v in hyper.items()}
+
+
+def _run_group(group: variants_lib.Group, ds: Dataset, *, max_variants: int | None, devices: Sequence[Any],
+               n_eval_train: int, progress: ProgressFn | None, group_index: int) -> GroupResult:
+    spec = group.spec
+    t0 = time.perf_counter()
+    prog = _GroupProgram(spec, ds, n_eval_train)
+    n_dev = len(devices)
+    mesh = jax.make_mesh((n_dev,), ("variants",), devices=devices, axis_types=(AxisType.Auto,))
+    shard, replicated = NamedSharding(mesh, P("variants")), NamedSharding(mesh, P())
+    v = len(group.rows)
+    size = min(v, max_variants or v)
+    size = -(-size // n_dev) * n_dev
+    hyper = variants_lib.stack(spec, group.rows)
+    data = jax.device_put(prog.data, replicated)
+
+    init = jax.jit(jax.vmap(prog.init, in_axes=(0, None)), out_shardings=shard)
+    chunk = jax.jit(jax.vmap(prog.chunk, in_axes=(0, 0, None)), donate_argnums=0, out_shardings=shard)
+    compiled_init = compiled_chunk = None
+    compile_s = 0.0
+    parts: list[dict[str, Any]] = []
+    for start in range(0, v, size):
+        hp = jax.device_put(_pad({k: a[start:start + size] for k, a in hyper.items()}, size), shard)
+        if compiled_init is None:
+            tc = time.perf_counter()
+            compiled_init = init.lower(hp, data).compile()
+            compile_s += time.perf_counter() - tc
+        state, m = compiled_init(hp, data)
+        if compiled_chunk is None:
+            tc = time.perf_counter()
+            compiled_chunk = chunk.lower(state, hp, data).compile()
+            compile_s += time.perf_counter() - tc
+        history = [jax.device_get(m)]
+        for e in range(1, spec.n_evals):
+            state, m = compiled_chunk(state, hp, data)
+            history.append(jax.device_get(m))
+            if progress is not None:
+                progress({"group": group_index, "chunk_start": start, "eval": e, "n_evals": spec.n_evals,
+                          "step": int(spec.eval_steps[e]), "val_loss": history[-1]["val_loss"][: v - start]})
+        n = min(size, v - start)
+        final = jax.device_get((state.params, state.status, state.stopped_step, state.best_val))
+        parts.append({
+            "params": jax.tree.map(lambda a, n=n: a[:n], final[0]),
+            "status": final[1][:n], "stopped_step": final[2][:n], "best_val_loss": final[3][:n],
+            "history": {k: np.stack([h[k] for h in history], axis=1)[:n] for k in METRICS},
+        })
+    cat = lambda *xs: np.concatenate(xs)  # noqa: E731
+    return GroupResult(
+        spec=spec,
+        indices=np.asarray(group.indices),
+        rows=list(group.rows),
+        params=jax.tree.map(cat, *[p["params"] for p in parts]),
+        status=cat(*[p["status"] for p in parts]),
+        stopped_step=cat(*[p["stopped_step"] for p in parts]),
+        best_val_loss=cat(*[p["best_val_loss"] for p in parts]),
+        history={k: cat(*[p["history"][k] for p in parts]) for k in METRICS},
+        eval_steps=spec.eval_steps,
+        compile_s=compile_s,
+        wall_s=time.perf_counter() - t0,
+        n_programs=-(-v // size),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """Engine settings that do not change results.
+
+    max_variants_per_program: most variants one compiled program trains at once; larger groups run in
+      chunks of this size (one compilation per group; results identical). ``None``: the whole group.
+    devices: devices to shard the variant axis over (default: all of ``jax.devices()``).
+    n_eval_train: training examples used for the evaluation-time train loss and diagnostics.
+    """
+
+    max_variants_per_program: int | None = None
+    devices: Sequence[Any] | None = None
+    n_eval_train: int = 1024
+
+
+def prepare(variants: Sequence[Mapping[str, Any]], ds: Dataset) -> list[variants_lib.Group]:
+    """Validate every variant and the data, and split into static groups — all before any compute."""
+    if not isinstance(ds, Dataset):
+        raise TypeError(f"expected a jaxnets.data.Dataset, got {type(ds).__name__}")
+    if len(variants) == 0:
+        raise ValueError("no variants to train: the variant list is empty")
+    rows = [variants_lib.normalize(v, i, ds.default_loss) for i, v in enumerate(variants)]
+    groups = variants_lib.group(rows)
+    for g in groups:
+        _check_data(ds, g.spec)
+    return groups
+
+
+def train(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, options: Options | None = None,
+          progress: ProgressFn | None = None) -> Result:
+    """Train every variant on ``ds``; one compiled program per static group, the variant axis sharded.
+
+    Args:
+      variants: rows of hyperparameters (see :data:`jaxnets.variants.KEYS`; missing keys take
+        :data:`jaxnets.variants.DEFAULTS`).
+      ds: a :class:`jaxnets.data.Dataset`.
+      options: :class:`Options`.
+      progress: called after every evaluation with ``{"group", "eval", "n_evals", "step", "val_loss"}``.
+
+    Returns:
+      a :class:`jaxnets.result.Result` with rows in the order of ``variants``.
+
+    Raises:
+      ValueError: on any bad variant or data, before anything is compiled.
+    """
+    options = options or Options()
+    groups = prepare(variants, ds)
+    devices = list(options.devices or jax.devices())
+    results = [
+        _run_group(g, ds, max_variants=options.max_variants_per_program, devices=devices,
+                   n_eval_train=options.n_eval_train, progress=progress, group_index=gi)
+        for gi, g in enumerate(groups)
+    ]
+    return Result.from_groups(results, n_variants=len(variants))

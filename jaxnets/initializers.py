@@ -1,0 +1,223 @@
+"""Weight initializers, by name or by a (traced) integer id.
+
+Every initializer is one of ``jax.nn.initializers`` (``variance_scaling``, ``normal``, ``orthogonal``,
+``zeros``); this module names them, gives each a stable integer id, adds a ``scale`` *gain*, and lets one
+compiled program initialize each variant with its own initializer.
+
+``scale`` is a gain: the base initializer's output is multiplied by ``scale``, so the standard deviation
+and the bounds are multiplied by ``scale`` (the variance by ``scale**2``). It is PyTorch's ``gain``
+argument and corresponds to ``jax.nn.initializers.variance_scaling(scale=scale**2, ...)``. Because it is a
+plain multiplication it may be a traced array, e.g. one gain per variant under ``vmap``.
+
+Fans are computed as in JAX (``jax._src.nn.initializers._compute_fans``): the kernel's second-to-last axis
+is the input axis, the last axis the output axis, and every other axis is receptive field. For a dense
+kernel ``[n_in, n_out]``: ``fan_in = n_in``, ``fan_out = n_out``. For a conv kernel ``[h, w, c_in, c_out]``
+(Flax's HWIO layout): ``fan_in = h*w*c_in``, ``fan_out = h*w*c_out`` — the same numbers PyTorch gets from
+its ``[c_out, c_in, h, w]`` layout. Below, ``fan_avg = (fan_in + fan_out) / 2``, so glorot_uniform's bound
+is ``scale sqrt(6 / (fan_in + fan_out))`` and its std ``scale sqrt(2 / (fan_in + fan_out))``.
+
+==============  ====================  ==================================  ===========================
+name            distribution          standard deviation                  bound on |w|
+==============  ====================  ==================================  ===========================
+uniform         U[-b, b]              scale / sqrt(3 fan_in)              b = scale / sqrt(fan_in)
+normal          N(0, s^2)             s = 0.01 scale (no fan dependence)  none
+glorot_uniform  U[-b, b]              scale / sqrt(fan_avg)               b = scale sqrt(3 / fan_avg)
+glorot_normal   truncated normal (*)  s = scale / sqrt(fan_avg)           2 s / 0.87962566
+he_uniform      U[-b, b]              scale sqrt(2 / fan_in)              b = scale sqrt(6 / fan_in)
+he_normal       truncated normal (*)  s = scale sqrt(2 / fan_in)          2 s / 0.87962566
+lecun_uniform   U[-b, b]              scale / sqrt(fan_in)                b = scale sqrt(3 / fan_in)
+lecun_normal    truncated normal (*)  s = scale / sqrt(fan_in)            2 s / 0.87962566
+orthogonal      random orthogonal     scale / sqrt(max(rows, cols)) (**)  scale
+zeros           constant 0            0                                   0
+==============  ====================  ==================================  ===========================
+
+(*) JAX's ``*_normal`` initializers (``variance_scaling(..., "truncated_normal")``) draw a standard normal
+truncated to (-2, 2) and multiply it by ``s / 0.87962566103423978``, where 0.8796... is the standard
+deviation of a standard normal truncated to (-2, 2). So the *actual* standard deviation is exactly the
+target ``s``, and every value lies strictly within ``±2 s_u`` with ``s_u = s / 0.8796 ≈ 1.137 s``, i.e.
+``|w| < 2.274 s``. The untruncated normal's tails beyond 2 ``s_u`` (4.55% of its mass) never occur.
+
+(**) ``orthogonal`` reshapes the kernel to a matrix ``[rows, cols] = [prod(shape[:-1]), shape[-1]]``,
+draws a uniformly (Haar) random matrix with orthonormal columns (``rows >= cols``) or orthonormal rows
+(``rows < cols``), and multiplies it by ``scale``. For a dense ``[fan_in, fan_out]`` kernel the entry
+standard deviation is ``scale / sqrt(max(fan_in, fan_out))``. ``uniform``'s ``1/3`` is
+``variance_scaling(1/3, "fan_in", "uniform")``: the bound is ``sqrt(3 * (1/3) / fan_in) = 1/sqrt(fan_in)``.
+
+Differences from other libraries
+--------------------------------
+* **PyTorch.** ``nn.Linear`` / ``nn.ConvNd`` weights default to ``kaiming_uniform_(a=sqrt(5))``, i.e.
+  U[-1/sqrt(fan_in), 1/sqrt(fan_in)] — this module's ``"uniform"`` (Glorot & Bengio's "standard"
+  initialization). ``kaiming_normal_`` and ``xavier_normal_`` draw a plain, **untruncated** normal with
+  the same standard deviation as ``he_normal`` / ``glorot_normal`` here, so they produce occasional larger
+  weights; ``kaiming_uniform_`` / ``xavier_uniform_`` match ``he_uniform`` / ``glorot_uniform``. PyTorch's
+  ``gain`` is this module's ``scale`` (= ``sqrt`` of JAX's ``variance_scaling`` scale); its kaiming
+  functions build the gain from ``nonlinearity`` (``sqrt(2)`` for ReLU is already in ``he_*`` here, so
+  ``scale=1`` matches ``kaiming_*_(nonlinearity="relu")``). PyTorch has no LeCun initializer.
+  ``torch.nn.init.normal_`` defaults to std 1, here ``"normal"`` has std 0.01 (JAX's default).
+* **Keras.** ``Dense`` / ``Conv`` kernels default to ``glorot_uniform`` (biases to zeros). Keras'
+  ``he_normal`` / ``glorot_normal`` / ``lecun_normal`` are truncated at 2 standard deviations with the
+  same 0.8796 correction, so they match JAX and this module. ``RandomNormal`` defaults to std 0.05.
+* **Flax.** ``nn.Dense`` / ``nnx.Linear`` / ``Conv`` kernels default to ``lecun_normal`` (truncated),
+  biases to zeros.
+
+Ids are positions in :data:`NAMES` and never change order.
+
+Example::
+
+    >>> import jax
+    >>> from jaxnets import initializers
+    >>> w = initializers.get("he_uniform")(jax.random.key(0), (784, 128))
+    >>> bool(abs(w).max() <= (6 / 784) ** 0.5)
+    True
+    >>> w2 = initializers.by_index(initializers.index("kaiming_uniform"))(jax.random.key(0), (784, 128))
+    >>> bool((w == w2).all())
+    True
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Initializer = jax.nn.initializers.Initializer
+
+_init = jax.nn.initializers
+
+#: Base initializers (gain 1), built from ``jax.nn.initializers``.
+_BASE: dict[str, Callable[..., jax.Array]] = {
+    "uniform": _init.variance_scaling(1.0 / 3.0, "fan_in", "uniform"),
+    "normal": _init.normal(1e-2),
+    "glorot_uniform": _init.glorot_uniform(),
+    "glorot_normal": _init.glorot_normal(),
+    "he_uniform": _init.he_uniform(),
+    "he_normal": _init.he_normal(),
+    "lecun_uniform": _init.lecun_uniform(),
+    "lecun_normal": _init.lecun_normal(),
+    "orthogonal": _init.orthogonal(),
+    "zeros": _init.zeros,
+}
+
+NAMES: tuple[str, ...] = (
+    "uniform",
+    "normal",
+    "glorot_uniform",
+    "glorot_normal",
+    "he_uniform",
+    "he_normal",
+    "lecun_uniform",
+    "lecun_normal",
+    "orthogonal",
+    "zeros",
+)
+"""Canonical initializer names; the position of a name is its integer id."""
+
+ALIASES: dict[str, str] = {
+    "xavier_uniform": "glorot_uniform",
+    "xavier_normal": "glorot_normal",
+    "kaiming_uniform": "he_uniform",
+    "kaiming_normal": "he_normal",
+}
+"""Alternative names (PyTorch's) -> canonical names."""
+
+assert tuple(_BASE) == NAMES
+
+#: Standard deviation of a standard normal truncated to (-2, 2) (the constant in jax's variance_scaling).
+TRUNCATED_NORMAL_STD = 0.87962566103423978
+
+
+def canonical(name: str) -> str:
+    """Resolve aliases; raise a ``ValueError`` naming ``name`` and listing valid names if it is unknown."""
+    if isinstance(name, str):
+        name = ALIASES.get(name, name)
+        if name in _BASE:
+            return name
+    valid = ", ".join(NAMES + tuple(ALIASES))
+    raise ValueError(f"unknown initializer {name!r}; valid initializers: {valid}")
+
+
+def index(name: str) -> int:
+    """Integer id of initializer ``name`` (aliases resolve): its position in :data:`NAMES`."""
+    return NAMES.index(canonical(name))
+
+
+def get(name: str, scale: float | jax.Array = 1.0) -> Initializer:
+    """The initializer called ``name`` with gain ``scale``: ``init(key, shape, dtype=jnp.float32)``.
+
+    The output is the ``jax.nn.initializers`` base initializer's output times ``scale`` (see the module
+    table), so ``scale`` multiplies the standard deviation and the bounds and may be a traced array.
+
+    ``orthogonal`` with a half-precision dtype (bfloat16, float16) draws in float32 and casts, because the
+    QR decomposition it uses has no half-precision kernel on CPU.
+    """
+    name = canonical(name)
+    base = _BASE[name]
+
+    def init(key: jax.Array, shape: Sequence[int], dtype=jnp.float32, out_sharding=None) -> jax.Array:
+        if name == "orthogonal" and dtype is not None and jnp.dtype(dtype).itemsize < 4:
+            w = base(key, shape, jnp.float32, out_sharding=out_sharding)
+            return (w * jnp.asarray(scale, w.dtype)).astype(dtype)
+        w = base(key, shape, dtype, out_sharding=out_sharding)
+        return w * jnp.asarray(scale, w.dtype)
+
+    return init
+
+
+def by_index(i: int | jax.Array, scale: float | jax.Array = 1.0, names: Sequence[str] = NAMES) -> Initializer:
+    """Initializer number ``i`` of ``names`` with gain ``scale``.
+
+    ``i`` may be a traced int32 scalar, so one compiled program can initialize variants with different
+    initializers; the result is bitwise the same array as ``get(names[i], scale)(key, shape, dtype)``
+    for the same key. ``names`` restricts the candidates (aliases allowed; ``i`` then indexes into
+    ``names``).
+
+    Cost: a Python ``int`` runs one initializer. A traced, unbatched ``i`` becomes a ``lax.switch`` (one
+    branch runs). Under ``vmap`` with a *batched* ``i`` — one id per variant — ``lax.switch`` turns into a
+    select: every initializer in ``names`` is computed and the right one picked per variant. That cost is
+    paid at init time only, once per run, so it is negligible next to training; pass only the names a
+    group of variants uses to keep it small.
+    """
+    inits = [get(n, scale) for n in names]
+    if not inits:
+        raise ValueError("by_index needs at least one initializer name")
+    if isinstance(i, int | np.integer):
+        if not 0 <= int(i) < len(inits):
+            raise ValueError(f"initializer index {int(i)} out of range for {len(inits)} names {tuple(names)}")
+        return inits[int(i)]
+    if len(inits) == 1:
+        return inits[0]
+
+    def init(key: jax.Array, shape: Sequence[int], dtype=jnp.float32, out_sharding=None) -> jax.Array:
+        branches = [lambda k, f=f: f(k, shape, dtype, out_sharding) for f in inits]
+        return jax.lax.switch(jnp.asarray(i, jnp.int32), branches, key)
+
+    return init
+
+
+def std_formula(name: str, fan_in: int, fan_out: int, scale: float = 1.0) -> float:
+    """Theoretical standard deviation of the entries of a 2-D ``[fan_in, fan_out]`` kernel from ``name``.
+
+    Truncated normals are included: JAX rescales them so their standard deviation is exactly the target.
+    """
+    name = canonical(name)
+    fan_avg = (fan_in + fan_out) / 2.0
+    std = {
+        "uniform": 1.0 / math.sqrt(3.0 * fan_in),  # U[-b, b] has std b / sqrt(3), b = 1 / sqrt(fan_in)
+        "normal": 1e-2,
+        "glorot_uniform": 1.0 / math.sqrt(fan_avg),  # variance_scaling(1, "fan_avg"): var = 1 / fan_avg
+        "glorot_normal": 1.0 / math.sqrt(fan_avg),
+        "he_uniform": math.sqrt(2.0 / fan_in),
+        "he_normal": math.sqrt(2.0 / fan_in),
+        "lecun_uniform": 1.0 / math.sqrt(fan_in),
+        "lecun_normal": 1.0 / math.sqrt(fan_in),
+        # A [n_in, n_out] matrix with n_in >= n_out has orthonormal columns: each column's n_in entries have
+        # squares summing to 1, and by the rotation invariance of the Haar measure each entry has mean 0 and
+        # the same second moment, so the entry variance is 1 / n_in. With n_in < n_out the rows (n_out
+        # entries each) are orthonormal instead, giving 1 / n_out. Both are 1 / max(n_in, n_out).
+        "orthogonal": 1.0 / math.sqrt(max(fan_in, fan_out)),
+        "zeros": 0.0,
+    }[name]
+    return abs(scale) * std

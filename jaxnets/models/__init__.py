@@ -1,0 +1,17 @@
+"""Flax linen models with pure ``init``/``apply``: :class:`MLP`, :class:`CNN`, :class:`RNN`.
+
+All three take ``activation`` and ``kernel_init`` as a name, a per-variant id, or a function, record per-layer
+values under the ``"intermediates"`` collection, and name their parameters ``layer_00, layer_01, ...,
+output`` so that sorted names run from the input side to the output.
+"""
+
+from __future__ import annotations
+
+from jaxnets.models._common import OUTPUT, RECORD, layer_name
+from jaxnets.models.cnn import CNN
+from jaxnets.models.mlp import MLP
+from jaxnets.models.rnn import CELLS, RNN
+
+KINDS = ("mlp", "cnn", "rnn")
+
+__all__ = ["CELLS", "CNN", "KINDS", "MLP", "OUTPUT", "RECORD", "RNN", "layer_name"]

@@ -1,0 +1,61 @@
+"""A multi-layer perceptron (a plain ANN)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+
+from jaxnets import activations
+from jaxnets.models._common import (
+    OUTPUT,
+    ActivationLike,
+    InitializerLike,
+    dropout,
+    layer_name,
+    record,
+    resolve_activation,
+    resolve_init,
+)
+
+
+class MLP(nn.Module):
+    """Dense layers ``x -> act(W x + b)`` for each hidden size, then a linear output layer.
+
+    Attributes:
+      hidden: hidden layer sizes, input side first, e.g. ``(128, 128)``.
+      output_dim: units of the output layer (logits; no output activation).
+      activation: a name, an id into ``activation_names`` (int or traced int32 scalar), or a function.
+      activation_names: the candidates an id indexes (default: all of :data:`jaxnets.activations.NAMES`).
+      kernel_init: an initializer name or function for every kernel; biases start at zero.
+      dropout: dropout rate after each hidden activation (float or traced scalar), used when ``train=True``.
+
+    Call: ``x`` [B, ...] (flattened to [B, D]) -> logits [B, output_dim]. Records each hidden layer's
+    pre-activation and activation under ``"intermediates"`` when that collection is mutable.
+
+    Example::
+
+        model = MLP(hidden=(64, 64), output_dim=10, activation="relu", kernel_init="he_normal")
+        params = model.init(jax.random.key(0), x)["params"]
+        logits = model.apply({"params": params}, x)
+    """
+
+    hidden: Sequence[int]
+    output_dim: int
+    activation: ActivationLike = "relu"
+    activation_names: Sequence[str] = activations.NAMES
+    kernel_init: InitializerLike = "lecun_normal"
+    dropout: float | jax.Array = 0.0
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        act = resolve_activation(self.activation, self.activation_names)
+        init = resolve_init(self.kernel_init)
+        x = x.reshape(x.shape[0], -1)
+        for i, width in enumerate(self.hidden):
+            z = nn.Dense(width, kernel_init=init, name=layer_name(i))(x)
+            x = act(z)
+            record(self, z, x)
+            x = dropout(self, x, self.dropout, train)
+        return nn.Dense(self.output_dim, kernel_init=init, name=OUTPUT)(x)

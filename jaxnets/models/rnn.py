@@ -1,0 +1,73 @@
+"""A recurrent network on Flax's cells; the time loop is ``flax.linen.RNN`` (a ``scan``), never Python."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+
+from jaxnets import activations
+from jaxnets.models._common import (
+    OUTPUT,
+    ActivationLike,
+    InitializerLike,
+    dropout,
+    layer_name,
+    record,
+    resolve_activation,
+    resolve_init,
+)
+
+CELLS: dict[str, type[nn.RNNCellBase]] = {"simple": nn.SimpleCell, "lstm": nn.LSTMCell, "gru": nn.GRUCell}
+"""Cell kinds: Elman tanh cell, LSTM, GRU (all from ``flax.linen``)."""
+
+
+def cell_class(name: str) -> type[nn.RNNCellBase]:
+    """The Flax cell class called ``name``; unknown names raise a ``ValueError`` listing valid ones."""
+    if name not in CELLS:
+        raise ValueError(f"unknown RNN cell {name!r}; valid cells: {', '.join(CELLS)}")
+    return CELLS[name]
+
+
+class RNN(nn.Module):
+    """Stacked recurrent layers over a sequence, then a linear output layer.
+
+    Attributes:
+      hidden: hidden size of each recurrent layer, e.g. ``(64,)``.
+      output_dim: units of the output layer (logits).
+      cell: ``"simple"`` (h' = act(W x + U h + b)), ``"lstm"`` or ``"gru"``.
+      many_to_many: ``False``: logits from the last time step [B, output_dim]; ``True``: logits at every step
+        [B, T, output_dim].
+      activation: the cell's activation (the simple cell's nonlinearity; the LSTM/GRU candidate activation;
+        gates stay sigmoid). Name, id into ``activation_names`` or function.
+      kernel_init: initializer for the input kernels, the recurrent kernels and the output layer.
+      dropout: dropout on each layer's output sequence (float or traced scalar) when ``train=True``.
+
+    Call: ``x`` [B, T, F] -> logits. Records each recurrent layer's hidden states [B, T, H] as ``"act"``.
+    """
+
+    hidden: Sequence[int]
+    output_dim: int
+    cell: str = "lstm"
+    many_to_many: bool = False
+    activation: ActivationLike = "tanh"
+    activation_names: Sequence[str] = activations.NAMES
+    kernel_init: InitializerLike = "lecun_normal"
+    dropout: float | jax.Array = 0.0
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        if x.ndim != 3:
+            raise ValueError(f"RNN expects sequences [B, T, F], got shape {x.shape}")
+        act = resolve_activation(self.activation, self.activation_names)
+        init = resolve_init(self.kernel_init)
+        cls = cell_class(self.cell)
+        for i, width in enumerate(self.hidden):
+            cell = cls(features=width, activation_fn=act, kernel_init=init, recurrent_kernel_init=init)
+            x = nn.RNN(cell, name=layer_name(i))(x)
+            record(self, None, x)
+            x = dropout(self, x, self.dropout, train)
+        if not self.many_to_many:
+            x = x[:, -1]
+        return nn.Dense(self.output_dim, kernel_init=init, name=OUTPUT)(x)

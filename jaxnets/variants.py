@@ -1,0 +1,232 @@
+"""Variants are data: validate rows of hyperparameters, split them into static groups, stack the rest.
+
+A *variant* is a flat mapping of named hyperparameters (missing keys take :data:`DEFAULTS`). Keys are either
+
+* **static** (:data:`STATIC_KEYS`): they change shapes or the program — model kind, layer sizes, cell,
+  optimizer kind, loss, batch size, number of steps, evaluation period, early-stopping patience. Variants
+  with equal static keys form one :class:`Group`, compiled once; or
+* **vmapped** (:data:`VMAPPED_KEYS`): activation, initializer, init scale, learning rate, momentum / betas /
+  rho, weight decay, L2, dropout, clipping norm, seed. Inside a group they become arrays with a leading
+  variant axis (:func:`stack`), so any mix of activations and initializers shares one program.
+
+Everything is checked here, eagerly, before any compute: unknown keys, unknown names, wrong types, values out
+of range, an empty list.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from jaxnets import activations, initializers, losses, optimizers
+from jaxnets.models import CELLS, KINDS
+
+STATIC_KEYS: tuple[str, ...] = (
+    "kind", "hidden", "dense", "cell", "optimizer", "loss", "batch_size", "steps", "eval_every", "patience",
+)
+VMAPPED_KEYS: tuple[str, ...] = (
+    "activation", "init", "init_scale", "learning_rate", "momentum", "b1", "b2", "rho",
+    "weight_decay", "l2", "dropout", "clip_norm", "seed",
+)
+
+DEFAULTS: dict[str, Any] = {
+    "kind": "mlp",
+    "hidden": (64, 64),
+    "dense": (),
+    "cell": "lstm",
+    "optimizer": "adam",
+    "loss": None,  # None: the data set's default loss
+    "batch_size": 128,
+    "steps": 1000,
+    "eval_every": 50,
+    "patience": 0,
+    "activation": "relu",
+    "init": "glorot_uniform",
+    "init_scale": 1.0,
+    "learning_rate": 1e-3,
+    "momentum": 0.9,
+    "b1": 0.9,
+    "b2": 0.999,
+    "rho": 0.9,
+    "weight_decay": 0.0,
+    "l2": 0.0,
+    "dropout": 0.0,
+    "clip_norm": math.inf,
+    "seed": 0,
+}
+KEYS: tuple[str, ...] = STATIC_KEYS + VMAPPED_KEYS
+
+_POSITIVE_INT = ("batch_size", "steps", "eval_every")
+_NONNEGATIVE_FLOAT = ("init_scale", "weight_decay", "l2")
+_POSITIVE_FLOAT = ("learning_rate", "clip_norm")
+_UNIT_FLOAT = ("momentum", "b1", "b2", "rho")  # in [0, 1)
+
+
+def _fail(i: int, msg: str) -> None:
+    raise ValueError(f"variant {i}: {msg}")
+
+
+def _as_sizes(i: int, key: str, value: Any, allow_empty: bool) -> tuple[int, ...]:
+    if isinstance(value, int | np.integer) and not isinstance(value, bool):
+        value = (value,)
+    if not isinstance(value, Sequence) or isinstance(value, str):
+        _fail(i, f"{key} must be a list of positive integers, got {value!r}")
+    sizes = tuple(value)
+    if not all(isinstance(s, int | np.integer) and not isinstance(s, bool) and s > 0 for s in sizes):
+        _fail(i, f"{key} must be a list of positive integers, got {value!r}")
+    if not sizes and not allow_empty:
+        _fail(i, f"{key} must not be empty")
+    return tuple(int(s) for s in sizes)
+
+
+def _number(i: int, key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        _fail(i, f"{key} must be a number, got {value!r}")
+    if math.isnan(value):
+        _fail(i, f"{key} is NaN")
+    return float(value)
+
+
+def normalize(variant: Mapping[str, Any], i: int = 0, default_loss: str | None = None) -> dict[str, Any]:
+    """Check one variant and fill in defaults; return a new dict with canonical names and Python types.
+
+    Raises ``ValueError`` naming the variant index ``i`` and the problem (unknown key or name, bad type or
+    range). ``default_loss`` replaces a missing/``None`` loss (usually the data set's default).
+    """
+    if not isinstance(variant, Mapping):
+        raise TypeError(f"variant {i}: expected a mapping of hyperparameters, got {type(variant).__name__}")
+    unknown = sorted(set(variant) - set(KEYS))
+    if unknown:
+        _fail(i, f"unknown key(s) {unknown}; valid keys: {', '.join(KEYS)}")
+    row = {**DEFAULTS, **variant}
+    if row["loss"] is None:
+        row["loss"] = default_loss
+    try:
+        if row["kind"] not in KINDS:
+            raise ValueError(f"unknown model kind {row['kind']!r}; valid kinds: {', '.join(KINDS)}")
+        if row["cell"] not in CELLS:
+            raise ValueError(f"unknown RNN cell {row['cell']!r}; valid cells: {', '.join(CELLS)}")
+        if row["loss"] is None:
+            raise ValueError(f"no loss given; valid losses: {', '.join(losses.NAMES)}")
+        losses.get(row["loss"])
+        optimizers.canonical(row["optimizer"])
+        activations.canonical(row["activation"])
+        row["init"] = initializers.canonical(row["init"])
+    except ValueError as e:
+        _fail(i, str(e))
+    row["hidden"] = _as_sizes(i, "hidden", row["hidden"], allow_empty=row["kind"] == "mlp")
+    row["dense"] = _as_sizes(i, "dense", row["dense"], allow_empty=True)
+    for key in _POSITIVE_INT + ("patience", "seed"):
+        v = row[key]
+        if isinstance(v, bool) or not isinstance(v, int | np.integer):
+            _fail(i, f"{key} must be an integer, got {v!r}")
+        row[key] = int(v)
+    for key in _POSITIVE_INT:
+        if row[key] <= 0:
+            _fail(i, f"{key} must be positive, got {row[key]}")
+    if row["patience"] < 0 or row["seed"] < 0:
+        _fail(i, "patience and seed must be >= 0")
+    for key in _NONNEGATIVE_FLOAT + _POSITIVE_FLOAT + _UNIT_FLOAT + ("dropout",):
+        row[key] = _number(i, key, row[key])
+    for key in _NONNEGATIVE_FLOAT:
+        if row[key] < 0:
+            _fail(i, f"{key} must be >= 0, got {row[key]}")
+    for key in _POSITIVE_FLOAT:
+        if not row[key] > 0:
+            _fail(i, f"{key} must be > 0, got {row[key]}")
+    for key in _UNIT_FLOAT:
+        if not 0 <= row[key] < 1:
+            _fail(i, f"{key} must be in [0, 1), got {row[key]}")
+    if not 0 <= row["dropout"] < 1:
+        _fail(i, f"dropout must be in [0, 1), got {row['dropout']}")
+    return row
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupSpec:
+    """The static part of a group: everything that changes the compiled program.
+
+    ``activations`` / ``initializers``: the names used in the group, in registry order; per-variant ids
+    index these tuples. ``use_*`` flags drop a stage that no variant of the group uses (dropout, L2,
+    weight decay, clipping), which saves work without changing any number.
+    """
+
+    kind: str
+    hidden: tuple[int, ...]
+    dense: tuple[int, ...]
+    cell: str
+    optimizer: str
+    loss: str
+    batch_size: int
+    steps: int
+    eval_every: int
+    patience: int
+    activations: tuple[str, ...]
+    initializers: tuple[str, ...]
+    use_dropout: bool
+    use_l2: bool
+    use_weight_decay: bool
+    use_clip: bool
+
+    @property
+    def n_evals(self) -> int:
+        """Evaluations per run: one at step 0, then every ``eval_every`` steps up to ``steps``."""
+        return -(-self.steps // self.eval_every) + 1
+
+    @property
+    def eval_steps(self) -> np.ndarray:
+        """The step of each evaluation, [n_evals] int (the last one is ``steps``)."""
+        return np.minimum(np.arange(self.n_evals) * self.eval_every, self.steps)
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+    """Variants sharing a :class:`GroupSpec`: ``indices`` into the caller's list, and their rows."""
+
+    spec: GroupSpec
+    indices: tuple[int, ...]
+    rows: tuple[dict[str, Any], ...]
+
+
+def group(rows: Sequence[Mapping[str, Any]]) -> list[Group]:
+    """Split normalized rows into static groups, in order of first appearance."""
+    buckets: dict[tuple, list[int]] = {}
+    for i, row in enumerate(rows):
+        buckets.setdefault(tuple(row[k] for k in STATIC_KEYS), []).append(i)
+    groups = []
+    for key, idx in buckets.items():
+        members = [rows[i] for i in idx]
+        used = {r["activation"] for r in members}
+        used_init = {r["init"] for r in members}
+        spec = GroupSpec(
+            **dict(zip(STATIC_KEYS, key, strict=True)),
+            activations=tuple(n for n in activations.NAMES if n in used),
+            initializers=tuple(n for n in initializers.NAMES if n in used_init),
+            use_dropout=any(r["dropout"] > 0 for r in members),
+            use_l2=any(r["l2"] > 0 for r in members),
+            use_weight_decay=any(r["weight_decay"] > 0 for r in members),
+            use_clip=any(math.isfinite(r["clip_norm"]) for r in members),
+        )
+        groups.append(Group(spec, tuple(idx), tuple(dict(r) for r in members)))
+    return groups
+
+
+def stack(spec: GroupSpec, rows: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+    """The vmapped keys of ``rows`` as arrays with a leading variant axis [V].
+
+    ``activation`` and ``init`` become int32 ids into ``spec.activations`` / ``spec.initializers``;
+    ``seed`` uint32; everything else float32.
+    """
+    out: dict[str, np.ndarray] = {
+        "activation": np.array([spec.activations.index(r["activation"]) for r in rows], np.int32),
+        "init": np.array([spec.initializers.index(r["init"]) for r in rows], np.int32),
+        "seed": np.array([r["seed"] for r in rows], np.uint32),
+    }
+    for key in VMAPPED_KEYS:
+        if key not in out:
+            out[key] = np.array([r[key] for r in rows], np.float32)
+    return out

@@ -1,0 +1,84 @@
+"""Activations: values vs formulas, gradients (check_grads), by-index == by-name, NaN-safety under vmap."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+from jaxnets import activations
+
+X = np.linspace(-6, 6, 41).astype(np.float32)
+
+REFERENCE = {
+    "sigmoid": lambda x: 1 / (1 + np.exp(-x)),
+    "tanh": np.tanh,
+    "relu": lambda x: np.maximum(x, 0),
+    "leaky_relu": lambda x: np.where(x >= 0, x, 0.01 * x),
+    "elu": lambda x: np.where(x > 0, x, np.expm1(x)),
+    "gelu": lambda x: 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3))),
+    "silu": lambda x: x / (1 + np.exp(-x)),
+    "softplus": lambda x: np.log1p(np.exp(x)),
+    "identity": lambda x: x,
+}
+
+
+def test_registry_covers_reference():
+    assert set(activations.NAMES) == set(REFERENCE)
+
+
+@pytest.mark.parametrize("name", activations.NAMES)
+def test_values_match_formula(name):
+    got = np.asarray(activations.get(name)(jnp.asarray(X)))
+    np.testing.assert_allclose(got, REFERENCE[name](X.astype(np.float64)), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", activations.NAMES)
+def test_gradients(name):
+    # avoid the kinks of relu / leaky_relu / elu at exactly 0
+    x = jnp.asarray(X + 0.013)
+    check_grads(activations.get(name), (x,), order=1, modes=["fwd", "rev"], atol=1e-2, rtol=1e-2)
+
+
+@pytest.mark.parametrize("i", range(len(activations.NAMES)))
+def test_by_index_equals_by_name(i):
+    name = activations.NAMES[i]
+    want = activations.get(name)(X)
+    np.testing.assert_array_equal(activations.by_index(i, X), want)
+    # under jit XLA may use a different (equally accurate) tanh/exp: equal to float32 rounding
+    np.testing.assert_allclose(jax.jit(activations.by_index)(jnp.int32(i), X), want, rtol=1e-5, atol=1e-6)
+    g_name = jax.grad(lambda x: jnp.sum(activations.get(name)(x)))(X)
+    g_idx = jax.jit(jax.grad(lambda x, j: jnp.sum(activations.by_index(j, x)), argnums=0))(X, jnp.int32(i))
+    np.testing.assert_allclose(g_idx, g_name, rtol=1e-5, atol=1e-5)
+
+
+def test_by_index_under_vmap_with_extreme_inputs_has_finite_gradients():
+    """Batched ids turn switch into select: no branch may leak NaN into gradients (jax#9159)."""
+    ids = jnp.arange(len(activations.NAMES), dtype=jnp.int32)
+    x = jnp.array([-1e4, -100.0, -88.0, -20.0, 0.0, 20.0, 88.0, 100.0, 1e4], jnp.float32)
+
+    def f(i, x):
+        return jnp.sum(activations.by_index(i, x))
+
+    grads = jax.vmap(jax.grad(f, argnums=1), in_axes=(0, None))(ids, x)
+    assert np.all(np.isfinite(np.asarray(grads)))
+    for j, name in enumerate(activations.NAMES):
+        want = jax.grad(lambda x, n=name: jnp.sum(activations.get(n)(x)))(x)
+        np.testing.assert_allclose(grads[j], want, rtol=1e-6, err_msg=name)
+
+
+def test_subset_names_index_into_subset():
+    names = ("tanh", "relu")
+    np.testing.assert_array_equal(activations.by_index(jnp.int32(1), X, names), activations.get("relu")(X))
+
+
+def test_unknown_name_lists_valid_names():
+    with pytest.raises(ValueError, match="unknown activation 'relu6'.*sigmoid"):
+        activations.get("relu6")
+
+
+def test_saturation_threshold_is_one_percent_of_bound():
+    np.testing.assert_allclose(jax.nn.sigmoid(activations.SATURATION_THRESHOLD["sigmoid"]), 0.99, atol=1e-5)
+    np.testing.assert_allclose(np.tanh(activations.SATURATION_THRESHOLD["tanh"]), 0.99, atol=1e-5)
+    thr = activations.saturation_threshold(("relu", "tanh"))
+    assert np.isinf(thr[0]) and np.isfinite(thr[1])
