@@ -6,19 +6,19 @@ output units the model's last layer needs and the loss that fits. Nothing is dow
 are the ones bundled with scikit-learn (imported lazily, only by their loaders), the rest are generated from
 ``seed``.
 
-=================  =====  ===========================  ==========  =======  ======================================
+=================  =====  ===========================  ==========  =======  ==================================
 name               N      one example (``x``)          task        classes  notes
-=================  =====  ===========================  ==========  =======  ======================================
+=================  =====  ===========================  ==========  =======  ==================================
 digits             1797   ``[64]``                     multiclass  10       8x8 handwritten digits, flattened
-digits_image       1797   ``[8, 8, 1]`` (HWC)          multiclass  10       same examples, image layout (CNNs)
-digits_sequence    1797   ``[8, 8]`` (time, features)  multiclass  10       same examples, 8 rows as 8 steps (RNNs)
+digits_image       1797   ``[8, 8, 1]`` (HWC)          multiclass  10       same examples, image layout (CNN)
+digits_sequence    1797   ``[8, 8]`` (time, features)  multiclass  10       same examples, 8 rows = 8 steps
 breast_cancer      569    ``[30]``                     binary      2        Wisconsin diagnostic, 212 / 357
 wine               178    ``[13]``                     multiclass  3        59 / 71 / 48
 iris               150    ``[4]``                      multiclass  3        50 / 50 / 50
-adding             2000   ``[T, 2]``                   regression  --       y ``[1]``: sum of the 2 marked values
-copy               2000   ``[T + 2 n_copy, S + 2]``    multiclass  S + 2    y ``[T + 2 n_copy]``: one label a step
+adding             2000   ``[T, 2]``                   regression  --       y ``[1]``: sum of 2 marked values
+copy               2000   ``[T + 2 n_copy, S + 2]``    multiclass  S + 2    y ``[T + 2 n_copy]``: label a step
 spirals            1000   ``[2]``                      binary      2        two interleaved spirals
-=================  =====  ===========================  ==========  =======  ======================================
+=================  =====  ===========================  ==========  =======  ==================================
 
 (``N`` is the whole data set before splitting; for the generated sets it is the ``n_samples`` option.)
 
@@ -85,8 +85,8 @@ class Dataset:
 
     Shapes (``N`` is the number of examples in a split, which differs between splits):
 
-    * ``x_*``: ``float32``, ``[N, *input_shape]``, e.g. ``[N, 64]`` (tabular), ``[N, 8, 8, 1]`` (images, NHWC),
-      ``[N, T, F]`` (sequences, time on axis 1).
+    * ``x_*``: ``float32``, ``[N, *input_shape]``, e.g. ``[N, 64]`` (tabular), ``[N, 8, 8, 1]`` (images,
+      NHWC), ``[N, T, F]`` (sequences, time on axis 1).
     * ``y_*``: ``int32`` ``[N]`` class labels (binary: 0/1, multiclass: ``0..n_classes - 1``); ``int32``
       ``[N, T]`` when ``sequence_output`` (one label a time step, e.g. the copy task); ``float32``
       ``[N, output_dim]`` for regression.
@@ -169,7 +169,7 @@ class _Raw:
 # ---------------------------------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _sklearn_arrays(which: str) -> tuple[np.ndarray, np.ndarray]:
     """``(x float64 [N, F], y int64 [N])`` of a bundled scikit-learn data set, cached and read-only."""
     try:
@@ -362,7 +362,7 @@ def _split_indices(
 
 
 def _subsample(labels: np.ndarray | None, available: int, size: int, rng: np.random.Generator) -> np.ndarray:
-    """``size`` of the positions ``0..available - 1`` (stratified when ``labels`` is given), in random order."""
+    """``size`` of the positions ``0..available - 1``, stratified when ``labels`` is given, shuffled."""
     if labels is None:
         return rng.permutation(available)[:size]
     classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
@@ -429,8 +429,9 @@ def load(
     unknown = sorted(set(options) - set(spec.options))
     if unknown:
         valid = ", ".join(spec.options) if spec.options else "none"
-        raise ValueError(f"unknown option(s) {', '.join(map(repr, unknown))} for data set {name!r}; "
-                         f"valid options: {valid}")
+        raise ValueError(
+            f"unknown option(s) {', '.join(map(repr, unknown))} for data set {name!r}; valid options: {valid}"
+        )
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     for label, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
@@ -464,7 +465,9 @@ def load(
         if isinstance(n_train, bool) or not isinstance(n_train, numbers.Integral):
             raise ValueError(f"n_train must be an integer or None, got {n_train!r}")
         if not 1 <= n_train <= available:
-            raise ValueError(f"n_train must be in 1..{available} (the training split of {name!r}), got {n_train}")
+            raise ValueError(
+                f"n_train must be in 1..{available} (the training split of {name!r}), got {n_train}"
+            )
         keep = _subsample(None if labels is None else labels[train_idx], available, int(n_train), rng)
         train_idx, x_train = train_idx[keep], x_train[keep]
 
@@ -497,7 +500,7 @@ def _shape(a: np.ndarray) -> str:
 
 
 def describe(ds: Dataset) -> str:
-    """One-line summary: name, task, train shapes and dtype of ``y``, classes / output units, split sizes, loss.
+    """One-line summary: name, task, classes, train shapes, ``y`` dtype, output units, split sizes, loss.
 
     Example: ``'digits: multiclass, 10 classes, x [1079, 64] -> y [1079] int32, output_dim 10, val 359,
     test 359, loss sparse_categorical_crossentropy'``.
@@ -505,6 +508,7 @@ def describe(ds: Dataset) -> str:
     classes = f", {ds.n_classes} classes" if ds.n_classes else ""
     seq = ", per-step targets" if ds.sequence_output else ""
     return (
-        f"{ds.name}: {ds.task}{classes}{seq}, x {_shape(ds.x_train)} -> y {_shape(ds.y_train)} {ds.y_train.dtype}, "
+        f"{ds.name}: {ds.task}{classes}{seq}, "
+        f"x {_shape(ds.x_train)} -> y {_shape(ds.y_train)} {ds.y_train.dtype}, "
         f"output_dim {ds.output_dim}, val {ds.n_val}, test {ds.n_test}, loss {ds.default_loss}"
     )

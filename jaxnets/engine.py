@@ -199,10 +199,15 @@ class _GroupProgram:
         return jnp.mean(losses.accuracy(self.spec.loss, logits, y))
 
     # -- per variant ---------------------------------------------------------------------------------
-    def init(self, hp: Mapping[str, jax.Array], data: Mapping[str, jax.Array]) -> tuple[TrainState, dict]:
+    def init_params(self, hp: Mapping[str, jax.Array]) -> Any:
+        """The variant's initial parameters, from ``fold_in(key(seed), 0)``."""
         model = _model(self.spec, hp, self.output_dim, self.many_to_many)
         key = jax.random.fold_in(jax.random.key(hp["seed"]), 0)
-        params = model.init({"params": key, "dropout": key}, self.x_sample)["params"]
+        return model.init({"params": key, "dropout": key}, self.x_sample)["params"]
+
+    def init(self, params: Any, hp: Mapping[str, jax.Array], data: Mapping[str, jax.Array]
+             ) -> tuple[TrainState, dict]:
+        """Optimizer state and evaluation 0 for initial ``params``."""
         state = TrainState(
             params=params,
             opt_state=self.optimizer(hp).init(params),
@@ -215,6 +220,18 @@ class _GroupProgram:
             last={},
         )
         return self.after_eval(state, hp, data, was_ok=jnp.bool_(True))
+
+    def init_batch(self, hp: Mapping[str, jax.Array], data: Mapping[str, jax.Array]) -> tuple[TrainState, dict]:
+        """Initialize a batch of variants ([V] hyperparameters).
+
+        Parameters are created one variant after another (``lax.map``), the rest is vmapped. Two reasons:
+        each variant then runs only its own initializer (a real ``lax.switch``, not all of them), and no
+        batched LAPACK QR (the orthogonal initializer) is ever issued: jaxlib 0.10's CPU LAPACK kernels
+        split a batch over XLA's intra-op thread pool and block waiting for it, which deadlocks when
+        several run at once on a small pool (2 cores). Init runs once, so the loop costs little.
+        """
+        params = jax.lax.map(self.init_params, hp)
+        return jax.vmap(self.init, in_axes=(0, 0, None))(params, hp, data)
 
     def step(self, state: TrainState, hp: Mapping[str, jax.Array], data: Mapping[str, jax.Array]) -> TrainState:
         spec = self.spec
@@ -325,10 +342,10 @@ def _run_group(group: variants_lib.Group, ds: Dataset, *, max_variants: int | No
     hyper = variants_lib.stack(spec, group.rows)
     data = jax.device_put(prog.data, replicated)
 
-    init = jax.jit(jax.vmap(prog.init, in_axes=(0, None)), out_shardings=shard)
+    init = jax.jit(prog.init_batch, out_shardings=shard)
     chunk = jax.jit(jax.vmap(prog.chunk, in_axes=(0, 0, None)), donate_argnums=0, out_shardings=shard)
     compiled_init = compiled_chunk = None
-    compile_s = 0.0
+    compile_s = run_s = 0.0
     parts: list[dict[str, Any]] = []
     for start in range(0, v, size):
         hp = jax.device_put(_pad({k: a[start:start + size] for k, a in hyper.items()}, size), shard)
@@ -336,15 +353,20 @@ def _run_group(group: variants_lib.Group, ds: Dataset, *, max_variants: int | No
             tc = time.perf_counter()
             compiled_init = init.lower(hp, data).compile()
             compile_s += time.perf_counter() - tc
+        tr = time.perf_counter()
         state, m = compiled_init(hp, data)
+        jax.block_until_ready(state)
+        run_s += time.perf_counter() - tr
         if compiled_chunk is None:
             tc = time.perf_counter()
             compiled_chunk = chunk.lower(state, hp, data).compile()
             compile_s += time.perf_counter() - tc
         history = [jax.device_get(m)]
         for e in range(1, spec.n_evals):
+            tr = time.perf_counter()
             state, m = compiled_chunk(state, hp, data)
             history.append(jax.device_get(m))
+            run_s += time.perf_counter() - tr
             if progress is not None:
                 progress({"group": group_index, "chunk_start": start, "eval": e, "n_evals": spec.n_evals,
                           "step": int(spec.eval_steps[e]), "val_loss": history[-1]["val_loss"][: v - start]})
@@ -367,6 +389,7 @@ def _run_group(group: variants_lib.Group, ds: Dataset, *, max_variants: int | No
         history={k: cat(*[p["history"][k] for p in parts]) for k in METRICS},
         eval_steps=spec.eval_steps,
         compile_s=compile_s,
+        run_s=run_s,
         wall_s=time.perf_counter() - t0,
         n_programs=-(-v // size),
     )

@@ -35,13 +35,16 @@ zeros           constant 0            0                                   0
 truncated to (-2, 2) and multiply it by ``s / 0.87962566103423978``, where 0.8796... is the standard
 deviation of a standard normal truncated to (-2, 2). So the *actual* standard deviation is exactly the
 target ``s``, and every value lies strictly within ``±2 s_u`` with ``s_u = s / 0.8796 ≈ 1.137 s``, i.e.
-``|w| < 2.274 s``. The untruncated normal's tails beyond 2 ``s_u`` (4.55% of its mass) never occur.
+``|w| < 2.274 s``: values the untruncated N(0, s_u^2) would put beyond ``2 s_u`` (4.55% of its mass)
+never occur.
 
 (**) ``orthogonal`` reshapes the kernel to a matrix ``[rows, cols] = [prod(shape[:-1]), shape[-1]]``,
 draws a uniformly (Haar) random matrix with orthonormal columns (``rows >= cols``) or orthonormal rows
 (``rows < cols``), and multiplies it by ``scale``. For a dense ``[fan_in, fan_out]`` kernel the entry
-standard deviation is ``scale / sqrt(max(fan_in, fan_out))``. ``uniform``'s ``1/3`` is
-``variance_scaling(1/3, "fan_in", "uniform")``: the bound is ``sqrt(3 * (1/3) / fan_in) = 1/sqrt(fan_in)``.
+standard deviation is ``scale / sqrt(max(fan_in, fan_out))``; for a conv kernel ``[h, w, c_in, c_out]`` it
+is ``scale / sqrt(max(fan_in, c_out))`` (rows = ``h*w*c_in`` = fan_in, cols = ``c_out``).
+``uniform``'s ``1/3`` is ``variance_scaling(1/3, "fan_in", "uniform")``: the bound is
+``sqrt(3 * (1/3) / fan_in) = 1/sqrt(fan_in)``.
 
 Differences from other libraries
 --------------------------------
@@ -170,9 +173,11 @@ def by_index(i: int | jax.Array, scale: float | jax.Array = 1.0, names: Sequence
     """Initializer number ``i`` of ``names`` with gain ``scale``.
 
     ``i`` may be a traced int32 scalar, so one compiled program can initialize variants with different
-    initializers; the result is bitwise the same array as ``get(names[i], scale)(key, shape, dtype)``
-    for the same key. ``names`` restricts the candidates (aliases allowed; ``i`` then indexes into
-    ``names``).
+    initializers; the result is the same array as ``get(names[i], scale)(key, shape, dtype)`` for the same
+    key — bit for bit when both are computed the same way (a Python ``int`` ``i`` eagerly, or both under
+    ``jit``; a traced ``i`` is always compiled, and compiled vs. eager float arithmetic can differ in the
+    last bit because XLA fuses the constant multiplications). ``names`` restricts the candidates (aliases
+    allowed; ``i`` then indexes into ``names``).
 
     Cost: a Python ``int`` runs one initializer. A traced, unbatched ``i`` becomes a ``lax.switch`` (one
     branch runs). Under ``vmap`` with a *batched* ``i`` — one id per variant — ``lax.switch`` turns into a

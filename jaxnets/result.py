@@ -22,8 +22,9 @@ class GroupResult:
     """One static group's results; ``indices`` place its rows among all variants.
 
     ``params`` is the group's parameter pytree with a leading [V_group] axis; ``history`` maps metric name to
-    [V_group, E] or [V_group, E, L]; ``compile_s`` is the time spent compiling, ``wall_s`` the whole group's
-    time (compilation included); ``n_programs`` the number of chunks the group ran as.
+    [V_group, E] or [V_group, E, L]; ``compile_s`` is the time spent compiling, ``run_s`` the time spent
+    running the compiled programs (init, training steps and evaluations), ``wall_s`` the whole group's
+    time (compilation and data transfer included); ``n_programs`` the number of chunks the group ran as.
     """
 
     spec: Any
@@ -36,6 +37,7 @@ class GroupResult:
     history: dict[str, np.ndarray]
     eval_steps: np.ndarray
     compile_s: float
+    run_s: float
     wall_s: float
     n_programs: int
 

@@ -64,7 +64,8 @@ class RNN(nn.Module):
         init = resolve_init(self.kernel_init)
         cls = cell_class(self.cell)
         for i, width in enumerate(self.hidden):
-            cell = cls(features=width, activation_fn=act, kernel_init=init, recurrent_kernel_init=init)
+            cell = cls(features=width, activation_fn=act, kernel_init=init, recurrent_kernel_init=init,
+                       parent=None)  # owned by the nn.RNN below, so its params sit under layer_NN/cell
             x = nn.RNN(cell, name=layer_name(i))(x)
             record(self, None, x)
             x = dropout(self, x, self.dropout, train)

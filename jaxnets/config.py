@@ -1,0 +1,381 @@
+"""Sweep configuration files: parse a TOML file into a checked :class:`Config`, before any compute.
+
+The file format is a public contract (see the README)::
+
+    seed = 0                   # optional: seeds the random / Bayesian search sampler
+
+    [data]
+    name = "digits"            # one of jaxnets.data.NAMES; other keys are options of data.load
+    seed = 0                   # optional: the split (and generated data)
+
+    [model]                    # kind, hidden, dense, cell, activation, init, init_scale
+    kind = "mlp"
+    hidden = [64, 64, 64]
+
+    [train]                    # loss, optimizer, learning_rate, momentum, b1, b2, rho, steps, batch_size,
+    optimizer = "adam"         # eval_every, early_stopping_patience, weight_decay, l2, dropout, clip_norm
+    steps = 1000
+
+    [sweep]
+    method = "grid"            # grid | random | bayesian
+    trials = 64                # random / bayesian: number of variants
+    batch = 16                 # bayesian: variants per round (one compiled program per round)
+    metric = "val_loss"        # val_loss | best_val_loss | train_loss | val_accuracy (+ final_* spellings)
+    goal = "min"               # min | max (default: max for val_accuracy, min otherwise)
+    [sweep.axes]               # any [model] / [train] key, or "seed" (the variants' training seed)
+    activation = ["sigmoid", "tanh", "relu"]
+    learning_rate = { low = 1e-4, high = 1e-1, log = true }
+
+An axis is a list of values (grid: every one; random / Bayesian: a choice) or a range table
+``{low, high, log}`` (random / Bayesian only). A range samples integers for the integer keys (``steps``,
+``batch_size``, ``eval_every``, ``early_stopping_patience``, ``seed``; their bounds must be integers) and
+floats for every other numeric key, uniformly or, with ``log = true``, log-uniformly (bounds > 0).
+
+:func:`parse` checks every section, key, name, type and value and raises :class:`ConfigError` naming the bad
+key and value and listing what is valid. Values are checked with the engine's own rules
+(:func:`jaxnets.variants.normalize`), so the config accepts exactly what the engine trains. Checks that need
+the data set (data options, loss vs. task, model kind vs. input layout) run in :func:`jaxnets.sweep.plan`,
+still before any training.
+
+Example::
+
+    >>> from jaxnets import config
+    >>> cfg = config.parse({"data": {"name": "iris"}, "sweep": {"axes": {"activation": ["tanh", "relu"]}}})
+    >>> cfg.method, [a.name for a in cfg.axes], cfg.metric, cfg.goal
+    ('grid', ['activation'], 'final_val_loss', 'min')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from jaxnets import data as data_lib
+from jaxnets import losses
+from jaxnets import variants as variants_lib
+
+__all__ = [
+    "ConfigError", "Axis", "Config", "MODEL_KEYS", "TRAIN_KEYS", "AXIS_KEYS", "METHODS", "METRICS",
+    "load", "loads", "parse", "engine_key", "data_kwargs",
+]
+
+SECTIONS: tuple[str, ...] = ("seed", "data", "model", "train", "sweep")
+MODEL_KEYS: tuple[str, ...] = ("kind", "hidden", "dense", "cell", "activation", "init", "init_scale")
+TRAIN_KEYS: tuple[str, ...] = (
+    "loss", "optimizer", "learning_rate", "momentum", "b1", "b2", "rho", "steps", "batch_size", "eval_every",
+    "early_stopping_patience", "weight_decay", "l2", "dropout", "clip_norm",
+)
+AXIS_KEYS: tuple[str, ...] = MODEL_KEYS + TRAIN_KEYS + ("seed",)
+SWEEP_KEYS: tuple[str, ...] = ("method", "trials", "batch", "metric", "goal", "axes")
+METHODS: tuple[str, ...] = ("grid", "random", "bayesian")
+GOALS: tuple[str, ...] = ("min", "max")
+RANGE_KEYS: tuple[str, ...] = ("low", "high", "log")
+
+#: Metric names accepted in ``[sweep] metric`` -> the ``results.csv`` column they rank by.
+METRICS: dict[str, str] = {
+    "val_loss": "final_val_loss",
+    "final_val_loss": "final_val_loss",
+    "best_val_loss": "best_val_loss",
+    "train_loss": "final_train_loss",
+    "final_train_loss": "final_train_loss",
+    "val_accuracy": "val_accuracy",
+}
+
+#: Config key -> engine variant key, where they differ.
+_ENGINE_NAMES: dict[str, str] = {"early_stopping_patience": "patience"}
+#: Integer-valued keys: range tables over them sample integers.
+INT_KEYS: tuple[str, ...] = ("steps", "batch_size", "eval_every", "early_stopping_patience", "seed")
+#: Keys a range table may sweep (numbers); the rest take lists only.
+NUMERIC_KEYS: tuple[str, ...] = INT_KEYS + (
+    "init_scale", "learning_rate", "momentum", "b1", "b2", "rho", "weight_decay", "l2", "dropout",
+    "clip_norm",
+)
+DATA_LOAD_KEYS: tuple[str, ...] = ("seed", "n_train", "val_fraction", "test_fraction")
+_PLACEHOLDER_LOSS = "mse"  # lets a lone key be checked before the data set (and its default loss) is known
+
+
+class ConfigError(ValueError):
+    """A bad config: the message names the key and value at fault and lists what is valid."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Axis:
+    """One swept key: either ``values`` (a list) or a range ``low``..``high`` (``log``: log-uniform).
+
+    ``name`` is the config key (e.g. ``early_stopping_patience``); ``integer`` says a range samples ints.
+    """
+
+    name: str
+    values: tuple[Any, ...] | None = None
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    integer: bool = False
+
+    @property
+    def is_range(self) -> bool:
+        """True for a ``{low, high}`` table, False for a list of values."""
+        return self.values is None
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """A checked sweep configuration.
+
+    ``data``: ``data.load`` keyword arguments including ``name``; ``base``: the fixed [model] / [train] keys
+    as engine variant keys (unset keys keep the engine's defaults); ``axes``: the swept keys in file order;
+    ``metric``: the ``results.csv`` column random / Bayesian search optimizes and ``show`` ranks by;
+    ``goal``: ``"min"`` or ``"max"``; ``seed``: the search sampler's seed; ``raw``: the parsed TOML.
+    """
+
+    data: dict[str, Any]
+    base: dict[str, Any]
+    method: str
+    trials: int
+    batch: int
+    metric: str
+    goal: str
+    axes: tuple[Axis, ...]
+    seed: int
+    raw: dict[str, Any]
+
+
+def engine_key(key: str) -> str:
+    """The engine variant key of a config key (``early_stopping_patience`` -> ``patience``)."""
+    return _ENGINE_NAMES.get(key, key)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Small checks
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _valid(names: tuple[str, ...] | list[str]) -> str:
+    return ", ".join(names)
+
+
+def _check_keys(where: str, table: Mapping[str, Any], valid: tuple[str, ...]) -> None:
+    unknown = [k for k in table if k not in valid]
+    if unknown:
+        names = ", ".join(map(repr, unknown))
+        raise ConfigError(f"{where}: unknown key(s) {names}; valid keys: {_valid(valid)}")
+
+
+def _table(where: str, value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where} must be a table (e.g. `{where}` followed by `key = value` lines), "
+                          f"got {value!r}")
+    return dict(value)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _positive_int(where: str, value: Any) -> int:
+    if not _is_int(value) or value < 1:
+        raise ConfigError(f"{where} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _choice(where: str, value: Any, valid: tuple[str, ...] | list[str]) -> str:
+    if not isinstance(value, str) or value not in valid:
+        raise ConfigError(f"{where} = {value!r} is not valid; valid values: {_valid(valid)}")
+    return value
+
+
+def _check_variant(where: str, row: Mapping[str, Any]) -> dict[str, Any]:
+    """Check engine keys with the engine's rules; re-raise its error under the config key ``where``."""
+    try:
+        return variants_lib.normalize(row, 0, default_loss=_PLACEHOLDER_LOSS)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{where}: {str(e).removeprefix('variant 0: ')}") from None
+
+
+def _check_value(where: str, key: str, value: Any, base: Mapping[str, Any]) -> None:
+    """Check one config key's value on top of ``base`` (engine keys), e.g. ``[model] hidden = [64]``."""
+    if key in INT_KEYS and not _is_int(value):
+        raise ConfigError(f"{where} = {value!r}: {key} must be an integer")
+    if key in NUMERIC_KEYS and not _is_number(value):
+        raise ConfigError(f"{where} = {value!r}: {key} must be a number")
+    if key in ("hidden", "dense") and not isinstance(value, list | tuple | int):
+        raise ConfigError(f"{where} = {value!r}: {key} must be a list of positive integers, e.g. [64, 64]")
+    _check_variant(f"{where} = {value!r}", {**base, engine_key(key): value})
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Sections
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _parse_data(raw: Any) -> dict[str, Any]:
+    table = _table("[data]", raw)
+    if "name" not in table:
+        raise ConfigError(f"[data]: missing key 'name'; valid names: {_valid(data_lib.NAMES)}")
+    _choice("[data] name", table["name"], data_lib.NAMES)
+    for key in ("seed", "n_train"):
+        if key in table and (not _is_int(table[key]) or table[key] < (0 if key == "seed" else 1)):
+            kind = "a non-negative" if key == "seed" else "a positive"
+            raise ConfigError(f"[data] {key} = {table[key]!r}: must be {kind} integer")
+    for key in ("val_fraction", "test_fraction"):
+        if key in table and not (_is_number(table[key]) and 0 < table[key] < 1):
+            raise ConfigError(f"[data] {key} = {table[key]!r}: must be a number in (0, 1)")
+    return table
+
+
+def _parse_base(model: Any, train: Any) -> dict[str, Any]:
+    """The fixed [model] and [train] keys as an engine variant (only the keys given)."""
+    base: dict[str, Any] = {}
+    for section, raw, valid in (("model", model, MODEL_KEYS), ("train", train, TRAIN_KEYS)):
+        table = _table(f"[{section}]", raw)
+        _check_keys(f"[{section}]", table, valid)
+        for key, value in table.items():
+            _check_value(f"[{section}] {key}", key, value, {})
+            base[engine_key(key)] = value
+    _check_variant("[model]/[train]", base)  # keys that only make sense together (e.g. kind and hidden)
+    return base
+
+
+def _parse_range(where: str, key: str, table: Mapping[str, Any], base: Mapping[str, Any]) -> Axis:
+    _check_keys(where, table, RANGE_KEYS)
+    if key not in NUMERIC_KEYS:
+        raise ConfigError(f"{where}: a range table needs a numeric key; {key!r} takes a list of values "
+                          f"(numeric keys: {_valid(NUMERIC_KEYS)})")
+    for bound in ("low", "high"):
+        if bound not in table:
+            raise ConfigError(f"{where}: missing {bound!r}; a range table is {{ low = ..., high = ... }} "
+                              "with optional log = true")
+        if not _is_number(table[bound]) or not math.isfinite(table[bound]):
+            raise ConfigError(f"{where}: {bound} = {table[bound]!r} must be a finite number")
+    low, high, log = table["low"], table["high"], table.get("log", False)
+    if not isinstance(log, bool):
+        raise ConfigError(f"{where}: log = {log!r} must be true or false")
+    integer = key in INT_KEYS
+    if integer and not (_is_int(low) and _is_int(high)):
+        raise ConfigError(f"{where}: {key} is an integer key; low and high must be integers, "
+                          f"got low = {low!r}, high = {high!r}")
+    if not low < high:
+        raise ConfigError(f"{where}: low must be below high, got low = {low!r}, high = {high!r}")
+    if log and low <= 0:
+        raise ConfigError(f"{where}: log = true needs low > 0, got low = {low!r}")
+    for bound in (low, high):
+        _check_value(f"{where} bound", key, bound, base)
+    if integer:
+        return Axis(key, low=int(low), high=int(high), log=log, integer=True)
+    return Axis(key, low=float(low), high=float(high), log=log)
+
+
+def _parse_axis(key: str, value: Any, base: Mapping[str, Any]) -> Axis:
+    where = f"[sweep.axes] {key}"
+    if isinstance(value, Mapping):
+        return _parse_range(where, key, value, base)
+    if not isinstance(value, list):
+        raise ConfigError(f"{where} = {value!r}: an axis is a list of values (e.g. [1, 2]) or a range table "
+                          "{ low = ..., high = ..., log = true }")
+    if not value:
+        raise ConfigError(f"{where}: the list of values is empty")
+    for i, v in enumerate(value):
+        _check_value(f"{where}[{i}]", key, v, base)
+    seen = []
+    for v in value:
+        if v in seen:
+            raise ConfigError(f"{where}: value {v!r} is listed twice in {value!r}")
+        seen.append(v)
+    return Axis(key, values=tuple(tuple(v) if isinstance(v, list) else v for v in value))
+
+
+def _parse_sweep(raw: Any, base: Mapping[str, Any]) -> dict[str, Any]:
+    table = _table("[sweep]", raw)
+    _check_keys("[sweep]", table, SWEEP_KEYS)
+    method = _choice("[sweep] method", table.get("method", "grid"), METHODS)
+    metric = _choice("[sweep] metric", table.get("metric", "val_loss"), tuple(METRICS))
+    default_goal = "max" if METRICS[metric] == "val_accuracy" else "min"
+    goal = _choice("[sweep] goal", table.get("goal", default_goal), GOALS)
+    trials = _positive_int("[sweep] trials", table.get("trials", 16))
+    batch = _positive_int("[sweep] batch", table.get("batch", 16))
+    axes_table = _table("[sweep.axes]", table.get("axes"))
+    _check_keys("[sweep.axes]", axes_table, AXIS_KEYS)
+    axes = tuple(_parse_axis(k, v, base) for k, v in axes_table.items())
+    if method == "grid":
+        for axis in axes:
+            if axis.is_range:
+                raise ConfigError(
+                    f"[sweep.axes] {axis.name} is a range table, but method = \"grid\" needs a list of "
+                    f"values for every axis: give a list (e.g. {axis.name} = [{_example(axis)}]) or use "
+                    "method = \"random\" or \"bayesian\""
+                )
+    elif not axes:
+        raise ConfigError(f"[sweep] method = {method!r} samples the axes, but [sweep.axes] is empty; add an "
+                          f"axis (valid keys: {_valid(AXIS_KEYS)}) or use method = \"grid\"")
+    return dict(method=method, metric=METRICS[metric], goal=goal, trials=trials, batch=batch, axes=axes)
+
+
+def _example(axis: Axis) -> str:
+    lo, hi = axis.low, axis.high
+    mid = math.sqrt(lo * hi) if axis.log else (lo + hi) / 2
+    return ", ".join(f"{v:g}" for v in (lo, mid, hi))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Public API
+# ---------------------------------------------------------------------------------------------------------
+
+
+def parse(raw: Mapping[str, Any]) -> Config:
+    """Check a parsed TOML document and return a :class:`Config`; raise :class:`ConfigError` if it is bad.
+
+    Pure: no files, no data loading, no compute. See the module docstring for the schema.
+    """
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"a config is a TOML table, got {type(raw).__name__}")
+    _check_keys("config (top level)", raw, SECTIONS)
+    seed = raw.get("seed", 0)
+    if not _is_int(seed) or seed < 0:
+        raise ConfigError(f"seed = {seed!r}: the search sampler's seed must be a non-negative integer")
+    data = _parse_data(raw.get("data"))
+    base = _parse_base(raw.get("model"), raw.get("train"))
+    sweep = _parse_sweep(raw.get("sweep"), base)
+    if sweep["metric"] == "val_accuracy" and "loss" in base and not losses.has_accuracy(base["loss"]):
+        raise ConfigError(f"[sweep] metric = \"val_accuracy\" needs a classification loss; [train] loss = "
+                          f"{base['loss']!r} has no accuracy (use metric = \"val_loss\")")
+    return Config(data=data, base=base, seed=int(seed), raw=dict(raw), **sweep)
+
+
+def loads(text: str) -> Config:
+    """Parse TOML text into a checked :class:`Config` (TOML syntax errors become :class:`ConfigError`)."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"not valid TOML: {e}") from None
+    return parse(raw)
+
+
+def load(path: str | Path) -> Config:
+    """Read and check a config file; raise :class:`ConfigError` naming the file if it is missing or bad."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {e.strerror}") from None
+    try:
+        return loads(text)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def data_kwargs(cfg: Config) -> tuple[str, dict[str, Any]]:
+    """``(name, keyword arguments)`` for :func:`jaxnets.data.load` from the ``[data]`` table."""
+    kwargs = {k: v for k, v in cfg.data.items() if k != "name"}
+    return cfg.data["name"], kwargs
+

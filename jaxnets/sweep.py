@@ -1,0 +1,440 @@
+"""Searches over a :class:`~jaxnets.config.Config`: grid, random and Bayesian, trained unit by unit.
+
+Data path::
+
+    Config ─► plan()  load the data set; grid / random: list every variant, split them into the engine's
+                      static groups (one *unit* each); Bayesian: probe every axis value; validate all of it
+                      with engine.prepare — before any compute
+           ─► run()   train unit after unit, one engine.train call each: a static group (grid / random) or
+                      a round of ``batch`` trials asked from Optuna (Bayesian, told when the round ends);
+                      report progress and every finished unit through ``on_event``; skip units in ``done``
+           ─► assemble()  one results table (pandas) and one history dict, in variant order
+
+A *unit* is the resume granularity: the caller saves each finished :class:`UnitResult` (see
+:mod:`jaxnets.store`) and passes the saved ones back as ``done`` to resume; this module touches no files.
+Same config, same variants, same numbers: random search samples with Optuna's ``RandomSampler(seed)``,
+Bayesian search with ``TPESampler(seed)``; a resumed Bayesian search replays the saved rounds through
+ask/tell, so the sampler continues exactly where an uninterrupted run would be.
+
+Example::
+
+    >>> from jaxnets import config, sweep
+    >>> cfg = config.parse({"data": {"name": "iris"}, "model": {"hidden": [8]}, "train": {"steps": 20},
+    ...                     "sweep": {"axes": {"activation": ["tanh", "relu"], "seed": [0, 1]}}})
+    >>> p = sweep.plan(cfg)
+    >>> p.n_variants, [u.key for u in p.units]
+    (4, ['group-000'])
+    >>> table, history = sweep.assemble(sweep.run(p), cfg)   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import math
+import re
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from jaxnets import config as config_lib
+from jaxnets import data as data_lib
+from jaxnets import engine
+from jaxnets import variants as variants_lib
+from jaxnets.config import Axis, Config, ConfigError
+
+__all__ = [
+    "Unit", "UnitResult", "Plan", "plan", "run", "assemble", "rank", "grid_points", "random_points",
+    "COLUMNS", "HISTORY_METRICS",
+]
+
+#: Result columns every unit carries (besides ``variant`` and the swept axes).
+COLUMNS: tuple[str, ...] = (
+    "status", "stopped_step", "final_train_loss", "final_val_loss", "best_val_loss", "val_accuracy",
+    "group_wall_s",
+)
+#: Per-evaluation histories saved for every variant: [V, E] or [V, E, L].
+HISTORY_METRICS: tuple[str, ...] = engine.METRICS
+
+EventFn = Callable[[dict[str, Any]], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Unit:
+    """Variants trained by one ``engine.train`` call and saved together.
+
+    ``variant_ids``: the variants' ids (rows of ``results.csv``); ``points``: each variant's axis values
+    (config keys, JSON-able); ``rows``: the engine variants; ``fingerprint``: a hash of the rows and the
+    data options, so a saved unit is reused only for exactly the same variants.
+    """
+
+    key: str
+    variant_ids: tuple[int, ...]
+    points: tuple[dict[str, Any], ...]
+    rows: tuple[dict[str, Any], ...]
+    fingerprint: str
+
+
+@dataclasses.dataclass
+class UnitResult:
+    """A trained unit: per-variant columns (:data:`COLUMNS`) and histories.
+
+    ``columns[k]``: [n] arrays (``status`` str, ``stopped_step`` int, the rest float; ``val_accuracy`` NaN
+    where the loss has no accuracy); ``history[m]``: [n, E] or [n, E, L] float (NaN-padded where the unit's
+    static groups differ); ``eval_step``: [n, E] float, the step of each evaluation of each variant (NaN
+    where padded); ``group``: [n] int, the static group within the unit.
+    """
+
+    key: str
+    fingerprint: str
+    variant: np.ndarray
+    points: list[dict[str, Any]]
+    columns: dict[str, np.ndarray]
+    history: dict[str, np.ndarray]
+    eval_step: np.ndarray
+    group: np.ndarray
+
+
+@dataclasses.dataclass
+class Plan:
+    """What a config will train: the loaded data set and, for grid / random search, every unit.
+
+    ``units`` is ``None`` for Bayesian search (its rounds are asked one by one during :func:`run`);
+    ``n_variants`` counts all variants (trials); ``evals`` is the number of evaluations after step 0
+    (progress total; an estimate for Bayesian search).
+    """
+
+    config: Config
+    dataset: data_lib.Dataset
+    units: list[Unit] | None
+    n_variants: int
+    n_units: int
+    evals: int
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Points: axis values -> engine variants
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _json_value(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple) else v
+
+
+def grid_points(axes: Sequence[Axis]) -> list[dict[str, Any]]:
+    """The Cartesian product of list axes, the last axis varying fastest; ``[{}]`` with no axes."""
+    names = [a.name for a in axes]
+    return [dict(zip(names, map(_json_value, combo), strict=True))
+            for combo in itertools.product(*(a.values for a in axes))]
+
+
+def to_variant(base: Mapping[str, Any], point: Mapping[str, Any]) -> dict[str, Any]:
+    """An engine variant: the fixed keys of ``base`` overridden by a point's axis values (config keys)."""
+    return {**base, **{config_lib.engine_key(k): v for k, v in point.items()}}
+
+
+def fingerprint(rows: Sequence[Mapping[str, Any]], data: Mapping[str, Any]) -> str:
+    """A short stable hash of engine rows and data options (identifies a unit's exact variants)."""
+    text = json.dumps({"rows": list(rows), "data": dict(data)}, sort_keys=True, default=_json_value)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _unit(key: str, ids: Sequence[int], points: Sequence[dict], cfg: Config) -> Unit:
+    rows = tuple(to_variant(cfg.base, p) for p in points)
+    return Unit(key, tuple(int(i) for i in ids), tuple(points), rows, fingerprint(rows, cfg.data))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Optuna search space (random and Bayesian search)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _encodable(values: Sequence[Any]) -> bool:
+    return all(isinstance(v, str | int | float | bool) for v in values)
+
+
+def distributions(axes: Sequence[Axis]) -> dict[str, Any]:
+    """Optuna distributions for the axes: lists -> categorical (lists of lists as JSON text), ranges ->
+    ``IntDistribution`` (integer keys) or ``FloatDistribution``, log-scaled when ``log = true``."""
+    import optuna
+
+    out: dict[str, Any] = {}
+    for a in axes:
+        if a.is_range:
+            dist = optuna.distributions
+            cls = dist.IntDistribution if a.integer else dist.FloatDistribution
+            out[a.name] = cls(a.low, a.high, log=a.log)
+        else:
+            encode = _encodable(a.values)
+            choices = a.values if encode else tuple(json.dumps(_json_value(v)) for v in a.values)
+            out[a.name] = optuna.distributions.CategoricalDistribution(choices)
+    return out
+
+
+def _decode(axes: Sequence[Axis], params: Mapping[str, Any]) -> dict[str, Any]:
+    """Optuna trial params -> a point (axis values in config form, file order)."""
+    point = {}
+    for a in axes:
+        v = params[a.name]
+        if not a.is_range and not _encodable(a.values):
+            v = json.loads(v)
+        point[a.name] = v
+    return point
+
+
+def _study(cfg: Config, sampler: Any):
+    import optuna
+
+    return optuna.create_study(direction="minimize" if cfg.goal == "min" else "maximize", sampler=sampler)
+
+
+def _tpe(seed: int):
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+
+
+def random_points(axes: Sequence[Axis], trials: int, seed: int) -> list[dict[str, Any]]:
+    """``trials`` points sampled independently from the axes with Optuna's ``RandomSampler(seed)``."""
+    import optuna
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    dists = distributions(axes)
+    return [_decode(axes, study.ask(dists).params) for _ in range(trials)]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Planning and validation (no compute)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def load_data(cfg: Config) -> data_lib.Dataset:
+    """The ``[data]`` data set; a bad option becomes a :class:`ConfigError` naming it."""
+    name, kwargs = config_lib.data_kwargs(cfg)
+    try:
+        return data_lib.load(name, **kwargs)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"[data] {e} (options every data set takes: "
+                          f"{', '.join(config_lib.DATA_LOAD_KEYS)})") from None
+
+
+def _describe(point: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k} = {v!r}" for k, v in point.items()) or "the [model]/[train] settings"
+
+
+def _prepare(rows: Sequence[Mapping[str, Any]], points: Sequence[Mapping[str, Any]], ds) -> list:
+    """``engine.prepare`` with its errors re-raised as :class:`ConfigError` naming the offending point."""
+    try:
+        return engine.prepare(list(rows), ds)
+    except ValueError as e:
+        msg = str(e)
+        m = re.match(r"variant (\d+): (.*)", msg, re.S)
+        if m and int(m.group(1)) < len(points):
+            msg = f"with {_describe(points[int(m.group(1))])}: {m.group(2)}"
+        raise ConfigError(f"{msg} (data set {ds.name!r})") from None
+
+
+def _evals(groups: Sequence[Any]) -> int:
+    return sum(g.spec.n_evals - 1 for g in groups)
+
+
+def _probe_points(axes: Sequence[Axis]) -> list[dict[str, Any]]:
+    """Points that exercise every axis value: every combination of the list axes' values and the ranges'
+    bounds would be too many, so: each value of each axis alone, plus every combination of the static
+    (shape-changing) axes, which decide what the data set must fit."""
+    def options(a: Axis) -> list[Any]:
+        return [_json_value(v) for v in a.values] if not a.is_range else [a.low, a.high]
+
+    static = [a for a in axes if config_lib.engine_key(a.name) in variants_lib.STATIC_KEYS]
+    points = [{a.name: v} for a in axes for v in options(a)]
+    points += [dict(zip([a.name for a in static], combo, strict=True))
+               for combo in itertools.product(*(options(a) for a in static))]
+    return points or [{}]
+
+
+def plan(cfg: Config) -> Plan:
+    """Load the data and list (grid / random) or probe (Bayesian) every variant; validate all of it.
+
+    Raises :class:`ConfigError` for anything the engine would reject (loss vs. task, model kind vs. data
+    layout, batch size vs. data size, ...), before any compute.
+    """
+    ds = load_data(cfg)
+    if cfg.method == "bayesian":
+        probes = _probe_points(cfg.axes)
+        _prepare([to_variant(cfg.base, p) for p in probes], probes, ds)
+        n_rounds = -(-cfg.trials // cfg.batch)
+        per_round = _evals(engine.prepare([to_variant(cfg.base, {})], ds))
+        return Plan(cfg, ds, None, cfg.trials, n_rounds, per_round * n_rounds)
+    points = grid_points(cfg.axes) if cfg.method == "grid" else random_points(cfg.axes, cfg.trials, cfg.seed)
+    groups = _prepare([to_variant(cfg.base, p) for p in points], points, ds)
+    units = [_unit(f"group-{gi:03d}", g.indices, [points[i] for i in g.indices], cfg)
+             for gi, g in enumerate(groups)]
+    return Plan(cfg, ds, units, len(points), len(units), _evals(groups))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------------------------
+
+
+def train_unit(unit: Unit, ds: data_lib.Dataset, on_event: EventFn | None = None) -> UnitResult:
+    """Train one unit with one ``engine.train`` call; report each evaluation as an ``"eval"`` event."""
+    def progress(info: dict[str, Any]) -> None:
+        if on_event is not None:
+            on_event({"event": "eval", "unit": unit.key, **info})
+
+    result = engine.train(list(unit.rows), ds, progress=progress)
+    summary = result.summary()
+    columns: dict[str, np.ndarray] = {
+        "status": np.array([s["status"] for s in summary], dtype=str),
+        "stopped_step": np.array([s["stopped_step"] for s in summary], dtype=np.int64),
+    }
+    for key in COLUMNS[2:]:
+        columns[key] = np.array([np.nan if s[key] is None else s[key] for s in summary], dtype=np.float64)
+    e = result.history["val_loss"].shape[1]
+    eval_step = np.full((len(unit.rows), e), np.nan)
+    for g in result.groups:
+        eval_step[np.asarray(g.indices), : len(g.eval_steps)] = g.eval_steps
+    return UnitResult(
+        key=unit.key,
+        fingerprint=unit.fingerprint,
+        variant=np.asarray(unit.variant_ids, dtype=np.int64),
+        points=[dict(p) for p in unit.points],
+        columns=columns,
+        history={m: np.asarray(result.history[m], dtype=np.float64) for m in HISTORY_METRICS},
+        eval_step=eval_step,
+        group=np.asarray(result.group_of, dtype=np.int64),
+    )
+
+
+def objective(res: UnitResult, cfg: Config) -> list[float | None]:
+    """The metric of each variant of a unit for Optuna; ``None`` where it is not finite (told as FAIL)."""
+    return [float(v) if math.isfinite(v) else None for v in res.columns[cfg.metric]]
+
+
+def _run_unit(unit: Unit, ds, done: Mapping[str, UnitResult], index: int, n_units: int,
+              emit: EventFn) -> UnitResult:
+    """Reuse a saved unit with the same fingerprint, or train it; emit ``unit_start`` / ``unit_done``."""
+    saved = done.get(unit.key)
+    resumed = saved is not None and saved.fingerprint == unit.fingerprint
+    groups = engine.prepare(list(unit.rows), ds)
+    emit({"event": "unit_start", "unit": unit.key, "index": index, "n_units": n_units,
+          "n_variants": len(unit.rows), "evals": _evals(groups), "resumed": resumed,
+          "stale": saved is not None and not resumed})
+    res = saved if resumed else train_unit(unit, ds, emit)
+    emit({"event": "unit_done", "unit": unit.key, "result": res, "resumed": resumed})
+    return res
+
+
+def _bayesian_units(p: Plan) -> Iterator[tuple[Unit, Callable[[UnitResult], None]]]:
+    """Rounds of ``batch`` trials asked from a seeded TPE sampler; the callback tells a round's results."""
+    import optuna
+
+    cfg = p.config
+    study = _study(cfg, _tpe(cfg.seed))
+    dists = distributions(cfg.axes)
+    start = 0
+    for r in range(p.n_units):
+        trials = [study.ask(dists) for _ in range(min(cfg.batch, cfg.trials - start))]
+        points = [_decode(cfg.axes, t.params) for t in trials]
+        unit = _unit(f"round-{r:03d}", range(start, start + len(trials)), points, cfg)
+
+        def tell(res: UnitResult, trials=trials) -> None:
+            for t, value in zip(trials, objective(res, cfg), strict=True):
+                if value is None:
+                    study.tell(t, state=optuna.trial.TrialState.FAIL)
+                else:
+                    study.tell(t, value)
+
+        yield unit, tell
+        start += len(trials)
+
+
+def run(p: Plan, done: Mapping[str, UnitResult] | None = None, on_event: EventFn | None = None
+        ) -> list[UnitResult]:
+    """Train every unit of the plan not already in ``done``; return all unit results in order.
+
+    ``on_event`` receives dicts with ``"event"``: ``"start"`` (``n_variants``, ``n_units``, ``evals``),
+    ``"unit_start"`` (``unit``, ``index``, ``n_units``, ``n_variants``, ``evals``, ``resumed``, ``stale``),
+    ``"eval"`` (``unit`` and the engine's progress fields: ``step``, ``eval``, ``n_evals``, ``val_loss`` [v])
+    and ``"unit_done"`` (``unit``, ``result``: the :class:`UnitResult`, ``resumed``). Save a result when its
+    ``unit_done`` arrives (before the next unit starts) to lose nothing if the process is killed.
+    """
+    done = done or {}
+    emit = on_event or (lambda _: None)
+    emit({"event": "start", "n_variants": p.n_variants, "n_units": p.n_units, "evals": p.evals})
+    if p.units is not None:
+        return [_run_unit(u, p.dataset, done, i, p.n_units, emit) for i, u in enumerate(p.units)]
+    results = []
+    for i, (unit, tell) in enumerate(_bayesian_units(p)):
+        res = _run_unit(unit, p.dataset, done, i, p.n_units, emit)
+        tell(res)
+        results.append(res)
+    return results
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Results
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _cell(v: Any) -> Any:
+    """A table cell for an axis value: lists (e.g. hidden sizes) as their JSON text."""
+    return json.dumps(v) if isinstance(v, list | tuple) else v
+
+
+def _pad_concat(parts: Sequence[np.ndarray]) -> np.ndarray:
+    """Concatenate [n_i, ...] arrays along axis 0, NaN-padding the trailing axes to the largest."""
+    shape = tuple(max(a.shape[d] for a in parts) for d in range(1, parts[0].ndim))
+    out = np.full((sum(len(a) for a in parts), *shape), np.nan)
+    start = 0
+    for a in parts:
+        out[(slice(start, start + len(a)), *(slice(0, s) for s in a.shape[1:]))] = a
+        start += len(a)
+    return out
+
+
+def assemble(results: Sequence[UnitResult], cfg: Config):
+    """One table (pandas DataFrame, one row per variant, in variant order) and one history dict.
+
+    Table columns: ``variant``, one per swept axis (named as the axis), :data:`COLUMNS`, ``unit`` (the
+    unit's key) and ``group`` (``unit/static group``). History: ``step`` [E] (the evaluation steps of the
+    longest variant), ``eval_step`` [V, E] (each variant's own steps, NaN-padded), ``variant`` [V] and
+    :data:`HISTORY_METRICS` [V, E] / [V, E, L]; units with fewer evaluations or layers are NaN-padded, as in
+    :class:`jaxnets.result.Result`.
+    """
+    import pandas as pd
+
+    if not results:
+        raise ValueError("no unit results to assemble")
+    variant = np.concatenate([r.variant for r in results])
+    order = np.argsort(variant, kind="stable")
+    names = [a.name for a in cfg.axes]
+    table: dict[str, Any] = {"variant": variant}
+    points = [p for r in results for p in r.points]
+    for name in names:
+        table[name] = [_cell(p[name]) for p in points]
+    for col in COLUMNS:
+        table[col] = np.concatenate([r.columns[col] for r in results])
+    table["unit"] = [r.key for r in results for _ in r.variant]
+    table["group"] = [f"{r.key}/{g}" for r in results for g in r.group]
+    df = pd.DataFrame(table).iloc[order].reset_index(drop=True)
+    history = {m: _pad_concat([r.history[m] for r in results])[order] for m in HISTORY_METRICS}
+    eval_step = _pad_concat([r.eval_step for r in results])[order]
+    longest = int(np.argmax(np.sum(np.isfinite(eval_step), axis=1)))
+    history["step"] = eval_step[longest][np.isfinite(eval_step[longest])].astype(np.int64)
+    history["eval_step"] = eval_step
+    history["variant"] = variant[order]
+    return df, history
+
+
+def rank(table, metric: str, goal: str):
+    """The table sorted best first by ``metric`` (``goal`` ``"min"`` or ``"max"``); NaN last, ties by id."""
+    return table.sort_values([metric, "variant"], ascending=[goal == "min", True], na_position="last",
+                             kind="stable").reset_index(drop=True)

@@ -1,0 +1,197 @@
+"""The engine: vectorized == sequential, determinism, divergence isolation, one compile per group,
+chunking, sharding over emulated devices, early stopping, and eager errors."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+from jaxnets import activations, data, engine
+
+DIGITS = data.load("digits")
+BASE = {"hidden": (32, 32), "steps": 100, "eval_every": 25, "batch_size": 32}
+
+MIXED = [
+    {**BASE, "activation": "relu", "init": "he_normal", "seed": 0},
+    {**BASE, "activation": "tanh", "init": "glorot_uniform", "seed": 1, "learning_rate": 3e-3},
+    {**BASE, "activation": "sigmoid", "init": "uniform", "seed": 2, "weight_decay": 1e-2},
+    {**BASE, "activation": "elu", "init": "lecun_normal", "seed": 3, "l2": 1e-3},
+    {**BASE, "activation": "gelu", "init": "orthogonal", "seed": 4, "dropout": 0.2},
+    {**BASE, "activation": "leaky_relu", "init": "he_uniform", "seed": 5, "init_scale": 0.5, "clip_norm": 1.0},
+    {**BASE, "activation": "silu", "init": "glorot_normal", "seed": 6, "b1": 0.8},
+    {**BASE, "activation": "softplus", "init": "lecun_uniform", "seed": 7, "learning_rate": 1e-2},
+]
+
+
+def _params_close(a, b, rtol):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_allclose(x, y, rtol=rtol, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def mixed_result():
+    return engine.train(MIXED, DIGITS)
+
+
+def test_vectorized_equals_sequential(mixed_result):
+    assert len(mixed_result.groups) == 1
+    for i, v in enumerate(MIXED):
+        alone = engine.train([v], DIGITS)
+        for k in ("train_loss", "val_loss", "val_accuracy"):
+            np.testing.assert_allclose(mixed_result.history[k][i], alone.history[k][0], rtol=1e-4, err_msg=k)
+        _params_close(mixed_result.params(i), alone.params(0), rtol=1e-4)
+
+
+def test_training_lowers_the_loss(mixed_result):
+    h = mixed_result.history["val_loss"]
+    assert np.all(h[:, -1] < h[:, 0])
+    assert np.all(mixed_result.status == "ok")
+    np.testing.assert_array_equal(mixed_result.eval_steps, [0, 25, 50, 75, 100])
+    assert mixed_result.history["grad_norm"].shape == (8, 5, 3)
+    assert mixed_result.history["act_std"].shape == (8, 5, 2)
+
+
+def test_same_inputs_same_numbers(mixed_result):
+    again = engine.train(MIXED, DIGITS)
+    for k in engine.METRICS:
+        np.testing.assert_array_equal(again.history[k], mixed_result.history[k])
+
+
+def test_divergence_is_isolated_and_bit_identical():
+    good = [{**BASE, "activation": a, "seed": s} for a in ("relu", "tanh") for s in range(3)]
+    bad = {**BASE, "activation": "relu", "seed": 9, "optimizer": "sgd", "learning_rate": 1e12}
+    clean = engine.train(good, DIGITS)
+    mixed = engine.train(good[:3] + [bad] + good[3:], DIGITS)
+    assert mixed.status[3] == "diverged"
+    assert 0 <= mixed.stopped_step[3] < BASE["steps"]
+    assert np.all(np.isfinite(jax.tree.leaves(mixed.params(3))[0]))  # frozen at last finite values
+    others = [0, 1, 2, 4, 5, 6]
+    for k in engine.METRICS:
+        np.testing.assert_array_equal(mixed.history[k][others], clean.history[k])
+    for j, i in enumerate(others):
+        for x, y in zip(jax.tree.leaves(mixed.params(i)), jax.tree.leaves(clean.params(j)), strict=True):
+            np.testing.assert_array_equal(x, y)
+    # the history of the diverged variant repeats its last values after it stopped
+    h = mixed.history["train_loss"][3]
+    np.testing.assert_equal(h[-1], h[-2])  # NaN-aware
+
+
+def test_one_compilation_for_a_mixed_grid(monkeypatch):
+    calls = []
+    real = activations.by_index
+
+    def counting(i, x, names=activations.NAMES):
+        calls.append(names)
+        return real(i, x, names)
+
+    monkeypatch.setattr(activations, "by_index", counting)
+    acts = ["sigmoid", "tanh", "relu", "elu"]
+    inits = ["uniform", "glorot_uniform", "he_normal", "orthogonal"]
+    grid = [{"hidden": (8,), "steps": 4, "eval_every": 2, "batch_size": 16, "activation": a, "init": i, "seed": s}
+            for a in acts for i in inits for s in range(4)]
+    calls_per_trace = None
+    result = engine.train(grid, DIGITS)
+    assert len(result.groups) == 1 and result.groups[0].n_programs == 1
+    # one trace of init (+ its evaluation) and one of the chunk: a fixed number of activation calls that
+    # does not depend on the number of variants
+    calls_per_trace = len(calls)
+    calls.clear()
+    engine.train(grid[:5], DIGITS)
+    assert len(calls) == calls_per_trace
+    assert np.all(result.status == "ok")
+
+
+def test_chunking_gives_the_same_results(mixed_result):
+    chunked = engine.train(MIXED, DIGITS, options=engine.Options(max_variants_per_program=3))
+    assert chunked.groups[0].n_programs == 3
+    for k in engine.METRICS:
+        np.testing.assert_allclose(chunked.history[k], mixed_result.history[k], rtol=1e-5)
+
+
+def test_early_stopping_keeps_best_params():
+    v = {"hidden": (64,), "steps": 400, "eval_every": 10, "batch_size": 32, "learning_rate": 0.05,
+         "patience": 2, "seed": 0}
+    ds = data.load("iris")
+    res = engine.train([v, {**v, "patience": 0}], ds)
+    assert res.status[0] == "early_stopped", res.status
+    stop = res.stopped_step[0]
+    assert 0 < stop < 400 and stop % 10 == 0
+    e = list(res.eval_steps).index(stop)
+    h = res.history["val_loss"][0]
+    assert np.all(h[e:] == h[e])  # frozen after stopping
+    assert res.best_val_loss[0] == pytest.approx(np.min(h[: e + 1]))
+    # the best parameters are restored: evaluating them gives the best validation loss
+    again = engine.train([{**v, "steps": int(res.eval_steps[int(np.argmin(h[: e + 1]))]), "patience": 0}], ds)
+    _params_close(res.params(0), again.params(0), rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "variants, match",
+    [
+        ([], "empty"),
+        ([{"activation": "relu6"}], "unknown activation 'relu6'"),
+        ([{"init": "he"}], "unknown initializer"),
+        ([{"optimizer": "adagrad"}], "unknown optimizer 'adagrad'"),
+        ([{"lr": 0.1}], r"unknown key\(s\) \['lr'\]"),
+        ([{"kind": "transformer"}], "unknown model kind"),
+        ([{"kind": "cnn", "hidden": (8,)}], "needs images"),
+        ([{"learning_rate": -1.0}], "learning_rate must be > 0"),
+        ([{"dropout": 1.0}], "dropout must be in"),
+        ([{"batch_size": 5000}], "larger than"),
+        ([{"loss": "binary_crossentropy"}], "binary_crossentropy needs a binary task"),
+    ],
+)
+def test_bad_variants_fail_before_compute(variants, match, monkeypatch):
+    monkeypatch.setattr(engine, "_run_group", lambda *a, **k: pytest.fail("compute started"))
+    with pytest.raises(ValueError, match=match):
+        engine.train(variants, DIGITS)
+
+
+def test_bad_data_fails_before_compute(monkeypatch):
+    import dataclasses
+
+    monkeypatch.setattr(engine, "_run_group", lambda *a, **k: pytest.fail("compute started"))
+    x = DIGITS.x_train.copy()
+    x[3, 5] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        engine.train([{}], dataclasses.replace(DIGITS, x_train=x))
+    y = DIGITS.y_train.copy()
+    y[0] = 12
+    with pytest.raises(ValueError, match="12"):
+        engine.train([{}], dataclasses.replace(DIGITS, y_train=y))
+    with pytest.raises(ValueError, match="examples"):
+        engine.train([{}], dataclasses.replace(DIGITS, y_train=DIGITS.y_train[:-1]))
+
+
+SHARDED = textwrap.dedent("""
+    import json, sys
+    import jax, numpy as np
+    from jaxnets import data, engine
+    ds = data.load("iris")
+    vs = [{"hidden": (16,), "steps": 30, "eval_every": 10, "batch_size": 16, "activation": a, "seed": s}
+          for a in ("relu", "tanh", "elu") for s in range(2)]
+    r = engine.train(vs, ds)
+    print(json.dumps({"devices": len(jax.devices()), "val_loss": r.history["val_loss"].tolist(),
+                      "kernel": np.asarray(r.groups[0].params["output"]["kernel"]).tolist()}))
+""")
+
+
+def _run_sharded(n_devices: int) -> dict:
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n_devices}",
+           "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run([sys.executable, "-c", SHARDED], env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_sharded_over_four_devices_equals_one_device():
+    one, four = _run_sharded(1), _run_sharded(4)
+    assert one["devices"] == 1 and four["devices"] == 4
+    # 6 variants over 4 devices: padded to 8 and the padding dropped
+    assert len(four["val_loss"]) == 6
+    np.testing.assert_allclose(four["val_loss"], one["val_loss"], rtol=1e-5)
+    np.testing.assert_allclose(four["kernel"], one["kernel"], rtol=1e-5, atol=1e-6)
