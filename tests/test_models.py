@@ -122,9 +122,9 @@ def test_a_few_steps_lower_the_loss(name, model):
 
     @jax.jit
     def step(p, o):
-        l, g = jax.value_and_grad(loss)(p)
+        value, g = jax.value_and_grad(loss)(p)
         u, o = tx.update(g, o, p)
-        return optax.apply_updates(p, u), o, l
+        return optax.apply_updates(p, u), o, value
 
     first = float(loss(params))
     for _ in range(30):
