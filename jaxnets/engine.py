@@ -156,7 +156,11 @@ def _tree_where(cond: jax.Array, a: Any, b: Any) -> Any:
 
 
 def _all_finite(tree: Any) -> jax.Array:
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+    """True when every element of ``tree`` is finite: ``sum(x * 0)`` is 0, or NaN if any x is NaN/Inf.
+
+    One fused reduction per leaf (no boolean temporaries).
+    """
+    return jnp.isfinite(sum(jnp.sum(x * 0.0) for x in jax.tree.leaves(tree)))
 
 
 class _GroupProgram:
@@ -260,9 +264,12 @@ class _GroupProgram:
         active = (state.status == OK) & (state.step < spec.steps)
         take = active & finite
         diverged = active & ~finite
+        # Only the parameters are masked: a frozen (diverged / stopped / finished) variant's optimizer
+        # state may keep moving, but it never touches its parameters again. Masking the optimizer state
+        # too would cost two more parameter-sized passes per step (Adam's moments).
         return state._replace(
             params=_tree_where(take, params, state.params),
-            opt_state=_tree_where(take, opt_state, state.opt_state),
+            opt_state=opt_state,
             step=state.step + 1,
             status=jnp.where(diverged, DIVERGED, state.status),
             stopped_step=jnp.where(diverged, state.step, state.stopped_step),
