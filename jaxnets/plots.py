@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -93,43 +93,67 @@ def _is_numeric(values) -> bool:
                for v in values)
 
 
+def _value(v) -> str:
+    """An axis value for a title: numbers in short form (1e+06, not 1000000.0)."""
+    return f"{v:g}" if isinstance(v, float | np.floating) else str(v)
+
+
+def _continuous(table, name: str) -> bool:
+    """A numeric axis with more distinct values than a legend can hold (e.g. a sampled learning rate)."""
+    return table[name].nunique() > _MAX_COLOURS and _is_numeric(table[name].tolist())
+
+
 def _colour_map(table, names: Sequence[str]):
-    """``(colour of each row, legend entries or None, (norm, cmap, label) for a colour bar or None)``."""
+    """``(colour of each row, legend entries or None, (norm, cmap, label) for a colour bar or None)``.
+
+    One continuous axis among ``names`` colours by its value on a colour bar (log scale when positive and
+    spanning more than 20x); otherwise each combination of the values of ``names`` gets its own colour.
+    """
     from matplotlib import colormaps
 
+    continuous = [n for n in names if _continuous(table, n)]
+    if continuous:
+        values = table[continuous[0]].to_numpy(dtype=float)
+        wide = np.all(values > 0) and values.max() / values.min() > 20
+        norm = LogNorm(values.min(), values.max()) if wide else Normalize(values.min(), values.max())
+        cmap = colormaps["viridis"]
+        return [cmap(norm(v)) for v in values], None, (norm, cmap, continuous[0])
     labels = _labels(table, names)
     unique = list(dict.fromkeys(labels))
-    if len(unique) <= _MAX_COLOURS or len(names) != 1 or not _is_numeric(table[names[0]].tolist()):
-        cmap = colormaps["tab10" if len(unique) <= _MAX_COLOURS else "turbo"]
-        n = max(len(unique) - 1, 1)
-        pick = (lambda k: cmap(k % 10)) if len(unique) <= _MAX_COLOURS else (lambda k: cmap(k / n))
-        colour = {u: pick(k) for k, u in enumerate(unique)}
-        legend = [(u, colour[u]) for u in unique] if len(unique) <= _MAX_COLOURS else None
-        return [colour[lab] for lab in labels], legend, None
-    values = table[names[0]].to_numpy(dtype=float)
-    positive = np.all(values > 0)
-    norm = LogNorm(values.min(), values.max()) if positive and values.max() / values.min() > 20 else \
-        Normalize(values.min(), values.max())
-    cmap = colormaps["viridis"]
-    return [cmap(norm(v)) for v in values], None, (norm, cmap, names[0])
+    if len(unique) <= _MAX_COLOURS:
+        colour = {u: colormaps["tab10"](k) for k, u in enumerate(unique)}
+        return [colour[lab] for lab in labels], [(u, colour[u]) for u in unique], None
+    cmap = colormaps["turbo"]
+    colour = {u: cmap(k / (len(unique) - 1)) for k, u in enumerate(unique)}
+    return [colour[lab] for lab in labels], None, None
 
 
 def loss_curves_figure(table, history, axes: Sequence[str]) -> Figure:
-    """Validation loss against step per variant; panels by the first swept axis when two or more vary."""
+    """Validation loss against step per variant.
+
+    Panels: the first swept axis with at most 8 values, when another axis is left to colour by; colour:
+    a continuous axis (colour bar), else the combination of the remaining axes (legend). Seeds share a
+    colour, so their spread shows as a band.
+    """
     names = _label_axes(axes)
-    facet = names[0] if len(names) >= 2 and table[names[0]].nunique() <= 8 else None
+    facets = [n for n in names if table[n].nunique() <= 8 and not _continuous(table, n)]
+    facet = facets[0] if facets and len(names) >= 2 else None
     colour_by = [n for n in names if n != facet]
     panels = list(dict.fromkeys(table[facet])) if facet else [None]
     colours, legend, bar = _colour_map(table, colour_by)
     loss, steps = history["val_loss"], history["eval_step"]
+    diverged = (table["status"] == "diverged").to_numpy()
     finite = loss[np.isfinite(loss)]
     fig = Figure(figsize=(min(4.2 * len(panels), 17), 3.8), layout="constrained")
-    axs = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+    axs = fig.subplots(1, len(panels), sharex=True, sharey=True, squeeze=False)[0]
     for ax, panel in zip(axs, panels, strict=True):
         rows = range(len(table)) if panel is None else np.flatnonzero((table[facet] == panel).to_numpy())
         for i in rows:
             ax.plot(steps[i], loss[i], color=colours[i], lw=1.2, alpha=0.8)
-        ax.set_title(f"{facet} = {panel}" if facet else "validation loss")
+            ok = np.flatnonzero(np.isfinite(loss[i]))
+            if diverged[i] and ok.size:  # its curve may be a single point: mark where it was last finite
+                ax.plot(steps[i][ok[-1]], loss[i][ok[-1]], "x", color=colours[i], ms=8, mew=2)
+        ax.set_title(f"{facet} = {_value(panel)}" if facet else "validation loss")
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     axs[0].set_ylabel("validation loss")
@@ -137,9 +161,15 @@ def loss_curves_figure(table, history, axes: Sequence[str]) -> Figure:
         axs[0].set_yscale("log")
     if finite.size:
         axs[0].set_ylim(top=float(np.percentile(finite, 99.5)) * 1.2)
+    handles, labels = [], []
     if legend:
         handles = [axs[0].plot([], [], color=c, lw=2)[0] for _, c in legend]
-        fig.legend(handles, [lab for lab, _ in legend], title="/".join(colour_by) or None, loc="outside right")
+        labels = [lab for lab, _ in legend]
+    if diverged.any():
+        handles.append(axs[0].plot([], [], "x", color="gray", ms=8, mew=2)[0])
+        labels.append("diverged (last finite value)")
+    if handles:
+        fig.legend(handles, labels, title="/".join(colour_by) if legend else None, loc="outside right")
     if bar:
         norm, cmap, label = bar
         from matplotlib.cm import ScalarMappable
@@ -162,15 +192,19 @@ def _at(history, metric: str, when: str) -> np.ndarray:
     return h[np.arange(len(h)), _last_index(history)]
 
 
-def _heatmap(ax, values: np.ndarray, rows: list[str], cols: list[str], norm, cmap: str, fmt: str) -> object:
-    """Draw [rows, cols] values with their numbers written in when the grid is small enough."""
-    im = ax.imshow(values, aspect="auto", cmap=cmap, norm=norm, interpolation="nearest")
+def _heatmap(ax, values: np.ndarray, rows: list[str], cols: list[str], norm, cmap: str,
+             text: Callable[[float], str]) -> object:
+    """Draw [rows, cols] values (``-inf`` at the bottom of the colour scale), with ``text(value)`` written
+    in each cell when the grid is small enough."""
+    shown = np.where(np.isneginf(values), norm.vmin, values)
+    im = ax.imshow(shown, aspect="auto", cmap=cmap, norm=norm, interpolation="nearest")
     ax.set_yticks(range(len(rows)), rows)
     ax.set_xticks(range(len(cols)), cols, rotation=60, ha="right", fontsize=7 if len(cols) > 12 else 8)
-    if values.size <= 240:
+    if values.size <= 300:
         for (r, c), v in np.ndenumerate(values):
-            if math.isfinite(v):
-                ax.text(c, r, format(v, fmt), ha="center", va="center", fontsize=6, color="white",
+            label = text(v) if not math.isnan(v) else ""
+            if label:
+                ax.text(c, r, label, ha="center", va="center", fontsize=6, color="white",
                         path_effects=_outline())
     return im
 
@@ -196,12 +230,13 @@ def grad_norm_figure(table, history, axes: Sequence[str], metric: str, goal: str
     lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (-1.0, 1.0)
     norm = Normalize(lo, max(hi, lo + 1e-6))
     n_layers = panels["init"].shape[0]
-    fig = Figure(figsize=(min(3 + 0.55 * len(cols), 18) * 1.0, 1.2 + 0.45 * n_layers * 2), layout="constrained")
+    fig = Figure(figsize=(min(3 + 0.55 * len(cols), 18), 1.6 + 0.45 * n_layers * 2), layout="constrained")
     axs = fig.subplots(2, 1, sharex=True)
     for ax, (when, values) in zip(axs, panels.items(), strict=True):
-        im = _heatmap(ax, values, _layer_names(n_layers, True), cols, norm, "viridis", ".1f")
+        im = _heatmap(ax, values, _layer_names(n_layers, True), cols, norm, "viridis",
+                      lambda v: "zero" if np.isneginf(v) else f"{v:.1f}")
         ax.set_title("at initialization (step 0)" if when == "init" else "at the end of training")
-    fig.colorbar(im, ax=list(axs), label="log10 gradient norm")
+    fig.colorbar(im, ax=list(axs), label="log10 gradient norm ('zero': exactly 0)")
     fig.suptitle("Gradient norm per layer (input side on top): dark rows near the input = vanishing")
     return fig
 
@@ -211,14 +246,16 @@ def activation_health_figure(table, history, axes: Sequence[str], metric: str, g
     groups = variant_groups(table, axes, metric, goal)
     cols = [lab for lab, _ in groups]
     n_layers = history["dead_fraction"].shape[2]
-    fig = Figure(figsize=(2 * min(3 + 0.5 * len(cols), 12), 1.5 + 0.45 * n_layers * 2), layout="constrained")
+    width = 2 * min(2 + 0.32 * len(cols), 9)
+    fig = Figure(figsize=(width, 2.2 + 0.4 * n_layers * 2), layout="constrained")
     axs = fig.subplots(2, 2, sharex=True, sharey=True)
     norm = Normalize(0.0, 1.0)
     for c, (metric_name, title) in enumerate((("dead_fraction", "dead units (never active)"),
                                               ("saturated_fraction", "saturated units (flat tails)"))):
         for r, when in enumerate(("init", "end")):
             values = _group_means(_at(history, metric_name, when), groups)
-            im = _heatmap(axs[r, c], values, _layer_names(n_layers, False), cols, norm, "magma", ".2f")
+            im = _heatmap(axs[r, c], values, _layer_names(n_layers, False), cols, norm, "magma",
+                          lambda v: f"{v:.2f}" if v >= 0.005 else "")
             axs[r, c].set_title(f"{title}, {'step 0' if when == 'init' else 'end'}")
     fig.colorbar(im, ax=axs.ravel().tolist(), label="fraction of units")
     fig.suptitle("Activation health per hidden layer (input side on top)")

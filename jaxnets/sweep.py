@@ -19,8 +19,10 @@ ask/tell, so the sampler continues exactly where an uninterrupted run would be.
 Example::
 
     >>> from jaxnets import config, sweep
-    >>> cfg = config.parse({"data": {"name": "iris"}, "model": {"hidden": [8]}, "train": {"steps": 20},
-    ...                     "sweep": {"axes": {"activation": ["tanh", "relu"], "seed": [0, 1]}}})
+    >>> cfg = config.parse({
+    ...     "data": {"name": "iris"}, "model": {"hidden": [8]}, "train": {"steps": 20, "batch_size": 16},
+    ...     "sweep": {"axes": {"activation": ["tanh", "relu"], "seed": [0, 1]}},
+    ... })
     >>> p = sweep.plan(cfg)
     >>> p.n_variants, [u.key for u in p.units]
     (4, ['group-000'])
@@ -228,16 +230,33 @@ def _describe(point: Mapping[str, Any]) -> str:
     return ", ".join(f"{k} = {v!r}" for k, v in point.items()) or "the [model]/[train] settings"
 
 
-def _prepare(rows: Sequence[Mapping[str, Any]], points: Sequence[Mapping[str, Any]], ds) -> list:
-    """``engine.prepare`` with its errors re-raised as :class:`ConfigError` naming the offending point."""
+def _first_error(rows: Sequence[Mapping[str, Any]], ds) -> tuple[int, str] | None:
+    """Index and message of the first row that ``engine.prepare`` rejects on its own, or ``None``."""
+    for i, row in enumerate(rows):
+        try:
+            engine.prepare([row], ds)
+        except ValueError as e:
+            return i, str(e).removeprefix("variant 0: ")
+    return None
+
+
+def _prepare(base: Mapping[str, Any], points: Sequence[Mapping[str, Any]], ds) -> list:
+    """``engine.prepare`` of every point's variant; its errors re-raised as :class:`ConfigError` naming the
+    offending point (or the fixed [model]/[train] settings when they alone are at fault)."""
+    rows = [to_variant(base, p) for p in points]
     try:
-        return engine.prepare(list(rows), ds)
+        return engine.prepare(rows, ds)
     except ValueError as e:
         msg = str(e)
-        m = re.match(r"variant (\d+): (.*)", msg, re.S)
-        if m and int(m.group(1)) < len(points):
-            msg = f"with {_describe(points[int(m.group(1))])}: {m.group(2)}"
-        raise ConfigError(f"{msg} (data set {ds.name!r})") from None
+    m = re.match(r"variant (\d+): (.*)", msg, re.S)
+    found = (int(m.group(1)), m.group(2)) if m else _first_error(rows, ds)
+    if found is not None:
+        i, msg = found
+        at_base = _first_error([dict(base)], ds) == (0, msg)
+        msg = f"[model]/[train]: {msg}" if at_base else f"with {_describe(points[i])}: {msg}"
+    if repr(ds.name) not in msg:
+        msg += f" (data set {ds.name!r})"
+    raise ConfigError(msg) from None
 
 
 def _evals(groups: Sequence[Any]) -> int:
@@ -267,12 +286,12 @@ def plan(cfg: Config) -> Plan:
     ds = load_data(cfg)
     if cfg.method == "bayesian":
         probes = _probe_points(cfg.axes)
-        _prepare([to_variant(cfg.base, p) for p in probes], probes, ds)
+        _prepare(cfg.base, probes, ds)
         n_rounds = -(-cfg.trials // cfg.batch)
         per_round = _evals(engine.prepare([to_variant(cfg.base, {})], ds))
         return Plan(cfg, ds, None, cfg.trials, n_rounds, per_round * n_rounds)
     points = grid_points(cfg.axes) if cfg.method == "grid" else random_points(cfg.axes, cfg.trials, cfg.seed)
-    groups = _prepare([to_variant(cfg.base, p) for p in points], points, ds)
+    groups = _prepare(cfg.base, points, ds)
     units = [_unit(f"group-{gi:03d}", g.indices, [points[i] for i in g.indices], cfg)
              for gi, g in enumerate(groups)]
     return Plan(cfg, ds, units, len(points), len(units), _evals(groups))
@@ -360,15 +379,17 @@ def run(p: Plan, done: Mapping[str, UnitResult] | None = None, on_event: EventFn
         ) -> list[UnitResult]:
     """Train every unit of the plan not already in ``done``; return all unit results in order.
 
-    ``on_event`` receives dicts with ``"event"``: ``"start"`` (``n_variants``, ``n_units``, ``evals``),
+    ``on_event`` receives dicts with ``"event"``: ``"start"`` (``n_variants``, ``n_units``, ``evals``,
+    ``exact``: False when ``evals`` is an estimate),
     ``"unit_start"`` (``unit``, ``index``, ``n_units``, ``n_variants``, ``evals``, ``resumed``, ``stale``),
     ``"eval"`` (``unit`` and the engine's progress fields: ``step``, ``eval``, ``n_evals``, ``val_loss`` [v])
     and ``"unit_done"`` (``unit``, ``result``: the :class:`UnitResult`, ``resumed``). Save a result when its
     ``unit_done`` arrives (before the next unit starts) to lose nothing if the process is killed.
     """
     done = done or {}
-    emit = on_event or (lambda _: None)
-    emit({"event": "start", "n_variants": p.n_variants, "n_units": p.n_units, "evals": p.evals})
+    emit = on_event if on_event is not None else (lambda _: None)
+    emit({"event": "start", "n_variants": p.n_variants, "n_units": p.n_units, "evals": p.evals,
+          "exact": p.units is not None})
     if p.units is not None:
         return [_run_unit(u, p.dataset, done, i, p.n_units, emit) for i, u in enumerate(p.units)]
     results = []

@@ -1,0 +1,322 @@
+"""The ``jaxnets`` command: run sweeps from config files, the bundled demo, and show results.
+
+Usage::
+
+    jaxnets sweep CONFIG.toml --out DIR [--quiet] [--force] [--top K] [--dry-run]
+    jaxnets demo [--out DIR] [--quiet] [--force] [--top K]     # the bundled config, DIR = runs/demo
+    jaxnets demo --print-config > my_sweep.toml                # a start for your own sweep
+    jaxnets show DIR [--top K] [--metric NAME]
+
+``sweep`` checks the whole config (and every variant, with the engine's rules) before any compute, trains
+the variants unit by unit (a static group, or a Bayesian round) with a progress bar on stderr, saves each
+finished unit atomically in ``DIR/units``, then writes ``results.csv``, ``history.npz`` and ``plots/*.png``
+and prints the top of the ranked table. Running the same command again resumes: finished units are read
+back, not retrained, and the final table is the one an uninterrupted run gives. A DIR holding another
+config's results is refused unless ``--force``.
+
+Exit codes: 0 done, 1 unexpected error, 2 bad config or output directory, 130 interrupted (finished units
+are kept; run the same command again to resume).
+
+This is the only module that knows about the command line, progress bars and the terminal; the work is in
+:mod:`jaxnets.config`, :mod:`jaxnets.sweep`, :mod:`jaxnets.store` and :mod:`jaxnets.plots`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from jaxnets import __version__
+
+DEMO_CONFIG = "demo.toml"
+DEFAULT_DEMO_OUT = "runs/demo"
+_SHOW_COLUMNS = ("status", "stopped_step", "final_train_loss", "final_val_loss", "best_val_loss", "val_accuracy")
+
+
+class UsageError(Exception):
+    """A problem the user can fix (bad config, unusable output directory): printed without a traceback."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Progress
+# ---------------------------------------------------------------------------------------------------------
+
+
+class Progress:
+    """Turns :func:`jaxnets.sweep.run` events into a tqdm bar over evaluations (stderr) and saves each
+    finished unit into the results directory the moment it arrives."""
+
+    def __init__(self, out: Path, metric: str, goal: str, quiet: bool):
+        self.out, self.metric, self.goal, self.quiet = out, metric, goal, quiet
+        self.bar: Any = None
+        self.exact = True
+        self.per_unit = 0.0
+        self.best_live = math.inf
+        self.best: float | None = None
+        self.saved = 0
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind = event["event"]
+        if kind == "start":
+            from tqdm.auto import tqdm
+
+            self.exact = event["exact"]
+            self.per_unit = event["evals"] / max(event["n_units"], 1)
+            self.bar = tqdm(total=event["evals"], unit="eval", disable=self.quiet, file=sys.stderr,
+                            dynamic_ncols=True, desc="sweep")
+        elif kind == "unit_start":
+            self._unit_start(event)
+        elif kind == "eval":
+            finite = [v for v in event["val_loss"].tolist() if math.isfinite(v)]
+            self.best_live = min([self.best_live, *finite])
+            self._postfix()
+            self.bar.update(1)
+        elif kind == "unit_done":
+            self._unit_done(event)
+
+    def _unit_start(self, event: dict[str, Any]) -> None:
+        i, n = event["index"], event["n_units"]
+        if not self.exact:
+            # Bayesian rounds are estimated up front; correct the total once a round's size is known.
+            remaining = (n - i - 1) * self.per_unit
+            self.bar.total = max(int(round(self.bar.n + event["evals"] + remaining)), self.bar.n)
+        state = "resumed" if event["resumed"] else f"{event['n_variants']} variants"
+        self.bar.set_description(f"{event['unit']} ({i + 1}/{n}, {state})")
+        if event["stale"] and not self.quiet:
+            self.bar.write(f"{event['unit']}: saved unit does not match this config's variants; retraining")
+        if event["resumed"]:
+            self.bar.update(event["evals"])
+        else:
+            self.bar.set_postfix_str("compiling")
+
+    def _unit_done(self, event: dict[str, Any]) -> None:
+        from jaxnets import store
+
+        res = event["result"]
+        if not event["resumed"]:
+            store.save_unit(self.out, res)
+            self.saved += 1
+        values = [v for v in res.columns[self.metric].tolist() if math.isfinite(v)]
+        if values:
+            pick = min if self.goal == "min" else max
+            self.best = pick(values + ([] if self.best is None else [self.best]))
+        self._postfix()
+
+    def _postfix(self) -> None:
+        post = {}
+        if math.isfinite(self.best_live):
+            post["val_loss"] = f"{self.best_live:.4g}"
+        if self.best is not None:
+            post[f"best {self.metric}"] = f"{self.best:.4g}"
+        self.bar.set_postfix(post, refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Tables
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return "" if math.isnan(v) else f"{v:.4g}"
+    return str(v)
+
+
+def render_table(table, axes: Sequence[str], metric: str, goal: str, top: int) -> str:
+    """The top ``top`` rows ranked by ``metric`` as text (rich), with status counts underneath."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    from jaxnets.sweep import rank
+
+    ranked = rank(table, metric, goal)
+    shown = ranked.head(top) if top > 0 else ranked
+    columns = ["variant", *[a for a in axes if a in ranked.columns], *_SHOW_COLUMNS]
+    t = Table(box=box.SIMPLE_HEAD, pad_edge=False,
+              title=f"top {len(shown)} of {len(ranked)} variants by {metric} ({goal})")
+    t.add_column("rank", justify="right")
+    for col in columns:
+        t.add_column(col, justify="left" if col in axes or col == "status" else "right",
+                     style="bold" if col == metric else None)
+    for r, row in enumerate(shown.to_dict("records"), start=1):
+        t.add_row(str(r), *[_fmt(row[c]) for c in columns])
+    counts = ranked["status"].value_counts()
+    console = Console(width=240, record=True, file=_Null())
+    console.print(t)
+    console.print("status: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return "\n".join(line.rstrip() for line in console.export_text().splitlines())
+
+
+class _Null:
+    """A write-only sink: rich records the text, :func:`render_table` returns it."""
+
+    def write(self, _: str) -> int:
+        return 0
+
+    def flush(self) -> None:
+        pass
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Commands
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _quiet_libraries() -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _describe_plan(p) -> str:
+    cfg = p.config
+    axes = ", ".join(f"{a.name} ({'range' if a.is_range else len(a.values)})" for a in cfg.axes) or "none"
+    what = "round(s) of Optuna trials" if cfg.method == "bayesian" else \
+        "static group(s), one compiled program each"
+    return (f"{cfg.method} search on {p.dataset.name}: {p.n_variants} variants, {p.n_units} {what}; "
+            f"axes: {axes}; metric {cfg.metric} ({cfg.goal})")
+
+
+def run_sweep(config_path: Path, out: Path, *, quiet: bool, force: bool, top: int, dry_run: bool) -> int:
+    """``jaxnets sweep``: check, plan, train (resuming), save, plot, print the ranked table."""
+    from jaxnets import config, plots, store, sweep
+
+    try:
+        text = config_path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise UsageError(f"cannot read config file {str(config_path)!r}: {e.strerror}") from None
+    try:
+        cfg = config.loads(text)
+        _quiet_libraries()
+        p = sweep.plan(cfg)
+    except config.ConfigError as e:
+        raise UsageError(f"{config_path}: {e}") from None
+    if not quiet or dry_run:
+        print(_describe_plan(p), file=sys.stderr)
+    if dry_run:
+        return 0
+    try:
+        done = store.open_run(out, text, force=force)
+    except store.DirectoryError as e:
+        raise UsageError(str(e)) from None
+    progress = Progress(out, cfg.metric, cfg.goal, quiet)
+    try:
+        results = sweep.run(p, done, progress)
+    except KeyboardInterrupt:
+        progress.close()
+        kept = len(store.load_units(out))
+        print(f"\ninterrupted: {kept} finished unit(s) are saved in {out}/{store.UNITS}; run the same command "
+              "again to resume", file=sys.stderr)
+        return 130
+    finally:
+        progress.close()
+    table, history = sweep.assemble(results, cfg)
+    csv, npz = store.write_results(out, table, history)
+    axes = [a.name for a in cfg.axes]
+    pngs = plots.save_all(out, table, history, axes, cfg.metric, cfg.goal, cfg.method)
+    print(render_table(table, axes, cfg.metric, cfg.goal, top))
+    print(f"results: {csv}  {npz}")
+    print(f"plots:   {'  '.join(str(p) for p in pngs)}")
+    print(f"ranked table again: jaxnets show {out}")
+    return 0
+
+
+def run_show(out: Path, *, top: int, metric: str | None) -> int:
+    """``jaxnets show``: print the ranked table of a finished results directory."""
+    from jaxnets import config, store
+
+    try:
+        cfg = config.loads(store.read_config_text(out))
+        table, _ = store.read_results(out)
+    except (store.DirectoryError, config.ConfigError) as e:
+        raise UsageError(str(e)) from None
+    goal = cfg.goal
+    if metric is not None:
+        if metric not in config.METRICS:
+            raise UsageError(f"--metric {metric!r} is not valid; valid metrics: {', '.join(config.METRICS)}")
+        goal = "max" if config.METRICS[metric] == "val_accuracy" else "min"
+        metric = config.METRICS[metric]
+    print(render_table(table, [a.name for a in cfg.axes], metric or cfg.metric, goal, top))
+    return 0
+
+
+def demo_config() -> Path:
+    """Path of the bundled demo config (package data ``jaxnets/configs/demo.toml``)."""
+    return Path(str(resources.files("jaxnets") / "configs" / DEMO_CONFIG))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Argument parsing
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or plan line")
+    p.add_argument("--force", action="store_true",
+                   help="discard results of a different config in --out instead of refusing")
+    p.add_argument("--top", type=int, default=10, metavar="K", help="rows of the ranked table to print "
+                   "(0: all; default 10)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``jaxnets`` argument parser (sub-commands ``sweep``, ``demo``, ``show``)."""
+    parser = argparse.ArgumentParser(
+        prog="jaxnets",
+        description="Train hundreds of neural-network variants at once: sweeps from a TOML config.",
+    )
+    parser.add_argument("--version", action="version", version=f"jaxnets {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("sweep", help="run a grid / random / Bayesian sweep from a config file",
+                       description="Run a sweep; re-run the same command to resume after an interruption.")
+    p.add_argument("config", type=Path, metavar="CONFIG.toml")
+    p.add_argument("--out", "-o", type=Path, required=True, metavar="DIR", help="results directory")
+    p.add_argument("--dry-run", action="store_true", help="check the config and print the plan; train nothing")
+    _add_run_options(p)
+
+    p = sub.add_parser("demo", help="the bundled sweep: activation x initializer on a deep MLP (digits)",
+                       description=f"Run the bundled demo config ({DEMO_CONFIG}).")
+    p.add_argument("--out", "-o", type=Path, default=Path(DEFAULT_DEMO_OUT), metavar="DIR",
+                   help=f"results directory (default {DEFAULT_DEMO_OUT})")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the demo config (a start for your own sweep) and exit")
+    _add_run_options(p)
+
+    p = sub.add_parser("show", help="print the ranked results table of a results directory")
+    p.add_argument("dir", type=Path, metavar="DIR")
+    p.add_argument("--top", type=int, default=20, metavar="K", help="rows to print (0: all; default 20)")
+    p.add_argument("--metric", default=None, help="rank by this metric instead of the config's")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``jaxnets`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "sweep":
+            return run_sweep(args.config, args.out, quiet=args.quiet, force=args.force, top=args.top,
+                             dry_run=args.dry_run)
+        if args.command == "demo" and args.print_config:
+            print(demo_config().read_text(encoding="utf-8"), end="")
+            return 0
+        if args.command == "demo":
+            return run_sweep(demo_config(), args.out, quiet=args.quiet, force=args.force, top=args.top,
+                             dry_run=False)
+        return run_show(args.dir, top=args.top, metric=args.metric)
+    except UsageError as e:
+        print(f"jaxnets: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,220 @@
+"""End-to-end tests of the ``jaxnets`` command and the results directory (jaxnets.cli, jaxnets.store).
+
+The sweeps here are tiny (iris, hidden [8], 20 steps) and run as subprocesses, as a user would run them: one
+uninterrupted reference run, and one run killed with SIGKILL right after its first group was saved, then
+resumed; the resumed table and histories must equal the reference's.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from jaxnets import cli, store
+
+TINY_TOML = """\
+# two static groups (hidden sizes) x 4 variants: the unit of resume is a group
+[data]
+name = "iris"
+
+[model]
+hidden = [8]
+
+[train]
+optimizer = "sgd"
+learning_rate = 0.1
+steps = 20
+batch_size = 16
+eval_every = 10
+
+[sweep]
+method = "grid"
+
+[sweep.axes]
+hidden = [[8], [4]]
+activation = ["tanh", "relu"]
+seed = [0, 1]
+"""
+
+CONTRACT_COLUMNS = ["variant", "hidden", "activation", "seed", "status", "stopped_step", "final_train_loss",
+                    "final_val_loss", "best_val_loss", "val_accuracy", "group_wall_s"]
+HISTORY_KEYS = {"step", "train_loss", "val_loss", "val_accuracy", "grad_norm", "act_std", "dead_fraction",
+                "saturated_fraction"}
+
+
+def _jaxnets(*args: str, **kwargs) -> list[str]:
+    return [sys.executable, "-m", "jaxnets", *args]
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(_jaxnets(*args), capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def tiny_config(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("config") / "tiny.toml"
+    path.write_text(TINY_TOML)
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_config, tmp_path_factory) -> Path:
+    """An uninterrupted run of the tiny config."""
+    out = tmp_path_factory.mktemp("runs") / "reference"
+    proc = _run("sweep", str(tiny_config), "--out", str(out), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "top 8 of 8 variants by final_val_loss" in proc.stdout and "results.csv" in proc.stdout
+    return out
+
+
+# ------------------------------------------------------------------------------------------ end to end
+
+
+def test_sweep_writes_the_contract_files(reference, tiny_config):
+    assert (reference / "config.toml").read_text() == tiny_config.read_text()
+    table = pd.read_csv(reference / "results.csv")
+    assert list(table.columns[: len(CONTRACT_COLUMNS)]) == CONTRACT_COLUMNS
+    assert table["variant"].tolist() == list(range(8))
+    assert table["hidden"].tolist() == ["[8]"] * 4 + ["[4]"] * 4
+    assert table["status"].isin(["ok", "diverged", "early_stopped"]).all()
+    with np.load(reference / "history.npz") as z:
+        history = {k: z[k] for k in z.files}
+    assert HISTORY_KEYS <= set(history)
+    assert history["step"].tolist() == [0, 10, 20]
+    assert history["val_loss"].shape == (8, 3) and history["grad_norm"].shape == (8, 3, 2)
+    assert history["dead_fraction"].shape == (8, 3, 1)
+    np.testing.assert_allclose(history["val_loss"][:, -1], table["final_val_loss"], rtol=0, atol=0)
+    assert sorted(p.name for p in (reference / "units").iterdir()) == ["group-000.npz", "group-001.npz"]
+    for name in ("loss_curves.png", "grad_norm.png", "activation_health.png"):
+        png = reference / "plots" / name
+        assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 5000, name
+    assert not list(reference.rglob(".*.tmp")), "temporary files left behind"
+
+
+def test_kill_mid_sweep_then_resume_gives_the_same_table(reference, tiny_config, tmp_path):
+    out = tmp_path / "killed"
+    first = out / "units" / "group-000.npz"
+    proc = subprocess.Popen(_jaxnets("sweep", str(tiny_config), "--out", str(out), "--quiet"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while not first.exists():
+            assert proc.poll() is None, "the sweep ended before its first group was saved"
+            assert time.monotonic() < deadline, "no group saved in time"
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)  # the second group needs a compile: it cannot have finished
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not (out / "results.csv").exists() and not (out / "units" / "group-001.npz").exists()
+    saved_at = first.stat().st_mtime_ns
+
+    resumed = _run("sweep", str(tiny_config), "--out", str(out))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed" in resumed.stderr
+    assert first.stat().st_mtime_ns == saved_at, "a finished group was trained again"
+    a = pd.read_csv(reference / "results.csv").drop(columns="group_wall_s")
+    b = pd.read_csv(out / "results.csv").drop(columns="group_wall_s")
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    with np.load(reference / "history.npz") as za, np.load(out / "history.npz") as zb:
+        assert set(za.files) == set(zb.files)
+        for k in za.files:
+            np.testing.assert_array_equal(za[k], zb[k], err_msg=k)
+
+
+def test_show_prints_the_ranked_table(reference, capsys):
+    assert cli.main(["show", str(reference), "--top", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "top 3 of 8 variants by final_val_loss (min)" in out and "status:" in out
+    table = pd.read_csv(reference / "results.csv")
+    best = table.sort_values(["final_val_loss", "variant"]).iloc[0]
+    first_row = next(line for line in out.splitlines() if line.strip().startswith("1 "))
+    assert first_row.split()[1] == str(best["variant"])
+    assert cli.main(["show", str(reference), "--metric", "val_accuracy", "--top", "0"]) == 0
+    assert "top 8 of 8 variants by val_accuracy (max)" in capsys.readouterr().out
+    assert cli.main(["show", str(reference), "--metric", "speed"]) == 2
+    assert "valid metrics" in capsys.readouterr().err
+
+
+def test_a_different_config_is_refused(reference, tiny_config, tmp_path, capsys):
+    other = tmp_path / "other.toml"
+    other.write_text(TINY_TOML.replace("steps = 20", "steps = 30"))
+    before = (reference / "results.csv").read_bytes()
+    assert cli.main(["sweep", str(other), "--out", str(reference), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "different config" in err and "train.steps" in err and "--force" in err
+    assert (reference / "results.csv").read_bytes() == before
+    # Comments and spacing do not make a config different: only the parsed TOML counts.
+    assert store.open_run(reference, "# comment\n" + TINY_TOML) .keys() == {"group-000", "group-001"}
+
+
+def test_bad_config_exits_2_before_any_compute(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(TINY_TOML.replace('activation = ["tanh", "relu"]', 'activation = ["tanh", "rleu"]'))
+    assert cli.main(["sweep", str(bad), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "[sweep.axes] activation[1]" in err and "'rleu'" in err and "valid activations" in err
+    assert not (tmp_path / "out").exists()
+    assert cli.main(["sweep", str(tmp_path / "missing.toml"), "--out", str(tmp_path / "out")]) == 2
+
+
+def test_dry_run_plans_without_training(tiny_config, tmp_path, capsys):
+    assert cli.main(["sweep", str(tiny_config), "--out", str(tmp_path / "out"), "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    assert "grid search on iris: 8 variants, 2 static group(s)" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_help_lists_the_commands():
+    proc = _run("--help")
+    assert proc.returncode == 0 and all(c in proc.stdout for c in ("sweep", "demo", "show"))
+
+
+def test_demo_prints_its_bundled_config(capsys):
+    assert cli.main(["demo", "--print-config"]) == 0
+    assert capsys.readouterr().out == cli.demo_config().read_text()
+
+
+# ------------------------------------------------------------------------------------------ store
+
+
+def test_open_run_refuses_a_foreign_folder_and_force_deletes_only_its_own_files(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(store.DirectoryError, match="not a jaxnets results directory"):
+        store.open_run(tmp_path, TINY_TOML)
+    assert store.open_run(tmp_path, TINY_TOML, force=True) == {}
+    (tmp_path / "results.csv").write_text("old")
+    with pytest.raises(store.DirectoryError, match="differs in: train.steps"):
+        store.open_run(tmp_path, TINY_TOML.replace("steps = 20", "steps = 5"))
+    store.open_run(tmp_path, TINY_TOML.replace("steps = 20", "steps = 5"), force=True)
+    assert (tmp_path / "notes.txt").read_text() == "mine" and not (tmp_path / "results.csv").exists()
+    assert "steps = 5" in (tmp_path / "config.toml").read_text()
+
+
+def test_atomic_write_never_leaves_a_partial_file(tmp_path):
+    target = tmp_path / "a.txt"
+    store.write_text(target, "old")
+
+    def broken(f):
+        f.write(b"half")
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        store.atomic_write(target, broken)
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_load_units_skips_temporaries_and_unreadable_files(tmp_path):
+    units = tmp_path / "units"
+    units.mkdir()
+    (units / ".group-000.npz.abc.tmp").write_bytes(b"partial")
+    (units / "group-001.npz").write_bytes(b"not an npz")
+    assert store.load_units(tmp_path) == {}
