@@ -71,6 +71,8 @@ class Progress:
                             dynamic_ncols=True, desc="sweep")
         elif kind == "unit_start":
             self._unit_start(event)
+        elif kind == "compiling":
+            self.bar.set_postfix_str("compiling")
         elif kind == "eval":
             finite = [v for v in event["val_loss"].tolist() if math.isfinite(v)]
             self.best_live = min([self.best_live, *finite])

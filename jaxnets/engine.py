@@ -32,6 +32,7 @@ Example::
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -312,7 +313,9 @@ class _GroupProgram:
             status = jnp.where(stop, EARLY_STOPPED, status)
             stopped_step = jnp.where(stop, state.step, stopped_step)
             params = _tree_where(stop, best_params, params)
-        reported = _tree_where(was_ok, m, state.last) if state.last else m
+        # once a variant has stopped or diverged, and at the evaluation where it diverges, report its last
+        # (finite) values again
+        reported = _tree_where(was_ok & finite, m, state.last) if state.last else m
         new = state._replace(params=params, status=status, stopped_step=stopped_step, best_val=best_val,
                              bad_evals=bad, best_params=best_params, last=reported)
         return new, reported
@@ -335,10 +338,42 @@ def _pad(hyper: Mapping[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
     return {k: np.concatenate([v, np.repeat(v[-1:], size - len(v))]) for k, v in hyper.items()}
 
 
+class _Compiled(NamedTuple):
+    init: Any
+    chunk: Any
+
+
+#: Compiled (init, chunk) programs by group signature, so a second ``train`` call with the same static
+#: group, data shapes, chunk size and devices (e.g. the next round of a Bayesian search) skips compilation.
+#: It only saves time: programs are pure functions of their arguments, so results do not depend on it.
+_CACHE: collections.OrderedDict[tuple, _Compiled] = collections.OrderedDict()
+_CACHE_SIZE = 16
+
+
+def clear_cache() -> None:
+    """Forget every compiled program (the next ``train`` call compiles again)."""
+    _CACHE.clear()
+
+
+def _signature(prog: _GroupProgram, size: int, devices: Sequence[Any]) -> tuple:
+    shapes = tuple((k, v.shape, v.dtype.str) for k, v in sorted(prog.data.items()))
+    return (prog.spec, prog.output_dim, prog.many_to_many, prog.n_train, shapes, size,
+            tuple(d.id for d in devices))
+
+
+def _compile(prog: _GroupProgram, hp: Any, data: Any, shard: NamedSharding) -> _Compiled:
+    """Lower and compile the init and chunk programs for [size] variants sharded by ``shard``."""
+    init = jax.jit(prog.init_batch, out_shardings=shard).lower(hp, data).compile()
+    state_shape = init.out_info[0]
+    chunk = jax.jit(jax.vmap(prog.chunk, in_axes=(0, 0, None)), donate_argnums=0, out_shardings=shard)
+    return _Compiled(init, chunk.lower(state_shape, hp, data).compile())
+
+
 def _run_group(group: variants_lib.Group, ds: Dataset, *, max_variants: int | None, devices: Sequence[Any],
                n_eval_train: int, progress: ProgressFn | None, group_index: int) -> GroupResult:
     spec = group.spec
     t0 = time.perf_counter()
+    report = progress or (lambda event: None)
     prog = _GroupProgram(spec, ds, n_eval_train)
     n_dev = len(devices)
     mesh = jax.make_mesh((n_dev,), ("variants",), devices=devices, axis_types=(AxisType.Auto,))
@@ -348,35 +383,32 @@ def _run_group(group: variants_lib.Group, ds: Dataset, *, max_variants: int | No
     size = -(-size // n_dev) * n_dev
     hyper = variants_lib.stack(spec, group.rows)
     data = jax.device_put(prog.data, replicated)
-
-    init = jax.jit(prog.init_batch, out_shardings=shard)
-    chunk = jax.jit(jax.vmap(prog.chunk, in_axes=(0, 0, None)), donate_argnums=0, out_shardings=shard)
-    compiled_init = compiled_chunk = None
+    key = _signature(prog, size, devices)
     compile_s = run_s = 0.0
     parts: list[dict[str, Any]] = []
     for start in range(0, v, size):
         hp = jax.device_put(_pad({k: a[start:start + size] for k, a in hyper.items()}, size), shard)
-        if compiled_init is None:
+        if key not in _CACHE:
+            report({"phase": "compiling", "group": group_index, "n_variants": v})
             tc = time.perf_counter()
-            compiled_init = init.lower(hp, data).compile()
+            _CACHE[key] = _compile(prog, hp, data, shard)
             compile_s += time.perf_counter() - tc
+            while len(_CACHE) > _CACHE_SIZE:
+                _CACHE.popitem(last=False)
+        _CACHE.move_to_end(key)
+        programs = _CACHE[key]
         tr = time.perf_counter()
-        state, m = compiled_init(hp, data)
-        jax.block_until_ready(state)
-        run_s += time.perf_counter() - tr
-        if compiled_chunk is None:
-            tc = time.perf_counter()
-            compiled_chunk = chunk.lower(state, hp, data).compile()
-            compile_s += time.perf_counter() - tc
+        state, m = programs.init(hp, data)
         history = [jax.device_get(m)]
+        run_s += time.perf_counter() - tr
         for e in range(1, spec.n_evals):
             tr = time.perf_counter()
-            state, m = compiled_chunk(state, hp, data)
+            state, m = programs.chunk(state, hp, data)
             history.append(jax.device_get(m))
             run_s += time.perf_counter() - tr
-            if progress is not None:
-                progress({"group": group_index, "chunk_start": start, "eval": e, "n_evals": spec.n_evals,
-                          "step": int(spec.eval_steps[e]), "val_loss": history[-1]["val_loss"][: v - start]})
+            report({"phase": "training", "group": group_index, "chunk_start": start, "eval": e,
+                    "n_evals": spec.n_evals, "step": int(spec.eval_steps[e]),
+                    "val_loss": history[-1]["val_loss"][: v - start]})
         n = min(size, v - start)
         final = jax.device_get((state.params, state.status, state.stopped_step, state.best_val))
         parts.append({
@@ -426,7 +458,11 @@ def prepare(variants: Sequence[Mapping[str, Any]], ds: Dataset) -> list[variants
     rows = [variants_lib.normalize(v, i, ds.default_loss) for i, v in enumerate(variants)]
     groups = variants_lib.group(rows)
     for g in groups:
-        _check_data(ds, g.spec)
+        try:
+            _check_data(ds, g.spec)
+        except ValueError as e:
+            which = ", ".join(map(str, g.indices[:8])) + (", ..." if len(g.indices) > 8 else "")
+            raise ValueError(f"variant(s) {which}: {e}") from None
     return groups
 
 
@@ -439,7 +475,9 @@ def train(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, options: Option
         :data:`jaxnets.variants.DEFAULTS`).
       ds: a :class:`jaxnets.data.Dataset`.
       options: :class:`Options`.
-      progress: called after every evaluation with ``{"group", "eval", "n_evals", "step", "val_loss"}``.
+      progress: called with ``{"phase": "compiling", "group", "n_variants"}`` before a group compiles and
+        ``{"phase": "training", "group", "chunk_start", "eval", "n_evals", "step", "val_loss"}`` after every
+        evaluation (``val_loss`` [variants in the chunk]).
 
     Returns:
       a :class:`jaxnets.result.Result` with rows in the order of ``variants``.

@@ -62,7 +62,8 @@ class Result:
     stopped_step: np.ndarray  # [V] int
     best_val_loss: np.ndarray  # [V]
     history: dict[str, np.ndarray]  # metric -> [V, E] / [V, E, L]
-    eval_steps: np.ndarray  # [E]
+    eval_steps: np.ndarray  # [E] of the group with the most evaluations
+    eval_step: np.ndarray  # [V, E] each variant's own evaluation steps (NaN-padded)
 
     @classmethod
     def from_groups(cls, groups: list[GroupResult], n_variants: int) -> Result:
@@ -85,6 +86,7 @@ class Result:
             best_val_loss=place(lambda g: g.best_val_loss),
             history={k: place(lambda g, k=k: g.history[k]) for k in groups[0].history},
             eval_steps=np.asarray(longest.eval_steps),
+            eval_step=place(lambda g: np.broadcast_to(g.eval_steps, (len(g.indices), len(g.eval_steps)))),
         )
 
     def __len__(self) -> int:

@@ -306,7 +306,8 @@ def train_unit(unit: Unit, ds: data_lib.Dataset, on_event: EventFn | None = None
     """Train one unit with one ``engine.train`` call; report each evaluation as an ``"eval"`` event."""
     def progress(info: dict[str, Any]) -> None:
         if on_event is not None:
-            on_event({"event": "eval", "unit": unit.key, **info})
+            kind = "compiling" if info.get("phase") == "compiling" else "eval"
+            on_event({"event": kind, "unit": unit.key, **info})
 
     result = engine.train(list(unit.rows), ds, progress=progress)
     summary = result.summary()
@@ -382,7 +383,8 @@ def run(p: Plan, done: Mapping[str, UnitResult] | None = None, on_event: EventFn
     ``on_event`` receives dicts with ``"event"``: ``"start"`` (``n_variants``, ``n_units``, ``evals``,
     ``exact``: False when ``evals`` is an estimate),
     ``"unit_start"`` (``unit``, ``index``, ``n_units``, ``n_variants``, ``evals``, ``resumed``, ``stale``),
-    ``"eval"`` (``unit`` and the engine's progress fields: ``step``, ``eval``, ``n_evals``, ``val_loss`` [v])
+    ``"compiling"`` (``unit``; before a unit compiles), ``"eval"`` (``unit`` and the engine's progress fields: ``step``,
+    ``eval``, ``n_evals``, ``val_loss`` [v])
     and ``"unit_done"`` (``unit``, ``result``: the :class:`UnitResult`, ``resumed``). Save a result when its
     ``unit_done`` arrives (before the next unit starts) to lose nothing if the process is killed.
     """

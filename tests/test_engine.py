@@ -83,6 +83,7 @@ def test_divergence_is_isolated_and_bit_identical():
 
 def test_one_compilation_for_a_mixed_grid(monkeypatch):
     """4 activations x 4 initializers x 4 seeds: one group, the step traced once, init traced once."""
+    engine.clear_cache()
     traces = {"step": 0, "init_params": 0}
     for name in traces:
         real = getattr(engine._GroupProgram, name)
@@ -104,6 +105,25 @@ def test_one_compilation_for_a_mixed_grid(monkeypatch):
     # each variant got its own activation: the recorded activation means differ by activation
     means = result.history["act_mean"][:, 0, 0].reshape(4, 16)
     assert np.all(means[0] > 0)  # sigmoid outputs are positive
+
+
+def test_compiled_programs_are_reused_across_calls(mixed_result):
+    engine.train(MIXED, DIGITS)  # compiled now, unless the fixture's programs are still cached
+    again = engine.train(MIXED, DIGITS)
+    assert again.groups[0].compile_s == 0.0
+    np.testing.assert_array_equal(again.history["val_loss"], mixed_result.history["val_loss"])
+    other_seeds = engine.train([{**v, "seed": v["seed"] + 100} for v in MIXED], DIGITS)
+    assert other_seeds.groups[0].compile_s == 0.0  # seeds are data, not program
+    assert not np.array_equal(other_seeds.history["val_loss"], mixed_result.history["val_loss"])
+    np.testing.assert_array_equal(mixed_result.eval_step, np.tile(mixed_result.eval_steps, (8, 1)))
+
+
+def test_progress_reports_compiling_then_every_evaluation():
+    engine.clear_cache()
+    events = []
+    engine.train([{**BASE, "hidden": (4,), "steps": 20, "eval_every": 10}], DIGITS, progress=events.append)
+    assert [e["phase"] for e in events] == ["compiling", "training", "training"]
+    assert [e.get("step") for e in events[1:]] == [10, 20]
 
 
 def test_chunking_gives_the_same_results(mixed_result):
@@ -142,7 +162,7 @@ def test_early_stopping_keeps_best_params():
         ([{"kind": "cnn", "hidden": (8,)}], "needs images"),
         ([{"learning_rate": -1.0}], "learning_rate must be > 0"),
         ([{"dropout": 1.0}], "dropout must be in"),
-        ([{"batch_size": 5000}], "larger than"),
+        ([{"batch_size": 5000}], r"variant\(s\) 0: batch_size 5000 is larger than"),
         ([{"loss": "binary_crossentropy"}], "binary_crossentropy needs a binary task"),
     ],
 )
