@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -238,6 +239,26 @@ class _GroupProgram:
         params = jax.lax.map(self.init_params, hp)
         return jax.vmap(self.init, in_axes=(0, 0, None))(params, hp, data)
 
+    def variant_bytes(self, hp1: Mapping[str, np.ndarray], data: Mapping[str, Any]) -> int:
+        """Estimated device memory one variant needs, from shapes only (nothing runs or compiles).
+
+        ``hp1``: hyperparameters of ONE variant, as [1] arrays. Counts the training state (parameters,
+        optimizer state, best parameters) four times over (new values, gradients, updates, buffers being
+        donated) and the activations of an evaluation (train-eval batch with its backward pass, and the
+        validation batch) three times over.
+        """
+        state = jax.eval_shape(self.init_batch, hp1, data)[0]
+        row = jax.tree.map(lambda a: a[0], hp1)
+        model = _model(self.spec, row, self.output_dim, self.many_to_many)
+        params = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), state.params)
+
+        def forward(p, x):
+            return model.apply({"params": p}, x, mutable=["intermediates"])
+
+        acts = [jax.eval_shape(forward, params, data[k]) for k in ("x_eval", "x_val")]
+        nbytes = lambda tree: sum(a.size * a.dtype.itemsize for a in jax.tree.leaves(tree))  # noqa: E731
+        return 4 * nbytes(state) + 3 * nbytes(acts)
+
     def step(self, state: TrainState, hp: Mapping[str, jax.Array], data: Mapping[str, jax.Array]) -> TrainState:
         spec = self.spec
         model = _model(spec, hp, self.output_dim, self.many_to_many)
@@ -369,8 +390,27 @@ def _compile(prog: _GroupProgram, hp: Any, data: Any, shard: NamedSharding) -> _
     return _Compiled(init, chunk.lower(state_shape, hp, data).compile())
 
 
+def memory_budget(devices: Sequence[Any]) -> int:
+    """Bytes one device may use for a program: half of an accelerator's memory limit, or on the CPU half of
+    the host's available memory shared by the emulated CPU devices."""
+    stats = devices[0].memory_stats() if devices[0].platform != "cpu" else None
+    if stats and "bytes_limit" in stats:
+        return int(stats["bytes_limit"] * 0.5)
+    available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    return int(available * 0.5 / len(devices))
+
+
+def _chunk_size(v: int, n_dev: int, per_variant: int, budget: int, max_variants: int | None) -> int:
+    """Variants per program: all of them, unless ``max_variants`` or the memory budget says fewer; always a
+    multiple of the device count."""
+    fit = max(1, budget // max(per_variant, 1)) * n_dev
+    size = min(v, max_variants or v, fit)
+    return -(-size // n_dev) * n_dev
+
+
 def _run_group(group: variants_lib.Group, ds: Dataset, *, max_variants: int | None, devices: Sequence[Any],
-               n_eval_train: int, progress: ProgressFn | None, group_index: int) -> GroupResult:
+               n_eval_train: int, budget: int | None, progress: ProgressFn | None, group_index: int
+               ) -> GroupResult:
     spec = group.spec
     t0 = time.perf_counter()
     report = progress or (lambda event: None)
@@ -379,9 +419,9 @@ def _run_group(group: variants_lib.Group, ds: Dataset, *, max_variants: int | No
     mesh = jax.make_mesh((n_dev,), ("variants",), devices=devices, axis_types=(AxisType.Auto,))
     shard, replicated = NamedSharding(mesh, P("variants")), NamedSharding(mesh, P())
     v = len(group.rows)
-    size = min(v, max_variants or v)
-    size = -(-size // n_dev) * n_dev
     hyper = variants_lib.stack(spec, group.rows)
+    per_variant = prog.variant_bytes({k: a[:1] for k, a in hyper.items()}, prog.data)
+    size = _chunk_size(v, n_dev, per_variant, budget or memory_budget(devices), max_variants)
     data = jax.device_put(prog.data, replicated)
     key = _signature(prog, size, devices)
     compile_s = run_s = 0.0
@@ -439,7 +479,11 @@ class Options:
     """Engine settings that do not change results.
 
     max_variants_per_program: most variants one compiled program trains at once; larger groups run in
-      chunks of this size (one compilation per group; results identical). ``None``: the whole group.
+      chunks of this size (one compilation per group; results identical). ``None``: the whole group, unless
+      it does not fit in memory.
+    memory_budget_bytes: memory one device may use; a group whose estimated need (shapes only, see
+      ``_GroupProgram.variant_bytes``) exceeds it is split into chunks automatically. ``None``: half of the
+      device's memory (:func:`memory_budget`).
     devices: devices to shard the variant axis over (default: all of ``jax.devices()``).
     n_eval_train: training examples used for the evaluation-time train loss and diagnostics.
     """
@@ -447,6 +491,7 @@ class Options:
     max_variants_per_program: int | None = None
     devices: Sequence[Any] | None = None
     n_eval_train: int = 1024
+    memory_budget_bytes: int | None = None
 
 
 def prepare(variants: Sequence[Mapping[str, Any]], ds: Dataset) -> list[variants_lib.Group]:
@@ -490,7 +535,8 @@ def train(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, options: Option
     devices = list(options.devices or jax.devices())
     results = [
         _run_group(g, ds, max_variants=options.max_variants_per_program, devices=devices,
-                   n_eval_train=options.n_eval_train, progress=progress, group_index=gi)
+                   n_eval_train=options.n_eval_train, budget=options.memory_budget_bytes, progress=progress,
+                   group_index=gi)
         for gi, g in enumerate(groups)
     ]
     return Result.from_groups(results, n_variants=len(variants))

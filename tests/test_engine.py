@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxnets import data, engine
+from jaxnets import data, engine, variants
 
 DIGITS = data.load("digits")
 BASE = {"hidden": (32, 32), "steps": 100, "eval_every": 25, "batch_size": 32}
@@ -133,6 +133,18 @@ def test_chunking_gives_the_same_results(mixed_result):
         np.testing.assert_allclose(chunked.history[k], mixed_result.history[k], rtol=1e-5)
 
 
+def test_groups_too_big_for_memory_are_chunked_automatically(mixed_result):
+    group = engine.prepare(MIXED, DIGITS)[0]
+    prog = engine._GroupProgram(group.spec, DIGITS, n_eval_train=1024)
+    hyper = variants.stack(group.spec, group.rows)
+    per_variant = prog.variant_bytes({k: a[:1] for k, a in hyper.items()}, prog.data)
+    assert per_variant > 4 * sum(a.size * 4 for a in jax.tree.leaves(mixed_result.params(0)))
+    chunked = engine.train(MIXED, DIGITS, options=engine.Options(memory_budget_bytes=4 * per_variant + 1))
+    assert chunked.groups[0].n_programs == 2
+    for k in engine.METRICS:
+        np.testing.assert_allclose(chunked.history[k], mixed_result.history[k], rtol=1e-5)
+
+
 def test_early_stopping_keeps_best_params():
     v = {"hidden": (64,), "steps": 400, "eval_every": 10, "batch_size": 32, "learning_rate": 0.05,
          "patience": 2, "seed": 0}
@@ -191,7 +203,7 @@ def test_bad_data_fails_before_compute(monkeypatch):
 SHARDED = textwrap.dedent("""
     import json, sys
     import jax, numpy as np
-    from jaxnets import data, engine
+    from jaxnets import data, engine, variants
     ds = data.load("iris")
     vs = [{"hidden": (16,), "steps": 30, "eval_every": 10, "batch_size": 16, "activation": a, "seed": s}
           for a in ("relu", "tanh", "elu") for s in range(2)]
