@@ -17,7 +17,9 @@ softplus       log(1 + exp(x))                              (0, 1)
 identity       x                                            {1}
 =============  ==========================================  ===========================
 
-Ids are positions in :data:`NAMES` and never change order.
+Ranges are mathematical; in float32 the derivatives of sigmoid, tanh, elu and softplus become exactly 0 far
+in their tails (ELU's below z ≈ -17, where ``exp(z)`` underflows relative to 1), which the dead-unit
+diagnostic counts as dead. Ids are positions in :data:`NAMES` and never change order.
 
 Example::
 

@@ -7,7 +7,9 @@ input side first.
   towards the input side are vanishing gradients; growing ones, exploding gradients.
 * :func:`activation_stats` — per hidden layer: mean and std of the activations; ``dead_fraction``, the
   fraction of units whose activation has zero derivative on *every* example of the batch (a dead ReLU
-  unit: it outputs 0 and gets no gradient; leaky ReLU and ELU units never count as dead); and
+  unit: it outputs 0 and gets no gradient. Leaky ReLU units never count as dead; ELU units do once their
+  pre-activation is below about -17 on every example, where exp(z) underflows and float32 gradients are
+  exactly 0 — they are as stuck as a dead ReLU); and
   ``saturated_fraction``, the fraction of (example, unit) entries where a sigmoid/tanh unit is within 1%
   of a bound of its output range (``|z| > 4.595`` for sigmoid, ``|z| > 2.647`` for tanh; 0 for activations
   that do not saturate). For a conv layer a unit is a channel (over all positions). Where a layer records
