@@ -138,7 +138,8 @@ def _labels(loss: str, y: np.ndarray, ds: Dataset) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------------
 
 
-def _model(spec: variants_lib.GroupSpec, hp: Mapping[str, jax.Array], output_dim: int, many_to_many: bool):
+def _model(spec: variants_lib.GroupSpec, hp: Mapping[str, jax.Array], output_dim: int, many_to_many: bool,
+           platform: str = "cpu"):
     common = dict(
         output_dim=output_dim,
         activation=hp["activation"],
@@ -149,7 +150,9 @@ def _model(spec: variants_lib.GroupSpec, hp: Mapping[str, jax.Array], output_dim
     if spec.kind == "mlp":
         return MLP(hidden=spec.hidden, **common)
     if spec.kind == "cnn":
-        return CNN(channels=spec.hidden, dense=spec.dense, **common)
+        # vmapped per-variant convolutions are grouped convolutions: slow on XLA's CPU backend, fine on GPU
+        conv_impl = "matmul" if platform == "cpu" else "xla"
+        return CNN(channels=spec.hidden, dense=spec.dense, conv_impl=conv_impl, **common)
     return RNN(hidden=spec.hidden, cell=spec.cell, many_to_many=many_to_many, **common)
 
 
@@ -168,8 +171,9 @@ def _all_finite(tree: Any) -> jax.Array:
 class _GroupProgram:
     """The per-variant functions of one static group, and their vmapped, jitted, sharded versions."""
 
-    def __init__(self, spec: variants_lib.GroupSpec, ds: Dataset, n_eval_train: int):
+    def __init__(self, spec: variants_lib.GroupSpec, ds: Dataset, n_eval_train: int, platform: str = "cpu"):
         self.spec = spec
+        self.platform = platform
         self.output_dim = _output_dim(spec.loss, ds)
         self.many_to_many = ds.sequence_output
         self.loss_fn = losses.get(spec.loss)
@@ -185,6 +189,10 @@ class _GroupProgram:
             "y_val": _labels(spec.loss, ds.y_val, ds),
         }
         self.sat = activations.saturation_threshold(spec.activations)
+
+    def model(self, hp: Mapping[str, jax.Array]):
+        """The Flax model of one variant (activation and initializer ids from ``hp``)."""
+        return _model(self.spec, hp, self.output_dim, self.many_to_many, self.platform)
 
     # -- pieces --------------------------------------------------------------------------------------
     def optimizer(self, hp: Mapping[str, jax.Array]):
@@ -207,7 +215,7 @@ class _GroupProgram:
     # -- per variant ---------------------------------------------------------------------------------
     def init_params(self, hp: Mapping[str, jax.Array]) -> Any:
         """The variant's initial parameters, from ``fold_in(key(seed), 0)``."""
-        model = _model(self.spec, hp, self.output_dim, self.many_to_many)
+        model = self.model(hp)
         key = jax.random.fold_in(jax.random.key(hp["seed"]), 0)
         return model.init({"params": key, "dropout": key}, self.x_sample)["params"]
 
@@ -249,7 +257,7 @@ class _GroupProgram:
         """
         state = jax.eval_shape(self.init_batch, hp1, data)[0]
         row = jax.tree.map(lambda a: a[0], hp1)
-        model = _model(self.spec, row, self.output_dim, self.many_to_many)
+        model = self.model(row)
         params = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), state.params)
 
         def forward(p, x):
@@ -261,7 +269,7 @@ class _GroupProgram:
 
     def step(self, state: TrainState, hp: Mapping[str, jax.Array], data: Mapping[str, jax.Array]) -> TrainState:
         spec = self.spec
-        model = _model(spec, hp, self.output_dim, self.many_to_many)
+        model = self.model(hp)
         base = jax.random.key(hp["seed"])
         idx = jax.random.randint(
             jax.random.fold_in(jax.random.fold_in(base, 1), state.step), (spec.batch_size,), 0, self.n_train
@@ -298,7 +306,7 @@ class _GroupProgram:
         )
 
     def evaluate(self, params: Any, hp: Mapping[str, jax.Array], data: Mapping[str, jax.Array]) -> dict:
-        model = _model(self.spec, hp, self.output_dim, self.many_to_many)
+        model = self.model(hp)
 
         def train_loss(p):
             logits, rec = model.apply({"params": p}, data["x_eval"], mutable=["intermediates"])
@@ -414,7 +422,7 @@ def _run_group(group: variants_lib.Group, ds: Dataset, *, max_variants: int | No
     spec = group.spec
     t0 = time.perf_counter()
     report = progress or (lambda event: None)
-    prog = _GroupProgram(spec, ds, n_eval_train)
+    prog = _GroupProgram(spec, ds, n_eval_train, devices[0].platform)
     n_dev = len(devices)
     mesh = jax.make_mesh((n_dev,), ("variants",), devices=devices, axis_types=(AxisType.Auto,))
     shard, replicated = NamedSharding(mesh, P("variants")), NamedSharding(mesh, P())

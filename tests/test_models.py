@@ -134,3 +134,32 @@ def test_a_few_steps_lower_the_loss(name, model):
 
 def test_activation_names_default_to_registry():
     assert MLP(hidden=(1,), output_dim=1).activation_names == activations.NAMES
+
+
+@pytest.mark.parametrize("shape, kernel", [((2, 8, 8, 1), (3, 3, 1, 4)), ((3, 5, 4, 3), (3, 2, 3, 6))])
+def test_matmul_conv_equals_xla_conv_values_and_grads(shape, kernel):
+    from jaxnets.models.cnn import matmul_conv
+
+    x = jax.random.normal(jax.random.key(2), shape)
+    w = jax.random.normal(jax.random.key(3), kernel)
+    dn = ("NHWC", "HWIO", "NHWC")
+    for padding in ("SAME", "VALID"):
+        def ref(x, w, padding=padding):
+            return jax.lax.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=dn)
+
+        def ours(x, w, padding=padding):
+            return matmul_conv(x, w, (1, 1), padding)
+
+        np.testing.assert_allclose(ours(x, w), ref(x, w), rtol=1e-5, atol=1e-5)
+        g_ref = jax.grad(lambda x, w: jnp.sum(jnp.sin(ref(x, w))), argnums=(0, 1))(x, w)
+        g_ours = jax.grad(lambda x, w: jnp.sum(jnp.sin(ours(x, w))), argnums=(0, 1))(x, w)
+        for a, b in zip(g_ours, g_ref, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_cnn_conv_impls_agree():
+    x = jax.random.normal(KEY, (3, 8, 8, 1))
+    xla = CNN(channels=(4, 8), output_dim=5)
+    mm = CNN(channels=(4, 8), output_dim=5, conv_impl="matmul")
+    params = xla.init(KEY, x)
+    np.testing.assert_allclose(mm.apply(params, x), xla.apply(params, x), rtol=1e-5, atol=1e-5)

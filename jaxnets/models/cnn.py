@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from jaxnets import activations
 from jaxnets.models._common import (
@@ -20,6 +21,39 @@ from jaxnets.models._common import (
 )
 
 
+def matmul_conv(lhs: jax.Array, rhs: jax.Array, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
+                dimension_numbers=None, feature_group_count: int = 1, precision=None) -> jax.Array:
+    """A drop-in for ``lax.conv_general_dilated`` (as ``flax.linen.Conv`` calls it) for stride-1 2-D
+    convolutions in Flax's layout (NHWC inputs, HWIO kernels): a sum over kernel offsets of shifted inputs,
+    concatenated along channels, times the reshaped kernel — one matmul.
+
+    Why: under ``vmap`` with a kernel per variant, ``lax.conv_general_dilated`` becomes a grouped convolution,
+    which XLA's CPU backend runs about 100x slower than this matmul form (measured on 2 cores: 64 variants of
+    a 3x3, 16->32 channel conv on 128 8x8 images, forward and backward: 52 s vs 0.45 s per step). Numbers
+    agree with the convolution to float32 rounding. Anything else (strides, dilation, groups) falls back to
+    ``lax.conv_general_dilated``.
+    """
+    ones = (1,) * (lhs.ndim - 2)
+    simple = (lhs.ndim == 4 and tuple(window_strides) == ones and feature_group_count == 1
+              and tuple(lhs_dilation or ones) == ones and tuple(rhs_dilation or ones) == ones)
+    if not simple:
+        return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                                            dimension_numbers, feature_group_count, precision=precision)
+    kh, kw, c, o = rhs.shape
+    b, h, w, _ = lhs.shape
+    pads = jax.lax.padtype_to_pads((h, w), (kh, kw), (1, 1), padding) if isinstance(padding, str) else padding
+    xp = jnp.pad(lhs, ((0, 0), tuple(pads[0]), tuple(pads[1]), (0, 0)))
+    oh, ow = xp.shape[1] - kh + 1, xp.shape[2] - kw + 1
+    patches = jnp.concatenate([xp[:, i:i + oh, j:j + ow, :] for i in range(kh) for j in range(kw)], axis=-1)
+    out = patches.reshape(b * oh * ow, kh * kw * c) @ rhs.reshape(kh * kw * c, o)
+    return out.reshape(b, oh, ow, o)
+
+
+CONV_IMPLS = {"xla": None, "matmul": matmul_conv}
+"""How :class:`CNN` computes convolutions: ``"xla"`` (``lax.conv_general_dilated``, best for one model and on
+GPU) or ``"matmul"`` (:func:`matmul_conv`, best for many vmapped variants on CPU)."""
+
+
 class CNN(nn.Module):
     """``[conv 3x3 (SAME) -> act -> 2x2 max-pool] * len(channels) -> flatten -> [dense -> act] * len(dense)
     -> dense(output_dim)``.
@@ -31,6 +65,7 @@ class CNN(nn.Module):
       output_dim: units of the output layer (logits).
       dense: hidden sizes of the dense head between the conv blocks and the output layer.
       kernel_size: spatial size of every conv kernel.
+      conv_impl: ``"xla"`` or ``"matmul"`` (see :data:`CONV_IMPLS`); the same numbers either way.
       activation, activation_names, kernel_init, dropout: as in :class:`jaxnets.models.MLP`
         (dropout applies after the dense head's activations).
 
@@ -42,6 +77,7 @@ class CNN(nn.Module):
     output_dim: int
     dense: Sequence[int] = ()
     kernel_size: int = 3
+    conv_impl: str = "xla"
     activation: ActivationLike = "relu"
     activation_names: Sequence[str] = activations.NAMES
     kernel_init: InitializerLike = "lecun_normal"
@@ -55,7 +91,8 @@ class CNN(nn.Module):
         init = resolve_init(self.kernel_init)
         k = (self.kernel_size, self.kernel_size)
         for i, ch in enumerate(self.channels):
-            z = nn.Conv(ch, k, padding="SAME", kernel_init=init, name=layer_name(i))(x)
+            z = nn.Conv(ch, k, padding="SAME", kernel_init=init, conv_general_dilated=CONV_IMPLS[self.conv_impl],
+                        name=layer_name(i))(x)
             x = act(z)
             record(self, z, x)
             if min(x.shape[1:3]) >= 2:
