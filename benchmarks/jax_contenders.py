@@ -1,0 +1,282 @@
+"""JAX contenders: ``jaxnets`` (the engine), ``jax_loop`` and ``jax_scan`` (one model at a time).
+
+Every contender returns a dict with at least ``model_steps_per_s`` (training steps per second summed over
+models; compilation, initialization and warm-up excluded), ``compile_s``, ``timed_s`` (the seconds the rate
+is measured over), ``steps`` (steps per model in the timed part), ``n_timed`` (models timed) and
+``extrapolated`` (True when fewer than ``n`` models were timed and the rate is per-model time scaled to
+``n``: the one-at-a-time contenders train models strictly one after another, so ``n`` of them take ``n``
+times one model's time). The one-at-a-time contenders train every model at least ``LOOP_MIN_STEPS``
+steps, so that per-model start-up (dispatch pipeline fill and drain) does not dominate their rate.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from benchmarks.workloads import Workload, load_data
+
+N_EVAL_TRAIN = 32  # jaxnets: training examples in each evaluation's train loss and diagnostics
+LOOP_MIN_STEPS = 50  # one-at-a-time contenders: each model trains at least this many steps
+
+
+def _rng_keys(seed: int):
+    import jax
+
+    base = jax.random.key(seed)
+    return jax.random.fold_in(base, 0), jax.random.fold_in(base, 1)
+
+
+def _eval_work_fraction(wl: Workload, ds, n_eval_train: int, steps: int) -> float:
+    """Matmul work of one engine evaluation (forward on the validation split, forward + backward on
+    ``n_eval_train`` training examples) relative to ``steps`` training steps."""
+    macs = wl.macs_per_example()
+    eval_flops = 2.0 * macs * (len(ds.x_val) + 3 * n_eval_train)
+    return eval_flops / (steps * wl.flops_per_model_step())
+
+
+# --------------------------------------------------------------------------------------------------------
+# (a) jaxnets: the vectorized engine
+# --------------------------------------------------------------------------------------------------------
+
+
+def _engine_second_chunks(wl: Workload, ds, n: int, chunk: int, engine_options: dict[str, Any]) -> tuple[float, Any]:
+    """Train ``n`` variants for two chunks of ``chunk`` steps (``steps = 2 chunk, eval_every = chunk``).
+
+    Returns the seconds of the *second* chunk (summed over the engine's variant chunks when it splits the
+    group into several programs' worth of variants) and the result. The engine reports a training event
+    once each chunk's metrics reach the host; the second chunk of a block of variants is the time from its
+    first event to its second (nothing else runs in between: the next block's init comes after).
+    """
+    from jaxnets import engine
+
+    rows = wl.jaxnets_rows(n, steps=2 * chunk, eval_every=chunk)
+    marks: dict[int, dict[int, float]] = {}
+    order: list[float] = []
+
+    def progress(event: dict[str, Any]) -> None:
+        if event.get("phase", "training") != "training":  # e.g. the "compiling" notice
+            return
+        now = time.perf_counter()
+        order.append(now)
+        marks.setdefault(int(event.get("chunk_start", 0)), {})[int(event.get("eval", len(order)))] = now
+
+    if hasattr(engine, "clear_cache"):  # compile afresh, so compile_s is a real compilation
+        engine.clear_cache()
+    options = engine.Options(**{"n_eval_train": N_EVAL_TRAIN, **engine_options})
+    result = engine.train(rows, ds, options=options, progress=progress)
+    if len(result.groups) != 1 or len(order) != 2 * len(marks) or any(len(m) != 2 for m in marks.values()):
+        raise RuntimeError(f"expected one group and two chunks per block of variants, got {len(result.groups)} "
+                           f"group(s) and events {marks}")
+    second = sum(m[max(m)] - m[min(m)] for m in marks.values())
+    return second, result
+
+
+def run_jaxnets(wl: Workload, n: int, steps: int, target_s: float, engine_options: dict[str, Any] | None = None,
+                subtract_eval: bool = True, **_: Any) -> dict[str, Any]:
+    """All ``n`` variants in one ``jaxnets.engine.train`` call (one static group, one compiled program).
+
+    The engine runs ``eval_every`` steps in a compiled ``lax.scan`` and then one evaluation (forward on the
+    validation split, a gradient on ``n_eval_train`` examples, per-layer diagnostics). To time the training
+    steps alone:
+
+    1. the main call trains ``2 * steps`` steps with ``eval_every = steps``: two chunks. The first chunk is
+       the warm-up; the second one's time ``T_S`` (between the engine's progress callbacks, which fire once
+       a chunk's metrics reach the host; summed over blocks of variants if the engine splits the group)
+       holds ``steps`` steps + one evaluation + the per-chunk overhead. ``compile_s`` is this call's
+       ``GroupResult.compile_s`` (init + chunk programs);
+    2. a second call, identical but with ``eval_every = 1`` (2 steps), gives ``T_1`` = one step + one
+       evaluation + the same overhead.
+
+    ``model_steps_per_s = n * (steps - 1) / (T_S - T_1)``: evaluation, initialization, compilation and
+    warm-up are all excluded. ``model_steps_per_s_with_eval = n * steps / T_S`` keeps the evaluation in
+    (what a run with ``eval_every = steps`` gets). With ``subtract_eval=False`` (``--quick``) the second
+    call is skipped and ``model_steps_per_s`` is the evaluation-inclusive figure (``eval_subtracted``).
+    """
+    ds = load_data(wl)
+    engine_options = dict(engine_options or {})
+    t0 = time.perf_counter()
+    t_s, result = _engine_second_chunks(wl, ds, n, steps, engine_options)
+    wall = time.perf_counter() - t0
+    g = result.groups[0]
+    if subtract_eval and steps >= 2:
+        t_1, _ = _engine_second_chunks(wl, ds, n, 1, engine_options)
+        per_step = (t_s - t_1) / (steps - 1)
+        if per_step <= 0:  # noise swamped the difference: fall back to the evaluation-inclusive figure
+            per_step, subtract_eval = t_s / steps, False
+    else:
+        t_1, per_step, subtract_eval = float("nan"), t_s / steps, False
+    return {
+        "model_steps_per_s": n / per_step,
+        "compile_s": g.compile_s,
+        "timed_s": t_s,
+        "steps": steps,
+        "n_timed": n,
+        "extrapolated": False,
+        "model_steps_per_s_with_eval": n * steps / t_s,
+        "chunk_1_step_s": t_1,
+        "eval_s": max(0.0, t_1 - per_step) if subtract_eval else None,
+        "eval_subtracted": subtract_eval,
+        "engine_run_s": g.run_s,
+        "engine_wall_s": g.wall_s,
+        "total_s": wall,
+        "eval_work_fraction": _eval_work_fraction(wl, ds, N_EVAL_TRAIN, steps),
+        "n_diverged": int((result.status == "diverged").sum()),
+        "n_programs": g.n_programs,
+        "engine_options": engine_options,
+    }
+
+
+# --------------------------------------------------------------------------------------------------------
+# (b), (c): one model at a time, written the way a competent JAX user would
+# --------------------------------------------------------------------------------------------------------
+
+
+class _Single:
+    """One model's pieces: the same Flax model and sampling as the engine, plain ``optax.adam``."""
+
+    def __init__(self, wl: Workload, ds):
+        import jax.numpy as jnp
+        import optax
+
+        self.wl, self.ds = wl, ds
+        self._inits: dict[tuple[str, str], Any] = {}
+        self.x = jnp.asarray(ds.x_train, jnp.float32)
+        self.y = jnp.asarray(ds.y_train)
+        self.n_train = len(ds.x_train)
+        self.tx = optax.adam(wl.learning_rate)  # eps 1e-8, as the engine's adam
+        if ds.default_loss == "sparse_categorical_crossentropy":
+            self.loss = lambda logits, y: optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+        elif ds.default_loss == "mse":
+            self.loss = lambda pred, y: jnp.mean(jnp.square(pred - y))
+        else:  # pragma: no cover - no workload uses it
+            raise ValueError(ds.default_loss)
+
+    def model(self, activation: str, init: str = "lecun_normal"):
+        from jaxnets.models import CNN, MLP, RNN
+
+        wl, common = self.wl, {"output_dim": self.wl.output_dim, "activation": activation, "kernel_init": init}
+        if wl.kind == "mlp":
+            return MLP(hidden=wl.hidden, **common)
+        if wl.kind == "cnn":
+            return CNN(channels=wl.hidden, dense=wl.dense, **common)
+        return RNN(hidden=wl.hidden, cell=wl.cell, many_to_many=self.ds.sequence_output, **common)
+
+    def init(self, i: int):
+        """Parameters and Adam state of variant ``i`` (same init and seed as the engine)."""
+        import jax
+        import jax.numpy as jnp
+
+        v = self.wl.variant(i)
+        k_init, k_data = _rng_keys(v["seed"])
+        config = (v["activation"], v["init"])
+        if config not in self._inits:  # one jitted init per (activation, initializer), as a user would write
+            self._inits[config] = jax.jit(self.model(*config).init)
+        params = self._inits[config](k_init, jnp.zeros((1, *self.wl.input_shape), jnp.float32))["params"]
+        opt_state = self.tx.init(params)
+        jax.block_until_ready((params, opt_state))
+        return params, opt_state, k_data
+
+    def step_fn(self, activation: str):
+        """``step(params, opt_state, x, y, key, t) -> (params, opt_state, loss)`` for one model."""
+        import jax
+        import optax
+
+        model, tx, loss_fn, batch, n_train = (self.model(activation), self.tx, self.loss, self.wl.batch_size,
+                                             self.n_train)
+
+        def step(params, opt_state, x, y, key, t):
+            idx = jax.random.randint(jax.random.fold_in(key, t), (batch,), 0, n_train)
+            xb, yb = x[idx], y[idx]
+            loss, grads = jax.value_and_grad(lambda p: loss_fn(model.apply({"params": p}, xb), yb))(params)
+            updates, opt_state = tx.update(grads, opt_state, params)
+            return optax.apply_updates(params, updates), opt_state, loss
+
+        return step
+
+
+def _min_models(wl: Workload, n: int) -> int:
+    return min(n, len(wl.activations))
+
+
+def run_jax_loop(wl: Workload, n: int, steps: int, target_s: float, **_: Any) -> dict[str, Any]:
+    """Models one after another; each step is a call of a jitted step function from a Python loop.
+
+    One ``jax.jit`` step function per distinct activation (the only thing that changes the program; a
+    competent user would not recompile per seed or initializer), parameters and optimizer state donated.
+    ``compile_s``: the first call of each step function (trace + compile + one step), on throwaway state.
+    Timed: the ``steps`` calls of each model, up to ``block_until_ready``; initialization not timed. Models
+    are timed until ``target_s`` is spent (at least one of each activation), then the rate is scaled to
+    ``n`` models (``extrapolated``).
+    """
+    import jax
+
+    steps = max(steps, LOOP_MIN_STEPS)
+    ds = load_data(wl)
+    s = _Single(wl, ds)
+    fns: dict[str, Any] = {}
+    compile_s = timed = 0.0
+    done = 0
+    for i in range(n):
+        act = wl.variant(i)["activation"]
+        if act not in fns:
+            fns[act] = jax.jit(s.step_fn(act), donate_argnums=(0, 1))
+            p, o, k = s.init(i)
+            tc = time.perf_counter()
+            jax.block_until_ready(fns[act](p, o, s.x, s.y, k, 0))
+            compile_s += time.perf_counter() - tc
+        fn = fns[act]
+        params, opt_state, key = s.init(i)
+        t0 = time.perf_counter()
+        for t in range(steps):
+            params, opt_state, _loss = fn(params, opt_state, s.x, s.y, key, t)
+        jax.block_until_ready(params)
+        timed += time.perf_counter() - t0
+        done += 1
+        if timed >= target_s and done >= _min_models(wl, n):
+            break
+    return {"model_steps_per_s": done * steps / timed, "compile_s": compile_s, "timed_s": timed,
+            "steps": steps, "n_timed": done, "extrapolated": done < n}
+
+
+def run_jax_scan(wl: Workload, n: int, steps: int, target_s: float, **_: Any) -> dict[str, Any]:
+    """Models one after another; each model's ``steps`` steps are one jitted ``lax.scan`` (one call).
+
+    One compiled program per distinct activation (``jit(...).lower(...).compile()``, timed as
+    ``compile_s``). Timed: the one call per model up to ``block_until_ready``; initialization not timed.
+    Time-boxed and extrapolated to ``n`` models like ``jax_loop``.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    steps = max(steps, LOOP_MIN_STEPS)
+    ds = load_data(wl)
+    s = _Single(wl, ds)
+    progs: dict[str, Any] = {}
+    compile_s = timed = 0.0
+    done = 0
+    for i in range(n):
+        act = wl.variant(i)["activation"]
+        params, opt_state, key = s.init(i)
+        if act not in progs:
+            step = s.step_fn(act)
+
+            def train(params, opt_state, x, y, key, step=step):
+                def body(carry, t):
+                    p, o, loss = step(*carry, x, y, key, t)
+                    return (p, o), loss
+
+                (p, o), losses = jax.lax.scan(body, (params, opt_state), jnp.arange(steps))
+                return p, o, losses
+
+            tc = time.perf_counter()
+            progs[act] = jax.jit(train, donate_argnums=(0, 1)).lower(params, opt_state, s.x, s.y, key).compile()
+            compile_s += time.perf_counter() - tc
+        t0 = time.perf_counter()
+        jax.block_until_ready(progs[act](params, opt_state, s.x, s.y, key))
+        timed += time.perf_counter() - t0
+        done += 1
+        if timed >= target_s and done >= _min_models(wl, n):
+            break
+    return {"model_steps_per_s": done * steps / timed, "compile_s": compile_s, "timed_s": timed,
+            "steps": steps, "n_timed": done, "extrapolated": done < n}

@@ -1,0 +1,212 @@
+"""Outputs: the JSON results file (a contract), a Markdown table and a plot, plus the issue's targets."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+CONTENDER_ORDER = ("jaxnets", "jax_loop", "jax_scan", "torch_loop", "torch_func")
+
+
+def _find(records: list[dict[str, Any]], workload: str, contender: str, n: int) -> dict[str, Any] | None:
+    for r in records:
+        if r["workload"] == workload and r["contender"] == contender and r["n"] == n:
+            return r
+    return None
+
+
+def ratios(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """jaxnets' model-steps/s divided by each other contender's, per workload and N."""
+    out = []
+    for r in records:
+        if r["contender"] == "jaxnets":
+            continue
+        j = _find(records, r["workload"], "jaxnets", r["n"])
+        if j is not None and r["model_steps_per_s"] > 0:
+            out.append({"workload": r["workload"], "n": r["n"], "contender": r["contender"],
+                        "jaxnets_over_contender": j["model_steps_per_s"] / r["model_steps_per_s"]})
+    return out
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's targets (stated for the 2-core CPU run), checked against these results where measured."""
+    recs = results["records"]
+    checks: list[dict[str, Any]] = []
+
+    def ratio(w, n, c):
+        j, o = _find(recs, w, "jaxnets", n), _find(recs, w, c, n)
+        return None if j is None or o is None else j["model_steps_per_s"] / o["model_steps_per_s"]
+
+    def frac(w, n):
+        j = _find(recs, w, "jaxnets", n)
+        return None if j is None else j["peak_fraction"]
+
+    def add(name, value, goal, fmt, prior):
+        checks.append({"target": name, "value": value, "goal": goal, "met": None if value is None else value >= goal,
+                       "display": "not measured" if value is None else fmt.format(value), "prototype": prior})
+
+    add("wine_mlp N=256: jaxnets / jax_loop", ratio("wine_mlp", 256, "jax_loop"), 20.0, "{:.1f}x", "13x")
+    add("wine_mlp N=256: jaxnets fraction of matmul peak", frac("wine_mlp", 256), 0.30, "{:.1%}", "15%")
+    add("digits_mlp N=256: jaxnets fraction of matmul peak", frac("digits_mlp", 256), 0.60, "{:.1%}", "35-56%")
+    add("digits_mlp N=256: jaxnets / torch_func", ratio("digits_mlp", 256, "torch_func"), 1.2, "{:.2f}x", "1.0x")
+    add("digits_mlp N=256: jaxnets / torch_loop", ratio("digits_mlp", 256, "torch_loop"), 2.0, "{:.2f}x", "2.4x")
+    add("digits_mlp N=256: jaxnets / jax_scan", ratio("digits_mlp", 256, "jax_scan"), 1.0, "{:.2f}x", "0.83x")
+    comp = [r["compile_s"] for r in recs if r["contender"] == "jaxnets"]
+    worst = max(comp) if comp else None
+    checks.append({"target": "jaxnets compile time of one group <= 5 s (every workload and N)", "value": worst,
+                   "goal": 5.0, "met": None if worst is None else worst <= 5.0,
+                   "display": "not measured" if worst is None else f"max {worst:.2f} s", "prototype": "7.6 s"})
+    for w in sorted({r["workload"] for r in recs}):
+        c = sorted((r["n"], r["compile_s"]) for r in recs if r["workload"] == w and r["contender"] == "jaxnets")
+        if len(c) >= 2:
+            growth = c[-1][1] / c[0][1]
+            checks.append({"target": f"{w}: jaxnets compile flat in N (largest N / N={c[0][0]} <= 1.5)",
+                           "value": growth, "goal": 1.5, "met": growth <= 1.5,
+                           "display": f"{c[0][1]:.2f} s at N={c[0][0]} -> {c[-1][1]:.2f} s at N={c[-1][0]} "
+                                      f"({growth:.2f}x)", "prototype": "1.6 s -> 7.6 s"})
+    for r in sorted((r for r in recs if r["workload"] == "digits_mlp" and r["contender"] == "jaxnets"
+                     and r["n"] >= 4096), key=lambda r: r["n"]):
+        checks.append({"target": f"digits_mlp N={r['n']} (accelerator): jaxnets", "value": r["peak_fraction"],
+                       "goal": None, "met": None, "prototype": "",
+                       "display": f"{r['model_steps_per_s']:,.0f} model-steps/s, {r['peak_fraction']:.1%} of peak"})
+    return checks
+
+
+def _fmt_rate(x: float) -> str:
+    return f"{x:,.0f}" if x >= 100 else f"{x:,.1f}"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    m, v = results["machine"], results["versions"]
+    recs = results["records"]
+    lines = [
+        f"# jaxnets benchmarks: `{m['name']}`",
+        "",
+        f"- **Date**: {results['date']}; the run took {results['duration_s'] / 60:.1f} min",
+        f"- **Machine**: {m['cpu_model']} ({m.get('cpu_family') or ''}), {m['cores']} cores, "
+        f"{m.get('memory_gb')} GB RAM, ISA {', '.join(m.get('cpu_isa', [])) or '?'}",
+        f"- **Device**: {m['platform']} `{m['device_kind']}` x{m['device_count']}"
+        + (f", {m['device_memory_gb']} GB" if m.get("device_memory_gb") else ""),
+        "- **Versions**: " + ", ".join(f"{k} {val}" for k, val in v.items() if val),
+        f"- **Matmul peak** (float32, best of JAX / NumPy / PyTorch, start and end of run): "
+        f"**{results['peak_gflops']:.0f} GFLOP/s**",
+        f"- **Settings**: target {results['config']['target_s']} s per measurement, N in "
+        f"{results['config']['ns']}, isolation: "
+        + {"all": "one process per record", "torch": "PyTorch records in their own processes",
+           "none": "none (one process)"}.get(str(results["config"]["isolate"]), str(results["config"]["isolate"]))
+        + ("" if results["config"].get("subtract_eval", True) else "; jaxnets' evaluation NOT subtracted"),
+        "",
+        "Model-steps/s = training steps per second summed over the N models (compile, init and warm-up "
+        "excluded). In brackets: jaxnets' rate divided by that contender's (> 1: jaxnets is faster). "
+        "`~` marks one-at-a-time rates extrapolated from the models timed. See benchmarks/README.md.",
+        "",
+        "## Targets",
+        "",
+        "| target | measured | goal | met | prototype |",
+        "|---|---|---|---|---|",
+    ]
+    for t in targets(results):
+        goal = "" if t["goal"] is None else (f"{t['goal']:.0%}" if "fraction" in t["target"] else f"{t['goal']:g}")
+        met = {True: "yes", False: "**no**", None: "-"}[t["met"]]
+        lines.append(f"| {t['target']} | {t['display']} | {goal} | {met} | {t['prototype']} |")
+    for w, info in results["workloads"].items():
+        wrecs = [r for r in recs if r["workload"] == w]
+        if not wrecs:
+            continue
+        contenders = [c for c in CONTENDER_ORDER if any(r["contender"] == c for r in wrecs)]
+        ns = sorted({r["n"] for r in wrecs})
+        lines += ["", f"## {w}", "",
+                  f"{info['description']}. {info['flops_per_model_step'] / 1e6:.2f} MFLOP per model-step, "
+                  f"{info['params_per_model']:,} parameters per model.", "",
+                  "Model-steps/s (jaxnets ÷ contender):", "",
+                  "| N | " + " | ".join(contenders) + " |", "|---:|" + "---:|" * len(contenders)]
+        for n in ns:
+            j = _find(recs, w, "jaxnets", n)
+            cells = []
+            for c in contenders:
+                r = _find(recs, w, c, n)
+                if r is None:
+                    cells.append("-")
+                    continue
+                s = ("~" if r.get("extrapolated") else "") + _fmt_rate(r["model_steps_per_s"])
+                if c != "jaxnets" and j is not None:
+                    s += f" ({j['model_steps_per_s'] / r['model_steps_per_s']:.2f}x)"
+                cells.append(s)
+            lines.append(f"| {n} | " + " | ".join(cells) + " |")
+        lines += ["", "| N | contender | model-steps/s | GFLOP/s | % of peak | compile s | peak RSS MB | steps "
+                      "| models timed | timed s |", "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for n in ns:
+            for c in contenders:
+                r = _find(recs, w, c, n)
+                if r is None:
+                    continue
+                lines.append(f"| {n} | {c} | {_fmt_rate(r['model_steps_per_s'])} | {r['gflops']:.2f} | "
+                             f"{r['peak_fraction']:.1%} | {r['compile_s']:.2f} | {r['peak_rss_mb']:.0f} | "
+                             f"{r['steps']} | {r['n_timed']}{' (extrap.)' if r.get('extrapolated') else ''} | "
+                             f"{r['timed_s']:.2f} |")
+    if results["skipped"]:
+        lines += ["", "## Skipped", "", "| workload | N | contender | reason |", "|---|---:|---|---|"]
+        lines += [f"| {s['workload']} | {s['n']} | {s['contender']} | {s['reason']} |" for s in results["skipped"]]
+    if results["failed"]:
+        lines += ["", "## Failed", "", "| workload | N | contender | error |", "|---|---:|---|---|"]
+        lines += [f"| {s['workload']} | {s['n']} | {s['contender']} | {s['error']} |" for s in results["failed"]]
+    return "\n".join(lines) + "\n"
+
+
+def plot_rates(results: dict[str, Any], path: Path) -> None:
+    """Model-steps/s against N, one panel per workload, one line per contender (log-log)."""
+    import matplotlib
+    import matplotlib.ticker
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    recs = results["records"]
+    workloads = [w for w in results["workloads"] if any(r["workload"] == w for r in recs)]
+    if not workloads:
+        return
+    cols = min(3, len(workloads))
+    rows = -(-len(workloads) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 4 * rows), squeeze=False)
+    for ax, w in zip(axes.flat, workloads, strict=False):
+        for c in CONTENDER_ORDER:
+            pts = sorted((r["n"], r["model_steps_per_s"]) for r in recs if r["workload"] == w and r["contender"] == c)
+            if pts:
+                ax.plot(*zip(*pts, strict=True), marker="o", label=c, lw=2.5 if c == "jaxnets" else 1.2)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ns = sorted({r["n"] for r in recs if r["workload"] == w})
+        ax.set_xticks(ns, [str(n) for n in ns])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.set_title(w)
+        ax.set_xlabel("N (models trained)")
+        ax.set_ylabel("model-steps / s")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    for ax in list(axes.flat)[len(workloads):]:
+        ax.axis("off")
+    m = results["machine"]
+    fig.suptitle(f"jaxnets benchmarks on {m['name']} ({m['device_kind']}, {m['cores']} cores), "
+                 f"peak {results['peak_gflops']:.0f} GFLOP/s")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write(results: dict[str, Any], out: Path, plot: bool = True) -> None:
+    """Write ``out`` (JSON), ``out`` with ``.md`` (Markdown) and, if asked, ``.png`` (the plot)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    results = {**results, "targets": targets(results)}
+    _atomic_write(out, json.dumps(results, indent=1, default=float) + "\n")
+    _atomic_write(out.with_suffix(".md"), markdown(results))
+    if plot:
+        plot_rates(results, out.with_suffix(".png"))

@@ -1,0 +1,204 @@
+"""The five benchmark workloads: model, data, batch size, variant mix, and analytic FLOP / memory counts.
+
+Everything here is plain Python (no JAX, no PyTorch), so the orchestrating process can plan a run —
+FLOPs, memory estimates, step counts — without importing either library. The shapes below are checked
+against the loaded data set by :func:`load_data`.
+
+FLOP convention (the same number for every contender)
+-----------------------------------------------------
+Only matrix-multiply / convolution multiply-adds are counted, 2 FLOPs each. For one example's forward pass:
+
+* dense layer ``d_in -> d_out``: ``d_in * d_out`` MACs;
+* conv ``k x k``, ``c_in -> c_out``, SAME padding, stride 1 on an ``h x w`` map: ``h * w * k^2 * c_in * c_out``
+  MACs (``h, w`` halve after each 2x2 max-pool, as in :class:`jaxnets.models.CNN`);
+* LSTM layer of width ``H`` on ``F`` inputs: ``4 H (F + H)`` MACs per time step, times ``T``.
+
+A training step is forward + backward ≈ **3x the forward matmul FLOPs** (backward = one matmul for the
+input gradient and one for the weight gradient per layer; the first layer's unneeded input gradient is
+still counted, by convention). So::
+
+    flops_per_model_step = 3 * 2 * batch_size * MACs_per_example
+
+Elementwise work (activations, loss, Adam, sampling) is not counted: it is the same for every contender,
+and counting it would flatter the small models.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+WORKLOAD_NAMES: tuple[str, ...] = ("wine_mlp", "digits_mlp", "digits_mlp_wide", "digits_cnn", "adding_lstm")
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    """One benchmark workload: a model on a data set, trained with Adam for a fixed number of steps.
+
+    Variant ``i`` of ``N`` uses ``activations[i % len(activations)]``, initializer
+    ``inits[(i // len(activations)) % len(inits)]`` and seed ``i``, so any ``N >= 4`` mixes both.
+    """
+
+    name: str
+    description: str
+    dataset: str
+    dataset_options: tuple[tuple[str, Any], ...]
+    kind: str  # mlp | cnn | rnn
+    hidden: tuple[int, ...]
+    batch_size: int
+    input_shape: tuple[int, ...]  # one example, as the data set gives it
+    output_dim: int
+    n_val: int  # validation examples (the engine evaluates on all of them)
+    dense: tuple[int, ...] = ()
+    cell: str = "lstm"
+    activations: tuple[str, ...] = ("relu", "tanh")
+    inits: tuple[str, ...] = ("glorot_uniform", "he_normal")
+    learning_rate: float = 1e-3
+    kernel_size: int = 3
+
+    # -- variants -----------------------------------------------------------------------------------
+    def variant(self, i: int) -> dict[str, Any]:
+        """Activation, initializer and seed of variant ``i``."""
+        return {
+            "activation": self.activations[i % len(self.activations)],
+            "init": self.inits[(i // len(self.activations)) % len(self.inits)],
+            "seed": i,
+        }
+
+    def jaxnets_rows(self, n: int, steps: int, eval_every: int) -> list[dict[str, Any]]:
+        """The ``n`` variants as :func:`jaxnets.engine.train` rows (one static group)."""
+        static = {
+            "kind": self.kind, "hidden": self.hidden, "dense": self.dense, "cell": self.cell,
+            "optimizer": "adam", "batch_size": self.batch_size, "steps": steps, "eval_every": eval_every,
+            "learning_rate": self.learning_rate,
+        }
+        return [{**static, **self.variant(i)} for i in range(n)]
+
+    # -- analytic counts ----------------------------------------------------------------------------
+    def _layers(self) -> list[tuple[str, dict[str, int]]]:
+        """The layers with the sizes that matter for FLOPs / parameters / activations (one example)."""
+        out: list[tuple[str, dict[str, int]]] = []
+        if self.kind == "mlp":
+            sizes = [math.prod(self.input_shape), *self.hidden, self.output_dim]
+            for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+                out.append(("dense", {"d_in": a, "d_out": b}))
+        elif self.kind == "cnn":
+            h, w, c = self.input_shape
+            for ch in self.hidden:
+                out.append(("conv", {"h": h, "w": w, "c_in": c, "c_out": ch, "k": self.kernel_size}))
+                c = ch
+                if min(h, w) >= 2:
+                    h, w = h // 2, w // 2
+            sizes = [h * w * c, *self.dense, self.output_dim]
+            for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+                out.append(("dense", {"d_in": a, "d_out": b}))
+        elif self.kind == "rnn":
+            t, f = self.input_shape
+            gates = {"lstm": 4, "gru": 3, "simple": 1}[self.cell]
+            for hdim in self.hidden:
+                out.append(("rnn", {"t": t, "f": f, "h": hdim, "gates": gates}))
+                f = hdim
+            out.append(("dense", {"d_in": f, "d_out": self.output_dim}))
+        else:  # pragma: no cover - guarded by the workload table
+            raise ValueError(self.kind)
+        return out
+
+    def macs_per_example(self) -> int:
+        """Forward multiply-adds for one example (see the module docstring)."""
+        total = 0
+        for kind, s in self._layers():
+            if kind == "dense":
+                total += s["d_in"] * s["d_out"]
+            elif kind == "conv":
+                total += s["h"] * s["w"] * s["k"] ** 2 * s["c_in"] * s["c_out"]
+            else:
+                total += s["t"] * s["gates"] * s["h"] * (s["f"] + s["h"])
+        return total
+
+    def flops_per_model_step(self) -> float:
+        """FLOPs of one training step of one model: ``3 * 2 * batch_size * MACs_per_example``."""
+        return 6.0 * self.batch_size * self.macs_per_example()
+
+    def param_count(self) -> int:
+        """Trainable parameters of one model (weights + biases)."""
+        total = 0
+        for kind, s in self._layers():
+            if kind == "dense":
+                total += s["d_in"] * s["d_out"] + s["d_out"]
+            elif kind == "conv":
+                total += s["k"] ** 2 * s["c_in"] * s["c_out"] + s["c_out"]
+            else:
+                total += s["gates"] * s["h"] * (s["f"] + s["h"] + 1)
+        return total
+
+    def activation_floats_per_example(self) -> int:
+        """Values one example's forward pass keeps for the backward pass (layer outputs, pre-activations)."""
+        total = 0
+        for kind, s in self._layers():
+            if kind == "dense":
+                total += 2 * s["d_out"]
+            elif kind == "conv":
+                total += 2 * s["h"] * s["w"] * s["c_out"]
+            else:
+                total += s["t"] * (2 * s["gates"] + 3) * s["h"]
+        return total + math.prod(self.input_shape)
+
+    def train_bytes_per_model(self) -> float:
+        """Rough peak training memory of one model in float32: parameters, gradients, Adam's two moments,
+        the update and the new parameters (6 copies), plus the batch's saved activations (x3 for
+        pre-activations, their gradients and temporaries). Used only to skip what cannot fit."""
+        return 4.0 * (6 * self.param_count() + 3 * self.batch_size * self.activation_floats_per_example())
+
+
+WORKLOADS: dict[str, Workload] = {
+    w.name: w
+    for w in (
+        Workload(
+            name="wine_mlp",
+            description="wine (13 features, 3 classes), MLP 13-32-32-3, batch 32: one model cannot fill "
+                        "the machine",
+            dataset="wine", dataset_options=(), kind="mlp", hidden=(32, 32), batch_size=32,
+            input_shape=(13,), output_dim=3, n_val=36,
+        ),
+        Workload(
+            name="digits_mlp",
+            description="digits (64 pixels, 10 classes), MLP 64-128x4-10, batch 128",
+            dataset="digits", dataset_options=(), kind="mlp", hidden=(128,) * 4, batch_size=128,
+            input_shape=(64,), output_dim=10, n_val=359,
+        ),
+        Workload(
+            name="digits_mlp_wide",
+            description="digits, wide MLP 64-1024x4-10, batch 128",
+            dataset="digits", dataset_options=(), kind="mlp", hidden=(1024,) * 4, batch_size=128,
+            input_shape=(64,), output_dim=10, n_val=359,
+        ),
+        Workload(
+            name="digits_cnn",
+            description="digits as 8x8x1 images, CNN conv3x3(16)-pool-conv3x3(32)-pool-dense(64)-10, "
+                        "batch 128",
+            dataset="digits_image", dataset_options=(), kind="cnn", hidden=(16, 32), dense=(64,),
+            batch_size=128, input_shape=(8, 8, 1), output_dim=10, n_val=359,
+        ),
+        Workload(
+            name="adding_lstm",
+            description="adding problem (T = 50, 2 inputs), LSTM(32) -> dense(1), MSE, batch 64",
+            dataset="adding", dataset_options=(("length", 50),), kind="rnn", hidden=(32,), cell="lstm",
+            batch_size=64, input_shape=(50, 2), output_dim=1, n_val=400, activations=("tanh", "relu"),
+        ),
+    )
+}
+assert tuple(WORKLOADS) == WORKLOAD_NAMES
+
+
+def load_data(workload: Workload):
+    """The workload's :class:`jaxnets.data.Dataset` (seed 0), checked against the declared shapes."""
+    from jaxnets import data
+
+    ds = data.load(workload.dataset, seed=0, **dict(workload.dataset_options))
+    got = (tuple(ds.input_shape), ds.output_dim, len(ds.x_val))
+    want = (workload.input_shape, workload.output_dim, workload.n_val)
+    if got != want:
+        raise RuntimeError(f"{workload.name}: data set {workload.dataset} has (input shape, output_dim, n_val) "
+                           f"{got}; the workload declares {want}")
+    return ds
