@@ -242,17 +242,19 @@ def run_torch_loop(wl: Workload, n: int, steps: int, target_s: float, torch_thre
     """A plain PyTorch loop per model: sample, forward, loss, ``backward``, ``Adam.step``; models one after
     another. Per model, one untimed warm-up step (Adam's state is created lazily), then ``steps`` timed.
     ``compile_s``: the first model's warm-up step (eager PyTorch compiles nothing). At least
-    ``LOOP_MIN_STEPS`` steps per model; time-boxed and extrapolated to ``n`` models like ``jax_loop``."""
+    ``LOOP_MIN_STEPS`` steps per model; time-boxed (with the same hard cap) and extrapolated to ``n`` models
+    like ``jax_loop``."""
     import torch
 
-    from benchmarks.jax_contenders import LOOP_MIN_STEPS
+    from benchmarks.jax_contenders import LOOP_MIN_STEPS, _over_hard_cap
 
     steps = max(steps, LOOP_MIN_STEPS)
     _setup_threads(torch_threads)
     device = torch_device()
     d = _Data(wl, device)
     compile_s = timed = 0.0
-    done = 0
+    done = model_steps = 0
+    cut = False
     for i in range(n):
         model = build_model(wl, i, device)
         opt = torch.optim.Adam(model.parameters(), lr=wl.learning_rate, eps=1e-8)
@@ -271,16 +273,22 @@ def run_torch_loop(wl: Workload, n: int, steps: int, target_s: float, torch_thre
         if i == 0:
             compile_s = time.perf_counter() - tc
         t0 = time.perf_counter()
-        for _ in range(steps):
+        t = 0
+        while t < steps:
             step()
+            t += 1
+            if t % 10 == 0 and _over_hard_cap(timed + time.perf_counter() - t0, target_s):
+                break
         _sync(device)
         timed += time.perf_counter() - t0
         done += 1
-        if timed >= target_s and done >= min(n, len(wl.activations)):
+        model_steps += t
+        cut = cut or t < steps
+        if (timed >= target_s and done >= min(n, len(wl.activations))) or _over_hard_cap(timed, target_s):
             break
-    return {"model_steps_per_s": done * steps / timed, "compile_s": compile_s, "timed_s": timed,
-            "steps": steps, "n_timed": done, "extrapolated": done < n, "device": device,
-            "torch_threads": torch.get_num_threads()}
+    return {"model_steps_per_s": model_steps / timed, "compile_s": compile_s, "timed_s": timed,
+            "steps": steps, "n_timed": done, "extrapolated": done < n or cut, "time_boxed": cut,
+            "device": device, "torch_threads": torch.get_num_threads()}
 
 
 def run_torch_func(wl: Workload, n: int, steps: int, target_s: float, torch_threads: int | None = None,
