@@ -16,12 +16,14 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from benchmarks import CONTENDERS, RECORD_KEYS, WORKLOAD_NAMES, WORKLOADS, Config, run
-from benchmarks.__main__ import parse_args
-from benchmarks.suite import make_plan
-from jaxnets.models import CNN, MLP, RNN
-
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # benchmarks/ is not an installed package; `python -m pytest` has it anyway
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import CONTENDERS, RECORD_KEYS, WORKLOAD_NAMES, WORKLOADS, Config, run  # noqa: E402
+from benchmarks.__main__ import parse_args  # noqa: E402
+from benchmarks.suite import make_plan  # noqa: E402
+from jaxnets.models import CNN, MLP, RNN  # noqa: E402
 
 
 def _flax_model(wl):
