@@ -141,12 +141,63 @@ def test_groups_too_big_for_memory_are_chunked_automatically(mixed_result):
     group = engine.prepare(MIXED, DIGITS)[0]
     prog = engine._GroupProgram(group.spec, DIGITS, n_eval_train=1024)
     hyper = variants.stack(group.spec, group.rows)
-    per_variant = prog.variant_bytes({k: a[:1] for k, a in hyper.items()}, prog.data)
+    per_variant = prog.footprint({k: a[:1] for k, a in hyper.items()}, prog.data).memory
     assert per_variant > 4 * sum(a.size * 4 for a in jax.tree.leaves(mixed_result.params(0)))
     chunked = engine.train(MIXED, DIGITS, options=engine.Options(memory_budget_bytes=4 * per_variant + 1))
     assert chunked.groups[0].n_programs == 2
     for k in engine.METRICS:
         np.testing.assert_allclose(chunked.history[k], mixed_result.history[k], rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "v, n_dev, memory, step, budget, max_variants, block_bytes, expected",
+    [
+        (256, 1, 1, 2_000_000, 10**12, None, 16 * 2**20, 8),  # digits-sized: blocks of 8 (the cache)
+        (256, 1, 1, 60_000, 10**12, None, 16 * 2**20, 256),  # wine-sized: everything at once
+        (256, 1, 1, 60_000_000, 10**12, None, 16 * 2**20, engine.MIN_BLOCK),  # never below MIN_BLOCK
+        (20, 1, 1, 10**9, 10**12, None, 1, 7),  # 3 equal blocks of 7, not 8 + 8 + 4
+        (256, 1, 1, 2_000_000, 10**12, 64, 16 * 2**20, 64),  # an explicit maximum replaces block_bytes
+        (256, 1, 1, 2_000_000, 10**12, None, 0, 256),  # 0: no block limit
+        (256, 1, 1000, 1, 10_000, None, 0, 10),  # memory: 10 fit -> 26 blocks of ceil(256 / 26) = 10
+        (10, 4, 1, 1, 10**12, None, 0, 12),  # a multiple of the device count (padded)
+        (256, 4, 1, 2_000_000, 10**12, None, 16 * 2**20, 32),  # blocks are per device
+    ],
+)
+def test_chunk_size(v, n_dev, memory, step, budget, max_variants, block_bytes, expected):
+    fp = engine.Footprint(memory=memory, step=step)
+    assert engine._chunk_size(v, n_dev, fp, budget, max_variants, block_bytes) == expected
+
+
+def test_blocks_of_variants_give_the_same_results(mixed_result):
+    """No block limit (block_bytes=0) gives the default's numbers, and the step footprint counts the state."""
+    whole = engine.train(MIXED, DIGITS, options=engine.Options(block_bytes=0))
+    assert whole.groups[0].n_programs == 1
+    for k in engine.METRICS:
+        np.testing.assert_allclose(whole.history[k], mixed_result.history[k], rtol=1e-5)
+    group = engine.prepare(MIXED, DIGITS)[0]
+    prog = engine._GroupProgram(group.spec, DIGITS, n_eval_train=1024)
+    hyper = variants.stack(group.spec, group.rows)
+    fp = prog.footprint({k: a[:1] for k, a in hyper.items()}, prog.data)
+    params_bytes = sum(a.size * 4 for a in jax.tree.leaves(mixed_result.params(0)))
+    assert fp.step >= 4 * params_bytes  # params, two Adam moments, gradients
+    assert fp.memory > fp.step
+
+
+def test_evaluation_zero_is_before_any_step(mixed_result):
+    """Evaluation 0 comes from the chunk program with no steps: it is the loss of the initial parameters."""
+    import jax.numpy as jnp
+    import optax
+
+    from jaxnets.models import MLP
+
+    row = mixed_result.rows[0]
+    assert mixed_result.eval_steps[0] == 0
+    model = MLP(hidden=row["hidden"], output_dim=10, activation=row["activation"], kernel_init=row["init"])
+    key = jax.random.fold_in(jax.random.key(row["seed"]), 0)
+    params = model.init({"params": key, "dropout": key}, jnp.zeros((1, 64)))["params"]
+    logits = model.apply({"params": params}, DIGITS.x_val)
+    val_loss = float(jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, DIGITS.y_val)))
+    np.testing.assert_allclose(mixed_result.history["val_loss"][0, 0], val_loss, rtol=1e-5)
 
 
 def test_early_stopping_keeps_best_params():
