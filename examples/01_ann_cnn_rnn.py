@@ -109,7 +109,7 @@ def train(task: str, runs: list[tuple[str, str, dict]], sets: dict, seeds: int) 
 
 def single_step_ms(row: dict, ds: data.Dataset, batch: int, n: int = 30) -> float:
     """Milliseconds per Adam step of ONE model (plain ``jit``, no ``vmap``) on a fixed minibatch."""
-    model = C.model_for(row, ds)
+    model = engine.model(row, ds)
     x = jnp.asarray(ds.x_train[:batch])
     y = jnp.asarray(C.labels_for(row["loss"], ds.y_train[:batch], ds))
     loss_fn = losses.get(row["loss"])
@@ -197,7 +197,7 @@ def plot(digits: dict, adding: dict, table: pd.DataFrame, baseline: float, out: 
     C.label_lines(ax)
     ax = axes[1][1]
     for model, (result, ds) in adding.items():
-        pred = np.asarray(C.apply_fn(C.model_for(result.rows[0], ds))(result.params(0), ds.x_test))[:, 0]
+        pred = np.asarray(C.apply_fn(engine.model(result.rows[0], ds))(result.params(0), ds.x_test))[:, 0]
         ax.scatter(ds.y_test[:, 0], pred, s=6, alpha=0.5, color=C.COLORS[model], label=model)
     ax.plot([0, 2], [0, 2], "k--", lw=0.8)
     ax.set_xlabel("true sum of the two marked values")

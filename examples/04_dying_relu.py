@@ -69,7 +69,7 @@ def inactive_fraction(result, ds) -> np.ndarray:
     x = jnp.asarray(ds.x_train)
     out = []
     for i, row in enumerate(result.rows):
-        model = C.model_for(row, ds)
+        model = engine.model(row, ds)
         _, rec = model.apply({"params": result.params(i)}, x, mutable=["intermediates"])
         pre = rec["intermediates"]["preact"]
         out.append([float(jnp.mean(jnp.all(z <= 0, axis=0))) for z in pre])

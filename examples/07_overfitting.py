@@ -114,7 +114,7 @@ def boundary(ax: plt.Axes, result, i: int, ds, clean_y: np.ndarray, title: str) 
     hi = np.maximum(ds.x_train.max(0), ds.x_val.max(0)) + 0.3
     gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], 200), np.linspace(lo[1], hi[1], 200))
     grid = jnp.asarray(np.stack([gx.ravel(), gy.ravel()], axis=1), jnp.float32)
-    logits = C.apply_fn(C.model_for(result.rows[i], ds))(result.params(i), grid)
+    logits = C.apply_fn(engine.model(result.rows[i], ds))(result.params(i), grid)
     prob = np.asarray(jax.nn.sigmoid(logits[:, 0])).reshape(gx.shape)
     ax.contourf(gx, gy, prob, levels=np.linspace(0, 1, 11), cmap="RdBu_r", alpha=0.6)
     ax.contour(gx, gy, prob, levels=[0.5], colors="k", linewidths=0.8)

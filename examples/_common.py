@@ -13,7 +13,7 @@ import functools
 import sys
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +32,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from jaxnets import initializers, losses  # noqa: E402
+from jaxnets import engine, losses  # noqa: E402
 from jaxnets.data import Dataset  # noqa: E402
-from jaxnets.models import CNN, MLP, RNN  # noqa: E402
 
 __all__ = [
     "COLORS", "Timer", "apply_fn", "divergence_eval", "evaluate", "finish", "label_lines", "labels_for",
-    "mark_diverged", "mean_band", "model_for", "n_params", "nanmean", "parser", "save_figure", "timed",
+    "mark_diverged", "mean_band", "n_params", "nanmean", "parser", "save_figure", "timed",
     "truncated", "write_table",
 ]
 
@@ -110,17 +109,6 @@ def timed(label: str) -> Iterator[None]:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def model_for(row: Mapping[str, Any], ds: Dataset):
-    """The Flax model the engine builds for a normalized variant ``row`` (eval mode, dropout off)."""
-    common = dict(output_dim=ds.output_dim, activation=row["activation"],
-                  kernel_init=initializers.get(row["init"], row["init_scale"]))
-    if row["kind"] == "mlp":
-        return MLP(hidden=tuple(row["hidden"]), **common)
-    if row["kind"] == "cnn":
-        return CNN(channels=tuple(row["hidden"]), dense=tuple(row["dense"]), **common)
-    return RNN(hidden=tuple(row["hidden"]), cell=row["cell"], many_to_many=ds.sequence_output, **common)
-
-
 def n_params(params: Any) -> int:
     """Number of scalars in a parameter pytree."""
     return int(sum(np.size(a) for a in jax.tree.leaves(params)))
@@ -151,7 +139,7 @@ def evaluate(result, ds: Dataset, split: str = "test") -> pd.DataFrame:
     y_raw = getattr(ds, f"y_{split}")
     rows = []
     for i, row in enumerate(result.rows):
-        model = model_for(row, ds)
+        model = engine.model(row, ds)
         logits = apply_fn(model)(result.params(i), x)
         loss_name = row["loss"]
         y = jnp.asarray(labels_for(loss_name, y_raw, ds))

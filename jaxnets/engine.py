@@ -3,9 +3,11 @@
 Data path for one group (see :mod:`jaxnets.variants` for how rows become groups)::
 
     rows ─► stack() ─► hyper {key: [V]} ─► pad V to a multiple of the device count, shard the variant axis
-         ─► init:  vmap over (seed, init id, init scale, ...) -> TrainState [V, ...] and evaluation 0
+         ─► split into blocks of variants (memory; on the CPU, cache-sized blocks: Options.block_bytes)
+         ─► init:  parameters per variant (seed, init id, init scale, ...) -> TrainState [V, ...]
          ─► chunk: vmap( lax.scan(step, eval_every steps) ; evaluate ) — jitted once, buffers donated,
-                   called once per evaluation (Python runs per chunk, never per step)
+                   called once per evaluation (Python runs per chunk, never per step); called with
+                   train=False first, for evaluation 0
 
 Inside the program, per variant:
 
@@ -28,6 +30,7 @@ Example::
                 for a in ("tanh", "relu") for i in ("glorot_uniform", "he_normal") for s in range(4)]
     result = engine.train(variants, ds)
     print(result.to_dataframe())
+    logits = engine.model(result.rows[0], ds).apply({"params": result.params(0)}, ds.x_test)
 """
 
 from __future__ import annotations
@@ -161,6 +164,32 @@ def _model(spec: variants_lib.GroupSpec, hp: Mapping[str, jax.Array], output_dim
         conv_impl = "matmul" if platform == "cpu" else "xla"
         return CNN(channels=spec.hidden, dense=spec.dense, conv_impl=conv_impl, **common)
     return RNN(hidden=spec.hidden, cell=spec.cell, many_to_many=many_to_many, **common)
+
+
+def model(row: Mapping[str, Any], ds: Dataset):
+    """The Flax model the engine trains for variant ``row`` on ``ds``, with the activation and initializer
+    by name (a plain model: no per-variant switch).
+
+    ``row``: a variant (missing keys take the defaults), e.g. ``result.rows[i]``. With
+    ``result.params(i)`` it gives variant ``i``'s predictions::
+
+        m = engine.model(result.rows[i], ds)
+        logits = m.apply({"params": result.params(i)}, ds.x_test)   # [B, output_dim] ([B, T, output_dim])
+
+    Dropout (the variant's rate) is applied only when called with ``train=True`` and a ``"dropout"`` rng.
+    """
+    row = variants_lib.normalize(row, 0, ds.default_loss)
+    common = dict(
+        output_dim=_output_dim(row["loss"], ds),
+        activation=row["activation"],
+        kernel_init=initializers.get(row["init"], row["init_scale"]),
+        dropout=row["dropout"],
+    )
+    if row["kind"] == "mlp":
+        return MLP(hidden=tuple(row["hidden"]), **common)
+    if row["kind"] == "cnn":
+        return CNN(channels=tuple(row["hidden"]), dense=tuple(row["dense"]), **common)
+    return RNN(hidden=tuple(row["hidden"]), cell=row["cell"], many_to_many=ds.sequence_output, **common)
 
 
 def _tree_where(cond: jax.Array, a: Any, b: Any) -> Any:

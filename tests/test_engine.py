@@ -184,20 +184,32 @@ def test_blocks_of_variants_give_the_same_results(mixed_result):
 
 
 def test_evaluation_zero_is_before_any_step(mixed_result):
-    """Evaluation 0 comes from the chunk program with no steps: it is the loss of the initial parameters."""
+    """Evaluation 0 comes from the chunk program with no steps: the validation loss of the initial parameters
+    (``engine.model`` initialized from the variant's init key)."""
     import jax.numpy as jnp
     import optax
 
-    from jaxnets.models import MLP
+    for i in (0, 4):  # relu / he_normal; gelu / orthogonal with dropout 0.2
+        row = mixed_result.rows[i]
+        assert mixed_result.eval_steps[0] == 0
+        model = engine.model(row, DIGITS)
+        key = jax.random.fold_in(jax.random.key(row["seed"]), 0)
+        params = model.init({"params": key, "dropout": key}, jnp.zeros((1, 64)))["params"]
+        logits = model.apply({"params": params}, DIGITS.x_val)
+        val_loss = float(jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, DIGITS.y_val)))
+        np.testing.assert_allclose(mixed_result.history["val_loss"][i, 0], val_loss, rtol=1e-5)
 
-    row = mixed_result.rows[0]
-    assert mixed_result.eval_steps[0] == 0
-    model = MLP(hidden=row["hidden"], output_dim=10, activation=row["activation"], kernel_init=row["init"])
-    key = jax.random.fold_in(jax.random.key(row["seed"]), 0)
-    params = model.init({"params": key, "dropout": key}, jnp.zeros((1, 64)))["params"]
-    logits = model.apply({"params": params}, DIGITS.x_val)
-    val_loss = float(jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, DIGITS.y_val)))
-    np.testing.assert_allclose(mixed_result.history["val_loss"][0, 0], val_loss, rtol=1e-5)
+
+def test_model_gives_each_variants_predictions(mixed_result):
+    """engine.model(row, ds) with result.params(i) reproduces the engine's final validation metrics."""
+    import optax
+
+    for i, row in enumerate(mixed_result.rows):
+        logits = engine.model(row, DIGITS).apply({"params": mixed_result.params(i)}, DIGITS.x_val)
+        loss = float(np.mean(optax.softmax_cross_entropy_with_integer_labels(logits, DIGITS.y_val)))
+        accuracy = float(np.mean(np.argmax(logits, -1) == DIGITS.y_val))
+        np.testing.assert_allclose(mixed_result.history["val_loss"][i, -1], loss, rtol=1e-4)
+        np.testing.assert_allclose(mixed_result.history["val_accuracy"][i, -1], accuracy, atol=1e-6)
 
 
 def test_early_stopping_keeps_best_params():
