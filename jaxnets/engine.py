@@ -51,7 +51,7 @@ from jax.sharding import PartitionSpec as P
 from jaxnets import activations, diagnostics, initializers, losses, optimizers
 from jaxnets import variants as variants_lib
 from jaxnets.data import Dataset
-from jaxnets.models import CNN, MLP, RNN
+from jaxnets.models import CNN, MLP, RNN, small_kernel_dot_general
 from jaxnets.result import GroupResult, Result
 
 OK, DIVERGED, EARLY_STOPPED = 0, 1, 2
@@ -157,12 +157,14 @@ def _model(spec: variants_lib.GroupSpec, hp: Mapping[str, jax.Array], output_dim
         kernel_init=initializers.by_index(hp["init"], hp["init_scale"], spec.initializers),
         dropout=hp["dropout"] if spec.use_dropout else 0.0,
     )
+    # vmapped weight gradients of small kernels are slow batched dots on XLA's CPU backend
+    dot_general = small_kernel_dot_general if platform == "cpu" else None
     if spec.kind == "mlp":
-        return MLP(hidden=spec.hidden, **common)
+        return MLP(hidden=spec.hidden, dot_general=dot_general, **common)
     if spec.kind == "cnn":
         # vmapped per-variant convolutions are grouped convolutions: slow on XLA's CPU backend, fine on GPU
         conv_impl = "matmul" if platform == "cpu" else "xla"
-        return CNN(channels=spec.hidden, dense=spec.dense, conv_impl=conv_impl, **common)
+        return CNN(channels=spec.hidden, dense=spec.dense, conv_impl=conv_impl, dot_general=dot_general, **common)
     return RNN(hidden=spec.hidden, cell=spec.cell, many_to_many=many_to_many, **common)
 
 

@@ -163,3 +163,38 @@ def test_cnn_conv_impls_agree():
     mm = CNN(channels=(4, 8), output_dim=5, conv_impl="matmul")
     params = xla.init(KEY, x)
     np.testing.assert_allclose(mm.apply(params, x), xla.apply(params, x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(32, 13, 32), (16, 32, 3), (4, 7, 40, 32), (8, 64, 64)])
+def test_small_kernel_dot_general_matches_lax(shape):
+    """Same values and gradients as lax.dot_general (small kernels take the multiply-and-sum gradient,
+    (8, 64, 64) is above SMALL_KERNEL and falls through), also under vmap over variants."""
+    from jaxnets.models import SMALL_KERNEL, small_kernel_dot_general
+
+    *batch, i, o = shape
+    kx, kw = jax.random.split(KEY)
+    x = jax.random.normal(kx, (3, *batch, i))
+    w = jax.random.normal(kw, (3, i, o))
+    dims = (((x.ndim - 2,), (0,)), ((), ()))
+
+    def loss(dot, x, w):
+        return jnp.sum(jnp.tanh(dot(x, w, dims)) * jnp.arange(o))
+
+    ours = jax.vmap(jax.value_and_grad(lambda x, w: loss(small_kernel_dot_general, x, w), argnums=(0, 1)))(x, w)
+    ref = jax.vmap(jax.value_and_grad(lambda x, w: loss(jax.lax.dot_general, x, w), argnums=(0, 1)))(x, w)
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(ref), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    assert (i * o <= SMALL_KERNEL) == (shape != (8, 64, 64))
+
+
+def test_dense_layers_take_a_dot_general():
+    from jaxnets.models import small_kernel_dot_general
+
+    x = jax.random.normal(KEY, (5, 64))
+    plain = MLP(hidden=(16, 16), output_dim=3)
+    fast = MLP(hidden=(16, 16), output_dim=3, dot_general=small_kernel_dot_general)
+    params = plain.init(KEY, x)["params"]
+    g1 = jax.grad(lambda p: jnp.sum(plain.apply({"params": p}, x) ** 2))(params)
+    g2 = jax.grad(lambda p: jnp.sum(fast.apply({"params": p}, x) ** 2))(params)
+    for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

@@ -7,11 +7,12 @@ output`` so that sorted names run from the input side to the output.
 
 from __future__ import annotations
 
-from jaxnets.models._common import OUTPUT, RECORD, layer_name
+from jaxnets.models._common import OUTPUT, RECORD, SMALL_KERNEL, layer_name, small_kernel_dot_general
 from jaxnets.models.cnn import CNN
 from jaxnets.models.mlp import MLP
 from jaxnets.models.rnn import CELLS, RNN
 
 KINDS = ("mlp", "cnn", "rnn")
 
-__all__ = ["CELLS", "CNN", "KINDS", "MLP", "OUTPUT", "RECORD", "RNN", "layer_name"]
+__all__ = ["CELLS", "CNN", "KINDS", "MLP", "OUTPUT", "RECORD", "RNN", "SMALL_KERNEL", "layer_name",
+           "small_kernel_dot_general"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -68,6 +68,8 @@ class CNN(nn.Module):
       conv_impl: ``"xla"`` or ``"matmul"`` (see :data:`CONV_IMPLS`); the same numbers either way.
       activation, activation_names, kernel_init, dropout: as in :class:`jaxnets.models.MLP`
         (dropout applies after the dense head's activations).
+      dot_general: passed to every ``flax.linen.Dense`` (``None``: ``lax.dot_general``); the engine uses
+        :func:`jaxnets.models.small_kernel_dot_general` on the CPU.
 
     Call: ``x`` [B, H, W, C] (NHWC) -> logits [B, output_dim]. Records each conv block's and dense
     layer's pre-activation and activation under ``"intermediates"``.
@@ -82,6 +84,7 @@ class CNN(nn.Module):
     activation_names: Sequence[str] = activations.NAMES
     kernel_init: InitializerLike = "lecun_normal"
     dropout: float | jax.Array = 0.0
+    dot_general: Callable[..., jax.Array] | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -99,8 +102,9 @@ class CNN(nn.Module):
                 x = nn.max_pool(x, (2, 2), strides=(2, 2))
         x = x.reshape(x.shape[0], -1)
         for j, width in enumerate(self.dense):
-            z = nn.Dense(width, kernel_init=init, name=layer_name(len(self.channels) + j))(x)
+            z = nn.Dense(width, kernel_init=init, dot_general=self.dot_general,
+                         name=layer_name(len(self.channels) + j))(x)
             x = act(z)
             record(self, z, x)
             x = dropout(self, x, self.dropout, train)
-        return nn.Dense(self.output_dim, kernel_init=init, name=OUTPUT)(x)
+        return nn.Dense(self.output_dim, kernel_init=init, dot_general=self.dot_general, name=OUTPUT)(x)

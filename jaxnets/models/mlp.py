@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -30,6 +30,8 @@ class MLP(nn.Module):
       activation_names: the candidates an id indexes (default: all of :data:`jaxnets.activations.NAMES`).
       kernel_init: an initializer name or function for every kernel; biases start at zero.
       dropout: dropout rate after each hidden activation (float or traced scalar), used when ``train=True``.
+      dot_general: passed to every ``flax.linen.Dense`` (``None``: ``lax.dot_general``); the engine uses
+        :func:`jaxnets.models.small_kernel_dot_general` on the CPU.
 
     Call: ``x`` [B, ...] (flattened to [B, D]) -> logits [B, output_dim]. Records each hidden layer's
     pre-activation and activation under ``"intermediates"`` when that collection is mutable.
@@ -47,6 +49,7 @@ class MLP(nn.Module):
     activation_names: Sequence[str] = activations.NAMES
     kernel_init: InitializerLike = "lecun_normal"
     dropout: float | jax.Array = 0.0
+    dot_general: Callable[..., jax.Array] | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -54,8 +57,8 @@ class MLP(nn.Module):
         init = resolve_init(self.kernel_init)
         x = x.reshape(x.shape[0], -1)
         for i, width in enumerate(self.hidden):
-            z = nn.Dense(width, kernel_init=init, name=layer_name(i))(x)
+            z = nn.Dense(width, kernel_init=init, dot_general=self.dot_general, name=layer_name(i))(x)
             x = act(z)
             record(self, z, x)
             x = dropout(self, x, self.dropout, train)
-        return nn.Dense(self.output_dim, kernel_init=init, name=OUTPUT)(x)
+        return nn.Dense(self.output_dim, kernel_init=init, dot_general=self.dot_general, name=OUTPUT)(x)
