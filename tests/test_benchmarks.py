@@ -14,6 +14,7 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -163,3 +164,18 @@ def test_quick_command_in_fresh_processes(tmp_path):
     res = _check_results_file(out, set(contenders), (1, 2))
     assert all(r["rss_scope"] == "record" for r in res["records"])
     assert out.with_suffix(".png").exists()
+
+
+def test_profile_reports_every_part(capsys):
+    """benchmarks.profile times the engine's step and its parts for a tiny block (rates are not checked)."""
+    from benchmarks import profile
+
+    parts = profile.step_parts("wine_mlp", 2, steps=3)
+    state = parts.pop("state")
+    assert set(parts) == {"full", "fwd+bwd", "fwd", "adam"}
+    after = parts["full"](state)
+    assert int(after.step[0]) == 3 and not np.allclose(after.params["output"]["kernel"],
+                                                      state.params["output"]["kernel"])
+    profile.main(["--reps", "1", "step", "wine_mlp", "2", "--steps", "3"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [ln.split(":")[1].split()[0] for ln in lines] == ["full", "fwd+bwd", "fwd", "adam"]

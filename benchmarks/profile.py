@@ -1,0 +1,156 @@
+"""Where a jaxnets training step spends its time: the measurements behind the notes in benchmarks/README.md.
+
+Two reports, each timed best-of-``--reps`` in this process (run it on a quiet machine)::
+
+    python -m benchmarks.profile step wine_mlp 256     # one engine block: full step vs its parts
+    python -m benchmarks.profile dots                  # XLA batched dots at the workloads' shapes
+
+``step`` builds the engine's per-variant program for ``N`` variants of a workload (all in one vmapped
+block, as the engine runs a block) and times ``--steps`` steps inside ``lax.scan`` of:
+
+* ``full``: the engine's training step (minibatch gather, forward, backward, Adam, divergence mask);
+* ``fwd+bwd``: forward and backward only (parameters nudged by the gradient so nothing is dead code);
+* ``fwd``: the forward pass and loss only;
+* ``adam``: the optimizer update alone, on fixed gradients.
+
+``dots`` times the three matmuls of a dense layer's training step under a leading variant axis —
+forward ``vbi,vio->vbo``, input gradient ``vbo,vio->vbi``, weight gradient ``vbi,vbo->vio`` — and the weight
+gradient as a fused multiply-and-sum (what :func:`jaxnets.models.small_kernel_dot_general` uses for small
+kernels), plus a 1024^3 matmul for the machine's reachable peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from typing import Any
+
+DOT_SHAPES: tuple[tuple[int, int, int, int], ...] = (
+    # (variants, batch, inputs, outputs)
+    (256, 32, 13, 32), (256, 32, 32, 32), (256, 32, 32, 3),  # wine_mlp, one block of 256
+    (8, 128, 64, 128), (8, 128, 128, 128), (8, 128, 128, 10),  # digits_mlp, one CPU block of 8
+    (256, 128, 128, 128),  # digits_mlp as one block of 256 (out of cache)
+)
+
+
+def best_time(fn: Callable[..., Any], *args: Any, reps: int = 5, inner: int = 1) -> float:
+    """Best wall time of ``inner`` calls of ``fn(*args)`` over ``reps`` tries, per call, after a warm-up."""
+    import jax
+
+    jax.block_until_ready(fn(*args))
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        for _ in range(inner):
+            out = fn(*args)
+        jax.block_until_ready(out)
+        best = min(best, (time.perf_counter() - t) / inner)
+    return best
+
+
+def step_parts(workload: str, n: int, steps: int) -> dict[str, Callable[[Any], Any]]:
+    """Jitted ``state -> state`` functions running ``steps`` steps of each part (see the module docstring),
+    and the initial state under ``"state"``."""
+    import jax
+    import jax.numpy as jnp
+
+    from benchmarks.workloads import WORKLOADS, load_data
+    from jaxnets import engine, variants
+
+    wl = WORKLOADS[workload]
+    ds = load_data(wl)
+    group = engine.prepare(wl.jaxnets_rows(n, steps, steps), ds)[0]
+    prog = engine._GroupProgram(group.spec, ds, 32, jax.devices()[0].platform)
+    hp = {k: jnp.asarray(v) for k, v in variants.stack(group.spec, group.rows).items()}
+    data = {k: jnp.asarray(v) for k, v in prog.data.items()}
+    state = jax.jit(prog.init_batch)(hp, data)
+    idx = jnp.swapaxes(jax.vmap(prog.batch_indices, in_axes=(None, 0))(jnp.int32(0), hp), 0, 1)  # [K, V, B]
+
+    def loss_of(params, hp1, i):
+        return prog.data_loss(prog.model(hp1).apply({"params": params}, data["x_train"][i]), data["y_train"][i])
+
+    def full(s):
+        step = jax.vmap(prog.step, in_axes=(0, 0, None, 0))
+        return jax.lax.scan(lambda s, i: (step(s, hp, data, i), None), s, idx)[0]
+
+    def fwd_bwd(s):
+        grad = jax.vmap(jax.grad(loss_of))
+
+        def body(p, i):
+            return jax.tree.map(lambda a, g: a - 1e-9 * g, p, grad(p, hp, i)), None
+
+        return jax.lax.scan(body, s.params, idx)[0]
+
+    def fwd(s):
+        loss = jax.vmap(loss_of)
+
+        def body(p, i):
+            total = jnp.sum(loss(p, hp, i))
+            return jax.tree.map(lambda a: a + 1e-9 * total, p), None
+
+        return jax.lax.scan(body, s.params, idx)[0]
+
+    def adam(s):
+        def one(params, opt, hp1):
+            updates, opt = prog.optimizer(hp1).update(params, opt, params)
+            return jax.tree.map(jnp.add, params, updates), opt
+
+        update = jax.vmap(one)
+        return jax.lax.scan(lambda c, _: (update(*c, hp), None), (s.params, s.opt_state), None, length=steps)[0]
+
+    parts = {"full": full, "fwd+bwd": fwd_bwd, "fwd": fwd, "adam": adam}
+    return {"state": state, **{k: jax.jit(f) for k, f in parts.items()}}
+
+
+def report_step(workload: str, n: int, steps: int, reps: int) -> None:
+    """Print ms per step and model-steps/s of each part of one block's training step."""
+    parts = step_parts(workload, n, steps)
+    state = parts.pop("state")
+    for name, fn in parts.items():
+        t = best_time(fn, state, reps=reps)
+        print(f"{workload} N={n}: {name:8s} {t / steps * 1e3:7.3f} ms/step  {n * steps / t:12,.0f} model-steps/s")
+
+
+def report_dots(reps: int) -> None:
+    """Print microseconds and GFLOP/s of each dense-layer matmul at :data:`DOT_SHAPES`."""
+    import jax
+    import jax.numpy as jnp
+
+    forms: dict[str, Callable[..., Any]] = {
+        "fwd": lambda x, w, dz: jnp.einsum("vbi,vio->vbo", x, w),
+        "dx": lambda x, w, dz: jnp.einsum("vbo,vio->vbi", dz, w),
+        "dW dot": lambda x, w, dz: jnp.einsum("vbi,vbo->vio", x, dz),
+        "dW mul-sum": lambda x, w, dz: jnp.sum(x[..., :, None] * dz[..., None, :], axis=1),
+    }
+    for v, b, i, o in DOT_SHAPES:
+        x, w, dz = jnp.ones((v, b, i)), jnp.ones((v, i, o)), jnp.ones((v, b, o))
+        flops = 2 * v * b * i * o
+        cells = []
+        for name, f in forms.items():
+            t = best_time(jax.jit(f), x, w, dz, reps=reps, inner=20)
+            cells.append(f"{name} {t * 1e6:7.0f} us {flops / t / 1e9:6.1f} GF/s")
+        print(f"V={v:4d} B={b:4d} {i:4d}x{o:<4d} | " + " | ".join(cells))
+    a = jnp.ones((1024, 1024))
+    t = best_time(jax.jit(lambda a: a @ a), a, reps=reps, inner=5)
+    print(f"1024x1024x1024 matmul: {2 * 1024**3 / t / 1e9:.1f} GFLOP/s")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.profile", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="what", required=True)
+    s = sub.add_parser("step", help="time the parts of one block's training step")
+    s.add_argument("workload")
+    s.add_argument("n", type=int, help="variants in the block")
+    s.add_argument("--steps", type=int, default=100)
+    sub.add_parser("dots", help="time dense-layer matmuls at the workloads' shapes")
+    p.add_argument("--reps", type=int, default=5)
+    args = p.parse_args(argv)
+    if args.what == "step":
+        report_step(args.workload, args.n, args.steps, args.reps)
+    else:
+        report_dots(args.reps)
+
+
+if __name__ == "__main__":
+    main()
