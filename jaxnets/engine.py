@@ -493,7 +493,7 @@ def memory_budget(devices: Sequence[Any]) -> int:
 
 #: Default :attr:`Options.block_bytes` on the CPU: about half the last-level cache of a desktop / server core
 #: complex. Batched matmuls whose operands outgrow the caches run at a fraction of their in-cache speed (digits
-#: MLP 4x128, batch 128, 2-core EPYC: 256 variants in one program 2,700 model-steps/s; blocks of 8: 4,400).
+#: MLP 4x128, batch 128, 2-core EPYC: 256 variants in one program 2,492 model-steps/s; blocks of 8: 4,102).
 CPU_BLOCK_BYTES = 16 * 2**20
 
 #: Fewest variants per device in a block set by ``block_bytes``: below this, a program leaves cores idle
