@@ -22,9 +22,10 @@ kernels), plus a 1024^3 matmul for the machine's reachable peak.
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Callable
 from typing import Any
+
+from benchmarks.machine import _best_time
 
 DOT_SHAPES: tuple[tuple[int, int, int, int], ...] = (
     # (variants, batch, inputs, outputs)
@@ -35,18 +36,16 @@ DOT_SHAPES: tuple[tuple[int, int, int, int], ...] = (
 
 
 def best_time(fn: Callable[..., Any], *args: Any, reps: int = 5, inner: int = 1) -> float:
-    """Best wall time of ``inner`` calls of ``fn(*args)`` over ``reps`` tries, per call, after a warm-up."""
+    """Seconds per call of ``fn(*args)``: the best of ``reps`` (or more, see :func:`machine._best_time`) runs
+    of ``inner`` back-to-back calls, blocked on the last, so dispatch overlaps for microsecond kernels."""
     import jax
 
-    jax.block_until_ready(fn(*args))
-    best = float("inf")
-    for _ in range(reps):
-        t = time.perf_counter()
+    def run() -> None:
         for _ in range(inner):
             out = fn(*args)
         jax.block_until_ready(out)
-        best = min(best, (time.perf_counter() - t) / inner)
-    return best
+
+    return _best_time(run, reps) / inner
 
 
 def step_parts(workload: str, n: int, steps: int) -> dict[str, Callable[[Any], Any]]:

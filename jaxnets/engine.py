@@ -148,24 +148,33 @@ def _labels(loss: str, y: np.ndarray, ds: Dataset) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------------
 
 
+def _build(kind: str, hidden: Sequence[int], dense: Sequence[int], cell: str, many_to_many: bool,
+           platform: str | None, **common: Any):
+    """An MLP, CNN or RNN of the given structure. ``platform="cpu"`` picks the implementations that are fast
+    under ``vmap`` on XLA's CPU backend (same numbers up to float rounding); ``None``: the plain ones."""
+    on_cpu = platform == "cpu"
+    # vmapped weight gradients of small kernels are slow batched dots on XLA's CPU backend
+    dot_general = small_kernel_dot_general if on_cpu else None
+    if kind == "mlp":
+        return MLP(hidden=tuple(hidden), dot_general=dot_general, **common)
+    if kind == "cnn":
+        # vmapped per-variant convolutions are grouped convolutions: slow on XLA's CPU backend, fine on GPU
+        conv_impl = "matmul" if on_cpu else "xla"
+        return CNN(channels=tuple(hidden), dense=tuple(dense), conv_impl=conv_impl, dot_general=dot_general,
+                   **common)
+    return RNN(hidden=tuple(hidden), cell=cell, many_to_many=many_to_many, **common)
+
+
 def _model(spec: variants_lib.GroupSpec, hp: Mapping[str, jax.Array], output_dim: int, many_to_many: bool,
            platform: str = "cpu"):
-    common = dict(
+    return _build(
+        spec.kind, spec.hidden, spec.dense, spec.cell, many_to_many, platform,
         output_dim=output_dim,
         activation=hp["activation"],
         activation_names=spec.activations,
         kernel_init=initializers.by_index(hp["init"], hp["init_scale"], spec.initializers),
         dropout=hp["dropout"] if spec.use_dropout else 0.0,
     )
-    # vmapped weight gradients of small kernels are slow batched dots on XLA's CPU backend
-    dot_general = small_kernel_dot_general if platform == "cpu" else None
-    if spec.kind == "mlp":
-        return MLP(hidden=spec.hidden, dot_general=dot_general, **common)
-    if spec.kind == "cnn":
-        # vmapped per-variant convolutions are grouped convolutions: slow on XLA's CPU backend, fine on GPU
-        conv_impl = "matmul" if platform == "cpu" else "xla"
-        return CNN(channels=spec.hidden, dense=spec.dense, conv_impl=conv_impl, dot_general=dot_general, **common)
-    return RNN(hidden=spec.hidden, cell=spec.cell, many_to_many=many_to_many, **common)
 
 
 def model(row: Mapping[str, Any], ds: Dataset):
@@ -181,17 +190,13 @@ def model(row: Mapping[str, Any], ds: Dataset):
     Dropout (the variant's rate) is applied only when called with ``train=True`` and a ``"dropout"`` rng.
     """
     row = variants_lib.normalize(row, 0, ds.default_loss)
-    common = dict(
+    return _build(
+        row["kind"], row["hidden"], row["dense"], row["cell"], ds.sequence_output, None,
         output_dim=_output_dim(row["loss"], ds),
         activation=row["activation"],
         kernel_init=initializers.get(row["init"], row["init_scale"]),
         dropout=row["dropout"],
     )
-    if row["kind"] == "mlp":
-        return MLP(hidden=tuple(row["hidden"]), **common)
-    if row["kind"] == "cnn":
-        return CNN(channels=tuple(row["hidden"]), dense=tuple(row["dense"]), **common)
-    return RNN(hidden=tuple(row["hidden"]), cell=row["cell"], many_to_many=ds.sequence_output, **common)
 
 
 def _tree_where(cond: jax.Array, a: Any, b: Any) -> Any:
