@@ -17,8 +17,10 @@ $(STAMP): pyproject.toml | $(PY)
 demo: $(STAMP)
 	$(VENV)/bin/jaxnets demo --out runs/demo
 
+# ruff, then the fast suite and the doctests of jaxnets/ (slow tests: `make test-slow`).
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(VENV)/bin/ruff check jaxnets tests benchmarks examples
+	$(PY) -m pytest -q -n 2 --dist loadfile --doctest-modules tests jaxnets
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadfile -m slow

@@ -43,23 +43,23 @@ def _eval_work_fraction(wl: Workload, ds, n_eval_train: int, steps: int) -> floa
 def _engine_second_chunks(wl: Workload, ds, n: int, chunk: int, engine_options: dict[str, Any]) -> tuple[float, Any]:
     """Train ``n`` variants for two chunks of ``chunk`` steps (``steps = 2 chunk, eval_every = chunk``).
 
-    Returns the seconds of the *second* chunk (summed over the engine's variant chunks when it splits the
-    group into several programs' worth of variants) and the result. The engine reports a training event
+    Returns the seconds of the *second* chunk (summed over the engine's blocks of variants when it splits the
+    group) and the result. The engine reports a training event
     once each chunk's metrics reach the host; the second chunk of a block of variants is the time from its
     first event to its second (nothing else runs in between: the next block's init comes after).
     """
-    from jaxnets import engine
+    from jaxnets import engine, events
 
     rows = wl.jaxnets_rows(n, steps=2 * chunk, eval_every=chunk)
     marks: dict[int, dict[int, float]] = {}
     order: list[float] = []
 
-    def progress(event: dict[str, Any]) -> None:
-        if event.get("phase", "training") != "training":  # e.g. the "compiling" notice
+    def progress(event: events.Event) -> None:
+        if not isinstance(event, events.Evaluated):  # e.g. the Compiling notice
             return
         now = time.perf_counter()
         order.append(now)
-        marks.setdefault(int(event.get("chunk_start", 0)), {})[int(event.get("eval", len(order)))] = now
+        marks.setdefault(event.block_start, {})[event.eval] = now
 
     if hasattr(engine, "clear_cache"):  # compile afresh, so compile_s is a real compilation
         engine.clear_cache()
@@ -122,7 +122,7 @@ def run_jaxnets(wl: Workload, n: int, steps: int, target_s: float, engine_option
         "total_s": wall,
         "eval_work_fraction": _eval_work_fraction(wl, ds, N_EVAL_TRAIN, steps),
         "n_diverged": int((result.status == "diverged").sum()),
-        "n_programs": g.n_programs,
+        "n_blocks": g.n_blocks,
         "engine_options": engine_options,
     }
 

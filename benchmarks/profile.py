@@ -60,7 +60,7 @@ def step_parts(workload: str, n: int, steps: int) -> dict[str, Callable[[Any], A
     wl = WORKLOADS[workload]
     ds = load_data(wl)
     group = engine.prepare(wl.jaxnets_rows(n, steps, steps), ds)[0]
-    prog = engine._GroupProgram(group.spec, ds, 32, jax.devices()[0].platform)
+    prog = engine._GroupProgram(group.spec, ds, 32, platform=jax.devices()[0].platform)
     hp = {k: jnp.asarray(v) for k, v in variants.stack(group.spec, group.rows).items()}
     data = {k: jnp.asarray(v) for k, v in prog.data.items()}
     state = jax.jit(prog.init_batch)(hp, data)

@@ -54,16 +54,17 @@ METHODS: dict[str, dict] = {
     "none": {},
     "L2 1e-3": {"l2": 1e-3},
     "dropout 0.5": {"dropout": 0.5},
-    "early stopping": {"patience": 10},
+    "early stopping": {"early_stopping_patience": 10},
 }
 METHOD_COLORS = dict(zip(METHODS, ("tab:red", "tab:blue", "tab:green", "tab:purple"), strict=True))
 
 
 def config(small: bool) -> dict:
     if small:
-        return dict(n_train=40, label_noise=0.2, hidden=(16, 16), seeds=1, steps=40, eval_every=10, patience=2)
+        return dict(n_train=40, label_noise=0.2, hidden=(16, 16), seeds=1, steps=40, eval_every=10,
+                    early_stopping_patience=2)
     return dict(n_train=200, label_noise=0.2, hidden=(256, 256), seeds=5, steps=3000, eval_every=25,
-                patience=10)
+                early_stopping_patience=10)
 
 
 def load(cfg: dict):
@@ -78,7 +79,8 @@ def load(cfg: dict):
 def variants(cfg: dict) -> tuple[list[dict], list[str]]:
     rows, names = [], []
     for name, extra in METHODS.items():
-        extra = {k: (cfg["patience"] if k == "patience" else v) for k, v in extra.items()}
+        key = "early_stopping_patience"
+        extra = {k: (cfg[key] if k == key else v) for k, v in extra.items()}
         for seed in range(cfg["seeds"]):
             rows.append(dict(kind="mlp", hidden=cfg["hidden"], activation="relu", optimizer="adam",
                              learning_rate=1e-3, batch_size=32, steps=cfg["steps"],

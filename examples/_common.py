@@ -121,12 +121,8 @@ def apply_fn(model):
 
 
 def labels_for(loss_name: str, y: np.ndarray, ds: Dataset) -> np.ndarray:
-    """Labels in the layout ``loss_name`` takes: one-hot for categorical, float for binary / mse."""
-    if loss_name == "categorical_crossentropy":
-        return np.eye(ds.n_classes, dtype=np.float32)[y]
-    if loss_name == "sparse_categorical_crossentropy":
-        return np.asarray(y, np.int32)
-    return np.asarray(y, np.float32)
+    """Labels in the layout ``loss_name`` takes (:func:`jaxnets.losses.labels_for`)."""
+    return losses.labels_for(loss_name, y, ds.output_dim, ds.task)
 
 
 def evaluate(result, ds: Dataset, split: str = "test") -> pd.DataFrame:
@@ -143,7 +139,7 @@ def evaluate(result, ds: Dataset, split: str = "test") -> pd.DataFrame:
         logits = apply_fn(model)(result.params(i), x)
         loss_name = row["loss"]
         y = jnp.asarray(labels_for(loss_name, y_raw, ds))
-        z = logits[..., 0] if loss_name == "binary_crossentropy" else logits
+        z = losses.fit_logits(loss_name, logits, y)
         loss = float(jnp.mean(losses.get(loss_name)(z, y)))
         acc = float(jnp.mean(losses.accuracy(loss_name, z, y))) if losses.has_accuracy(loss_name) else np.nan
         rows.append({"variant": i, f"{split}_loss": loss, f"{split}_accuracy": acc})

@@ -11,8 +11,10 @@ Usage::
 the variants unit by unit (a static group, or a Bayesian round) with a progress bar on stderr, saves each
 finished unit atomically in ``DIR/units``, then writes ``results.csv``, ``history.npz`` and ``plots/*.png``
 and prints the top of the ranked table. Running the same command again resumes: finished units are read
-back, not retrained, and the final table is the one an uninterrupted run gives. A DIR holding another
-config's results is refused unless ``--force``.
+back, not retrained, and the final table is the one an uninterrupted run gives. A damaged unit file is
+reported as one ``jaxnets: warning:`` line and retrained. A DIR holding another config's results is refused
+unless ``--force``; a DIR another run is writing (its ``.lock`` held by a live process) is refused, even with
+``--force``; a stale lock (its process is gone) is taken over with a warning.
 
 Exit codes: 0 done, 1 unexpected error, 2 bad config or output directory, 130 interrupted (finished units
 are kept; run the same command again to resume).
@@ -24,18 +26,24 @@ This is the only module that knows about the command line, progress bars and the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jaxnets import __version__
 
+if TYPE_CHECKING:
+    from jaxnets.config import Config
+    from jaxnets.sweep import Plan, UnitResult
+
 DEMO_CONFIG = "demo.toml"
 DEFAULT_DEMO_OUT = "runs/demo"
-_SHOW_COLUMNS = ("status", "stopped_step", "final_train_loss", "final_val_loss", "best_val_loss", "val_accuracy")
+_HIDDEN_COLUMNS = ("group_wall_s",)  # in results.csv, not in the printed table
 
 
 class UsageError(Exception):
@@ -60,47 +68,49 @@ class Progress:
         self.best: float | None = None
         self.saved = 0
 
-    def __call__(self, event: dict[str, Any]) -> None:
-        kind = event["event"]
-        if kind == "start":
-            from tqdm.auto import tqdm
+    def __call__(self, event: Any) -> None:
+        from jaxnets import events
 
-            self.exact = event["exact"]
-            self.per_unit = event["evals"] / max(event["n_units"], 1)
-            self.bar = tqdm(total=event["evals"], unit="eval", disable=self.quiet, file=sys.stderr,
-                            dynamic_ncols=True, desc="sweep")
-        elif kind == "unit_start":
-            self._unit_start(event)
-        elif kind == "compiling":
-            self.bar.set_postfix_str("compiling")
-        elif kind == "eval":
-            finite = [v for v in event["val_loss"].tolist() if math.isfinite(v)]
-            self.best_live = min([self.best_live, *finite])
-            self._postfix()
-            self.bar.update(1)
-        elif kind == "unit_done":
-            self._unit_done(event)
+        match event:
+            case events.SweepStarted():
+                from tqdm.auto import tqdm
 
-    def _unit_start(self, event: dict[str, Any]) -> None:
-        i, n = event["index"], event["n_units"]
+                self.exact = event.exact
+                self.per_unit = event.evals / max(event.n_units, 1)
+                self.bar = tqdm(total=event.evals, unit="eval", disable=self.quiet, file=sys.stderr,
+                                dynamic_ncols=True, desc="sweep")
+            case events.UnitStarted():
+                self._unit_start(event)
+            case events.Compiling():
+                self.bar.set_postfix_str("compiling")
+            case events.Evaluated():
+                finite = [v for v in event.val_loss.tolist() if math.isfinite(v)]
+                self.best_live = min([self.best_live, *finite])
+                self._postfix()
+                self.bar.update(1)
+            case events.UnitDone():
+                self._unit_done(event)
+
+    def _unit_start(self, event: Any) -> None:
+        i, n = event.index, event.n_units
         if not self.exact:
             # Bayesian rounds are estimated up front; correct the total once a round's size is known.
             remaining = (n - i - 1) * self.per_unit
-            self.bar.total = max(int(round(self.bar.n + event["evals"] + remaining)), self.bar.n)
-        state = "resumed" if event["resumed"] else f"{event['n_variants']} variants"
-        self.bar.set_description(f"{event['unit']} ({i + 1}/{n}, {state})")
-        if event["stale"] and not self.quiet:
-            self.bar.write(f"{event['unit']}: saved unit does not match this config's variants; retraining")
-        if event["resumed"]:
-            self.bar.update(event["evals"])
+            self.bar.total = max(int(round(self.bar.n + event.evals + remaining)), self.bar.n)
+        state = "resumed" if event.resumed else f"{event.n_variants} variants"
+        self.bar.set_description(f"{event.unit} ({i + 1}/{n}, {state})")
+        if event.stale and not self.quiet:
+            self.bar.write(f"{event.unit}: saved unit does not match this config's variants; retraining")
+        if event.resumed:
+            self.bar.update(event.evals)
         else:
             self.bar.set_postfix_str("compiling")
 
-    def _unit_done(self, event: dict[str, Any]) -> None:
+    def _unit_done(self, event: Any) -> None:
         from jaxnets import store
 
-        res = event["result"]
-        if not event["resumed"]:
+        res = event.result
+        if not event.resumed:
             store.save_unit(self.out, res)
             self.saved += 1
         values = [v for v in res.columns[self.metric].tolist() if math.isfinite(v)]
@@ -143,7 +153,10 @@ def render_table(table, axes: Sequence[str], metric: str, goal: str, top: int) -
 
     ranked = rank(table, metric, goal)
     shown = ranked.head(top) if top > 0 else ranked
-    columns = ["variant", *[a for a in axes if a in ranked.columns], *_SHOW_COLUMNS]
+    from jaxnets.result import COLUMNS
+
+    shown_columns = [c for c in COLUMNS if c not in _HIDDEN_COLUMNS and c in ranked.columns]
+    columns = ["variant", *[a for a in axes if a in ranked.columns], *shown_columns]
     t = Table(box=box.SIMPLE_HEAD, pad_edge=False,
               title=f"top {len(shown)} of {len(ranked)} variants by {metric} ({goal})")
     t.add_column("rank", justify="right")
@@ -189,16 +202,50 @@ def _describe_plan(p) -> str:
             f"axes: {axes}; metric {cfg.metric} ({cfg.goal})")
 
 
+def _relative(path: Path, out: Path) -> str:
+    try:
+        return str(Path(path).relative_to(out))
+    except ValueError:
+        return str(path)
+
+
+@contextlib.contextmanager
+def _store_warnings(out: Path) -> Iterator[None]:
+    """Print the store's warnings (a damaged unit, a stale lock) as one ``jaxnets: warning:`` line each, no
+    traceback; other warnings are shown as usual."""
+    from jaxnets import store
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", store.CorruptUnitWarning)
+        warnings.simplefilter("always", store.StaleLockWarning)
+        show = warnings.showwarning
+
+        def _show(message, category, filename, lineno, file=None, line=None):
+            if isinstance(message, store.CorruptUnitWarning):
+                text = f"{_relative(message.path, out)} is damaged ({message.reason}); retraining it"
+            elif isinstance(message, store.StaleLockWarning):
+                text = str(message)
+            else:
+                return show(message, category, filename, lineno, file, line)
+            print(f"jaxnets: warning: {text}", file=sys.stderr)
+
+        warnings.showwarning = _show
+        yield
+
+
 def run_sweep(config_path: Path, out: Path, *, quiet: bool, force: bool, top: int, dry_run: bool) -> int:
-    """``jaxnets sweep``: check, plan, train (resuming), save, plot, print the ranked table."""
-    from jaxnets import config, plots, store, sweep
+    """``jaxnets sweep``: check, plan, train (resuming), save, plot, print the ranked table.
+
+    The directory's lock is held from before ``out`` is opened until the last file is written.
+    """
+    from jaxnets import config, store, sweep
 
     try:
         text = config_path.read_text(encoding="utf-8")
     except OSError as e:
         raise UsageError(f"cannot read config file {str(config_path)!r}: {e.strerror}") from None
     try:
-        cfg = config.loads(text)
+        cfg = config.loads(text, base_dir=config_path.parent)  # [data] path is relative to the config's folder
         _quiet_libraries()
         p = sweep.plan(cfg)
     except config.ConfigError as e:
@@ -207,16 +254,28 @@ def run_sweep(config_path: Path, out: Path, *, quiet: bool, force: bool, top: in
         print(_describe_plan(p), file=sys.stderr)
     if dry_run:
         return 0
-    try:
-        done = store.open_run(out, text, force=force)
-    except store.DirectoryError as e:
-        raise UsageError(str(e)) from None
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_store_warnings(out))
+        try:
+            stack.enter_context(store.lock(out))
+            done = store.open_run(out, text, force=force)
+        except store.DirectoryError as e:
+            raise UsageError(str(e)) from None
+        return _train(p, cfg, out, done, quiet=quiet, top=top)
+
+
+def _train(p: Plan, cfg: Config, out: Path, done: dict[str, UnitResult], *, quiet: bool, top: int) -> int:
+    """Train (resuming from ``done``), write the results and plots, print the ranked table (the lock held)."""
+    from jaxnets import plots, store, sweep
+
     progress = Progress(out, cfg.metric, cfg.goal, quiet)
     try:
         results = sweep.run(p, done, progress)
     except KeyboardInterrupt:
         progress.close()
-        kept = len(store.load_units(out))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", store.CorruptUnitWarning)
+            kept = len(store.load_units(out))
         print(f"\ninterrupted: {kept} finished unit(s) are saved in {out}/{store.UNITS}; run the same command "
               "again to resume", file=sys.stderr)
         return 130
@@ -265,7 +324,8 @@ def demo_config() -> Path:
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or plan line")
     p.add_argument("--force", action="store_true",
-                   help="discard results of a different config in --out instead of refusing")
+                   help="discard results of a different config in --out instead of refusing (never breaks the "
+                   "lock of a run in progress)")
     p.add_argument("--top", type=int, default=10, metavar="K", help="rows of the ranked table to print "
                    "(0: all; default 10)")
 

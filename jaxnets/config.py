@@ -7,6 +7,8 @@ The file format is a public contract (see the README)::
     [data]
     name = "digits"            # one of jaxnets.data.NAMES; other keys are options of data.load
     seed = 0                   # optional: the split (and generated data)
+    # path = "my_data.csv"     # instead of name: your own .csv / .npz (relative to the config's folder)
+    # target = "label"         # with a CSV: the label column; also task, standardize, val/test_fraction
 
     [model]                    # kind, hidden, dense, cell, activation, init, init_scale
     kind = "mlp"
@@ -48,8 +50,10 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import numbers
+import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -57,18 +61,19 @@ from typing import Any
 
 from jaxnets import data as data_lib
 from jaxnets import losses
+from jaxnets import result as result_lib
 from jaxnets import variants as variants_lib
 
 __all__ = [
     "ConfigError", "Axis", "Config", "MODEL_KEYS", "TRAIN_KEYS", "AXIS_KEYS", "METHODS", "METRICS",
-    "load", "loads", "parse", "engine_key", "data_kwargs",
+    "load", "loads", "parse", "data_kwargs",
 ]
 
 SECTIONS: tuple[str, ...] = ("seed", "data", "model", "train", "sweep")
 MODEL_KEYS: tuple[str, ...] = ("kind", "hidden", "dense", "cell", "activation", "init", "init_scale")
 TRAIN_KEYS: tuple[str, ...] = (
     "loss", "optimizer", "learning_rate", "momentum", "b1", "b2", "rho", "steps", "batch_size", "eval_every",
-    "early_stopping_patience", "weight_decay", "l2", "dropout", "clip_norm",
+    "early_stopping_patience", "weight_decay", "l2", "dropout", "clip_norm", "divergence_factor",
 )
 AXIS_KEYS: tuple[str, ...] = MODEL_KEYS + TRAIN_KEYS + ("seed",)
 SWEEP_KEYS: tuple[str, ...] = ("method", "trials", "batch", "metric", "goal", "axes")
@@ -76,26 +81,27 @@ METHODS: tuple[str, ...] = ("grid", "random", "bayesian")
 GOALS: tuple[str, ...] = ("min", "max")
 RANGE_KEYS: tuple[str, ...] = ("low", "high", "log")
 
-#: Metric names accepted in ``[sweep] metric`` -> the ``results.csv`` column they rank by.
+#: The ``results.csv`` columns a sweep can rank by: the per-variant metric columns of :data:`result.COLUMNS`,
+#: except the test split's (never used for selection).
+_RANKABLE: tuple[str, ...] = tuple(c for c in result_lib.COLUMNS
+                                   if c.endswith(("_loss", "_accuracy")) and not c.startswith("test_"))
+#: Metric names accepted in ``[sweep] metric`` -> the ``results.csv`` column they rank by: every rankable
+#: column, and each ``final_*`` column without its prefix (``val_loss`` = ``final_val_loss``).
 METRICS: dict[str, str] = {
-    "val_loss": "final_val_loss",
-    "final_val_loss": "final_val_loss",
-    "best_val_loss": "best_val_loss",
-    "train_loss": "final_train_loss",
-    "final_train_loss": "final_train_loss",
-    "val_accuracy": "val_accuracy",
+    **{c.removeprefix("final_"): c for c in _RANKABLE if c.startswith("final_")},
+    **{c: c for c in _RANKABLE},
 }
 
-#: Config key -> engine variant key, where they differ.
-_ENGINE_NAMES: dict[str, str] = {"early_stopping_patience": "patience"}
 #: Integer-valued keys: range tables over them sample integers.
 INT_KEYS: tuple[str, ...] = ("steps", "batch_size", "eval_every", "early_stopping_patience", "seed")
 #: Keys a range table may sweep (numbers); the rest take lists only.
 NUMERIC_KEYS: tuple[str, ...] = INT_KEYS + (
     "init_scale", "learning_rate", "momentum", "b1", "b2", "rho", "weight_decay", "l2", "dropout",
-    "clip_norm",
+    "clip_norm", "divergence_factor",
 )
 DATA_LOAD_KEYS: tuple[str, ...] = ("seed", "n_train", "val_fraction", "test_fraction")
+#: ``[data]`` keys with ``path`` (your own file, read by :func:`jaxnets.data.load_file`) instead of ``name``.
+DATA_FILE_KEYS: tuple[str, ...] = ("path", "target", "seed", "val_fraction", "test_fraction", "standardize", "task")
 _PLACEHOLDER_LOSS = "mse"  # lets a lone key be checked before the data set (and its default loss) is known
 
 
@@ -128,9 +134,14 @@ class Config:
     """A checked sweep configuration.
 
     ``data``: ``data.load`` keyword arguments including ``name``; ``base``: the fixed [model] / [train] keys
-    as engine variant keys (unset keys keep the engine's defaults); ``axes``: the swept keys in file order;
+    (config keys are engine variant keys; unset keys keep the engine's defaults); ``axes``: the swept keys in
+    file order;
     ``metric``: the ``results.csv`` column random / Bayesian search optimizes and ``show`` ranks by;
     ``goal``: ``"min"`` or ``"max"``; ``seed``: the search sampler's seed; ``raw``: the parsed TOML.
+    With ``[data] path``, ``data`` holds ``path`` as written (not resolved, so it means the same config on
+    every machine), the other ``[data]`` keys and ``sha256``, the hash of the file's bytes when it could be
+    read (so a changed data file changes the resume fingerprints); ``data_path`` is the file resolved
+    against the config's folder (``None`` for a built-in data set).
     """
 
     data: dict[str, Any]
@@ -143,11 +154,7 @@ class Config:
     axes: tuple[Axis, ...]
     seed: int
     raw: dict[str, Any]
-
-
-def engine_key(key: str) -> str:
-    """The engine variant key of a config key (``early_stopping_patience`` -> ``patience``)."""
-    return _ENGINE_NAMES.get(key, key)
+    data_path: Path | None = None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -199,8 +206,10 @@ def _check_variant(where: str, row: Mapping[str, Any]) -> dict[str, Any]:
     """Check engine keys with the engine's rules; re-raise its error under the config key ``where``."""
     try:
         return variants_lib.normalize(row, 0, default_loss=_PLACEHOLDER_LOSS)
-    except (ValueError, TypeError) as e:
-        raise ConfigError(f"{where}: {str(e).removeprefix('variant 0: ')}") from None
+    except variants_lib.VariantError as e:
+        raise ConfigError(f"{where}: {e.reason}") from None
+    except TypeError as e:
+        raise ConfigError(f"{where}: {e}") from None
 
 
 def _check_value(where: str, key: str, value: Any, base: Mapping[str, Any]) -> None:
@@ -211,7 +220,7 @@ def _check_value(where: str, key: str, value: Any, base: Mapping[str, Any]) -> N
         raise ConfigError(f"{where} = {value!r}: {key} must be a number")
     if key in ("hidden", "dense") and not isinstance(value, list | tuple | int):
         raise ConfigError(f"{where} = {value!r}: {key} must be a list of positive integers, e.g. [64, 64]")
-    _check_variant(f"{where} = {value!r}", {**base, engine_key(key): value})
+    _check_variant(f"{where} = {value!r}", {**base, key: value})
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -219,11 +228,63 @@ def _check_value(where: str, key: str, value: Any, base: Mapping[str, Any]) -> N
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _parse_data(raw: Any) -> dict[str, Any]:
+def _parse_data(raw: Any, base_dir: str | Path | None = None) -> tuple[dict[str, Any], Path | None]:
+    """The ``[data]`` table checked, and the data file resolved against ``base_dir`` (``None``: built-in)."""
     table = _table("[data]", raw)
+    if "name" in table and "path" in table:
+        raise ConfigError(f"[data]: give either name (a built-in data set) or path (your own .csv / .npz file), "
+                          f"not both; got name = {table['name']!r} and path = {table['path']!r}")
+    if "path" in table:
+        return _parse_data_file(table, base_dir)
     if "name" not in table:
-        raise ConfigError(f"[data]: missing key 'name'; valid names: {_valid(data_lib.NAMES)}")
+        raise ConfigError(f"[data]: missing key 'name'; valid names: {_valid(data_lib.NAMES)} (or path = "
+                          "\"my_data.csv\" with target = \"label\" for your own .csv / .npz file)")
     _choice("[data] name", table["name"], data_lib.NAMES)
+    for key in ("target", "standardize", "task"):
+        if key in table:
+            raise ConfigError(f"[data] {key} = {table[key]!r}: applies to your own data file (path = ...), not "
+                              f"to the built-in data set {table['name']!r}")
+    _check_split_options(table)
+    return table, None
+
+
+def _parse_data_file(table: dict[str, Any], base_dir: str | Path | None) -> tuple[dict[str, Any], Path]:
+    """``[data]`` with ``path``: check the keys, resolve the file, hash its bytes if it can be read."""
+    _check_keys("[data] (with path)", table, DATA_FILE_KEYS)
+    path = table["path"]
+    if not isinstance(path, str) or not path.strip():
+        raise ConfigError(f"[data] path = {path!r}: must be a file path (a string), e.g. path = \"my_data.csv\"")
+    where = f"[data] path = {path!r}"
+    file = Path(path).expanduser()
+    suffix = file.suffix.lower()
+    if suffix not in data_lib.FILE_SUFFIXES:
+        raise ConfigError(f"{where}: unsupported file type {file.suffix or '(no suffix)'!r}; supported: "
+                          f"{_valid(data_lib.FILE_SUFFIXES)}")
+    target = table.get("target")
+    if suffix == ".csv" and target is None:
+        raise ConfigError(f"{where} is a CSV file: add target = \"<column>\", the name of its label column")
+    if suffix == ".csv" and (not isinstance(target, str) or not target):
+        raise ConfigError(f"[data] target = {target!r}: must be the name of a column (a string)")
+    if suffix != ".csv" and target is not None:
+        raise ConfigError(f"[data] target = {target!r}: applies to CSV files only; an .npz names its arrays x and y")
+    if "task" in table:
+        _choice("[data] task", table["task"], data_lib.TASKS)
+    if "standardize" in table and not isinstance(table["standardize"], bool):
+        raise ConfigError(f"[data] standardize = {table['standardize']!r}: must be true or false")
+    _check_split_options(table)
+    if not file.is_absolute():
+        file = (Path.cwd() if base_dir is None else Path(base_dir)) / file
+    file = Path(os.path.abspath(file))
+    data = dict(table)
+    try:
+        with file.open("rb") as f:
+            data["sha256"] = hashlib.file_digest(f, "sha256").hexdigest()
+    except OSError:
+        pass  # a missing or unreadable file is reported, with its path, when sweep.plan loads it
+    return data, file
+
+
+def _check_split_options(table: Mapping[str, Any]) -> None:
     for key in ("seed", "n_train"):
         if key in table and (not _is_int(table[key]) or table[key] < (0 if key == "seed" else 1)):
             kind = "a non-negative" if key == "seed" else "a positive"
@@ -231,7 +292,6 @@ def _parse_data(raw: Any) -> dict[str, Any]:
     for key in ("val_fraction", "test_fraction"):
         if key in table and not (_is_number(table[key]) and 0 < table[key] < 1):
             raise ConfigError(f"[data] {key} = {table[key]!r}: must be a number in (0, 1)")
-    return table
 
 
 def _parse_base(model: Any, train: Any) -> dict[str, Any]:
@@ -242,7 +302,7 @@ def _parse_base(model: Any, train: Any) -> dict[str, Any]:
         _check_keys(f"[{section}]", table, valid)
         for key, value in table.items():
             _check_value(f"[{section}] {key}", key, value, {})
-            base[engine_key(key)] = value
+            base[key] = value
     _check_variant("[model]/[train]", base)  # keys that only make sense together (e.g. kind and hidden)
     return base
 
@@ -332,10 +392,23 @@ def _example(axis: Axis) -> str:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def parse(raw: Mapping[str, Any]) -> Config:
+def parse(raw: Mapping[str, Any], *, base_dir: str | Path | None = None) -> Config:
     """Check a parsed TOML document and return a :class:`Config`; raise :class:`ConfigError` if it is bad.
 
-    Pure: no files, no data loading, no compute. See the module docstring for the schema.
+    No data loading, no compute; the only file read is a ``[data] path`` file, hashed (sha256) into
+    ``Config.data`` so that resuming notices a changed file (a missing file is reported by
+    :func:`jaxnets.sweep.plan`, which loads it). See the module docstring for the schema.
+
+    Args:
+        raw: the parsed TOML document.
+        base_dir: the folder a relative ``[data] path`` is relative to: the config file's folder
+            (:func:`load` passes it); ``None``: the current directory.
+
+    Returns:
+        The checked :class:`Config`.
+
+    Raises:
+        ConfigError: naming the bad key and value and listing what is valid.
     """
     if not isinstance(raw, Mapping):
         raise ConfigError(f"a config is a TOML table, got {type(raw).__name__}")
@@ -343,39 +416,49 @@ def parse(raw: Mapping[str, Any]) -> Config:
     seed = raw.get("seed", 0)
     if not _is_int(seed) or seed < 0:
         raise ConfigError(f"seed = {seed!r}: the search sampler's seed must be a non-negative integer")
-    data = _parse_data(raw.get("data"))
+    data, data_path = _parse_data(raw.get("data"), base_dir)
     base = _parse_base(raw.get("model"), raw.get("train"))
     sweep = _parse_sweep(raw.get("sweep"), base)
     if sweep["metric"] == "val_accuracy" and "loss" in base and not losses.has_accuracy(base["loss"]):
         raise ConfigError(f"[sweep] metric = \"val_accuracy\" needs a classification loss; [train] loss = "
                           f"{base['loss']!r} has no accuracy (use metric = \"val_loss\")")
-    return Config(data=data, base=base, seed=int(seed), raw=dict(raw), **sweep)
+    return Config(data=data, base=base, seed=int(seed), raw=dict(raw), data_path=data_path, **sweep)
 
 
-def loads(text: str) -> Config:
-    """Parse TOML text into a checked :class:`Config` (TOML syntax errors become :class:`ConfigError`)."""
+def loads(text: str, *, base_dir: str | Path | None = None) -> Config:
+    """Parse TOML text into a checked :class:`Config` (TOML syntax errors become :class:`ConfigError`).
+
+    ``base_dir``: the folder a relative ``[data] path`` is relative to (the config file's folder; ``None``:
+    the current directory), as in :func:`parse`.
+    """
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"not valid TOML: {e}") from None
-    return parse(raw)
+    return parse(raw, base_dir=base_dir)
 
 
 def load(path: str | Path) -> Config:
-    """Read and check a config file; raise :class:`ConfigError` naming the file if it is missing or bad."""
+    """Read and check a config file; raise :class:`ConfigError` naming the file if it is missing or bad.
+
+    A relative ``[data] path`` is relative to the config file's folder.
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"cannot read config file {str(path)!r}: {e.strerror}") from None
     try:
-        return loads(text)
+        return loads(text, base_dir=path.parent)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
 
 
 def data_kwargs(cfg: Config) -> tuple[str, dict[str, Any]]:
-    """``(name, keyword arguments)`` for :func:`jaxnets.data.load` from the ``[data]`` table."""
+    """``(name, keyword arguments)`` for :func:`jaxnets.data.load` from the ``[data]`` table; with
+    ``[data] path``: ``(the resolved file path, keyword arguments)`` for :func:`jaxnets.data.load_file`."""
+    if cfg.data_path is not None:
+        return str(cfg.data_path), {k: v for k, v in cfg.data.items() if k not in ("path", "sha256")}
     kwargs = {k: v for k, v in cfg.data.items() if k != "name"}
     return cfg.data["name"], kwargs
 

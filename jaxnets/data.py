@@ -46,6 +46,16 @@ example, stratified: each class is spread over train / validation / test in prop
 only (a constant feature keeps std 1, so it becomes 0 everywhere); adding and copy inputs are left as they
 are (already in ``[0, 1]`` / one-hot), as is the adding target.
 
+Your own data: :func:`from_arrays` turns arrays (``x [N, D]``, ``[N, H, W, C]`` or ``[N, T, F]``; ``y [N]``
+labels or ``[N]`` / ``[N, D]`` targets) into a :class:`Dataset` the same way: the task is inferred from ``y``
+(integer labels ``0..C-1``: binary for 2 classes, multiclass otherwise; non-integer floats: regression) unless
+``task`` is given, validation / test splits you pass are used as they are and the others are split off the
+training arrays with the same seeded, stratified splitting, and features are standardized with the
+training split's statistics. :func:`load_file` reads a ``.csv`` (a header row, numeric feature columns, the
+label column named by ``target``; class names in that column become ids in sorted order) or an ``.npz``
+(arrays ``x``, ``y`` and optionally ``x_val``, ``y_val``, ``x_test``, ``y_test``). Bad data raises
+:class:`DataError`, one line naming the file, column / array, row and value at fault, before any compute.
+
 Example::
 
     >>> from jaxnets import data
@@ -58,16 +68,22 @@ Example::
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import functools
 import math
 import numbers
-from collections.abc import Callable, Mapping
+import os
+import zipfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["TASKS", "NAMES", "Dataset", "load", "describe"]
+__all__ = [
+    "TASKS", "NAMES", "FILE_SUFFIXES", "Dataset", "DataError", "load", "describe", "from_arrays", "load_file",
+]
 
 TASKS: tuple[str, ...] = ("binary", "multiclass", "regression")
 """The kinds of task a :class:`Dataset` can pose."""
@@ -95,7 +111,8 @@ class Dataset:
     (writable) arrays: do not modify them in place. Equality is identity (arrays have no single truth value).
 
     Attributes:
-        name: the data set's name, one of :data:`NAMES`.
+        name: the data set's name: one of :data:`NAMES`, or the name given to :func:`from_arrays` (for
+            :func:`load_file`, the file's stem by default).
         task: one of :data:`TASKS`.
         n_classes: number of classes: ``C`` for multiclass, 2 for binary, 0 for regression.
         output_dim: units the model's last layer needs: ``C`` for multiclass (logits), 1 for binary (one
@@ -512,3 +529,511 @@ def describe(ds: Dataset) -> str:
         f"x {_shape(ds.x_train)} -> y {_shape(ds.y_train)} {ds.y_train.dtype}, "
         f"output_dim {ds.output_dim}, val {ds.n_val}, test {ds.n_test}, loss {ds.default_loss}"
     )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Your own data: arrays and files
+# ---------------------------------------------------------------------------------------------------------
+
+FILE_SUFFIXES: tuple[str, ...] = (".csv", ".npz")
+"""File types :func:`load_file` reads."""
+
+_NPZ_ARRAYS: tuple[str, ...] = ("x", "y", "x_val", "y_val", "x_test", "y_test")
+_FILE_HELP = (".csv (a header row, numeric feature columns, target= names the label column) or "
+              ".npz (arrays x, y and optionally x_val, y_val, x_test, y_test)")
+
+
+class DataError(ValueError):
+    """Bad user data (:func:`from_arrays`, :func:`load_file`): one line naming what is wrong and where.
+
+    The message starts with the file (``source: ``) when there is one. The fields say the same for programs.
+
+    Attributes:
+        reason: the message without the ``source: `` prefix.
+        source: the file at fault (its path as a string), or ``None`` for arrays passed in.
+        column: the CSV column or the array (``"x"``, ``"y_val"``, ...) at fault, or ``None``.
+        row: where the first bad value is: for a CSV the 1-based data row (row 1 is the line after the
+            header), for an array the index along its first axis; ``None`` when no single row is at fault.
+    """
+
+    def __init__(self, reason: str, *, source: str | os.PathLike | None = None, column: str | None = None,
+                 row: int | None = None):
+        self.reason = reason
+        self.source = None if source is None else str(source)
+        self.column = column
+        self.row = row
+        super().__init__(reason if source is None else f"{source}: {reason}")
+
+
+def _show(values: Sequence[Any], limit: int = 5) -> str:
+    """``'0.0, 1.0, 2.0'`` (at most ``limit`` values, then ``', ...'``)."""
+    shown = [repr(v.item() if isinstance(v, np.generic) else v) for v in values[:limit]]
+    return ", ".join(shown) + (", ..." if len(values) > limit else "")
+
+
+def _numeric(name: str, a: Any) -> np.ndarray:
+    """``a`` as a numeric array (bool, integer or float dtype); anything else names the first bad value."""
+    arr = np.asarray(a)
+    if arr.dtype.kind in "biuf":
+        return arr
+    if arr.ndim == 0:
+        raise DataError(f"{name} must be an array with one row an example, got {a!r}", column=name)
+    if arr.dtype.kind in "OUS":
+        for i, v in enumerate(arr.reshape(-1)):
+            if isinstance(v, bytes | str) or not isinstance(v, numbers.Real):
+                row = int(np.unravel_index(i, arr.shape)[0])
+                hint = " (map class names to ids, e.g. np.unique(y, return_inverse=True)[1])" \
+                    if name.startswith("y") else ""
+                shown = v.item() if isinstance(v, np.generic) else v
+                raise DataError(f"{name} is not numeric: {name}[{row}] holds {shown!r}{hint}", column=name,
+                                row=row)
+        return arr.astype(np.float64)
+    raise DataError(f"{name} is not numeric (dtype {arr.dtype})", column=name)
+
+
+def _check_finite(name: str, arr: np.ndarray) -> None:
+    if arr.dtype.kind != "f":
+        return
+    bad = ~np.isfinite(arr)
+    count = int(bad.sum())
+    if count:
+        first = int(np.argmax(bad.reshape(len(arr), -1).any(axis=1)))
+        raise DataError(f"{name} has {count} NaN / Inf value(s) (first in {name}[{first}]); drop or fill them",
+                        column=name, row=first)
+
+
+def _labels(ys: dict[str, np.ndarray], task: str | None, y_name: str) -> tuple[str, int, dict[str, np.ndarray]]:
+    """Class labels ``int32 [N]`` of every split, the task (``binary`` / ``multiclass``) and the class count."""
+    out = {}
+    for key, y in ys.items():
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if y.ndim != 1:
+            raise DataError(f"{y_name if key == 'y' else key} has shape {list(y.shape)}: class labels are one "
+                            "integer an example, [N] (for a regression target pass task=\"regression\")", column=key)
+        if y.dtype.kind == "f":
+            fraction = np.flatnonzero(y != np.round(y))
+            if len(fraction):
+                i = int(fraction[0])
+                raise DataError(f"task={task!r} needs whole-number class labels; {key}[{i}] = {y[i].item()!r}",
+                                column=key, row=i)
+        out[key] = y
+    values = np.unique(np.concatenate([y.astype(np.int64) for y in out.values()]))
+    if len(values) < 2:
+        raise DataError(f"{y_name} holds one class only ({_show(values)}): a classifier needs at least 2 classes",
+                        column="y")
+    n_classes = len(values)
+    if not np.array_equal(values, np.arange(n_classes)):
+        fix = "" if task is not None else "; for a numeric target pass task=\"regression\""
+        raise DataError(f"{y_name} holds the labels {_show(values)}, not 0..{n_classes - 1}: map them to "
+                        f"0..{n_classes - 1} (e.g. y = np.unique(y, return_inverse=True)[1]){fix}", column="y")
+    if task == "binary" and n_classes != 2:
+        raise DataError(f"task=\"binary\" needs 2 classes; {y_name} holds {n_classes} (0..{n_classes - 1}): "
+                        "pass task=\"multiclass\"", column="y")
+    task = task or ("binary" if n_classes == 2 else "multiclass")
+    return task, n_classes, {k: np.ascontiguousarray(y, dtype=np.int32) for k, y in out.items()}
+
+
+def _targets(ys: dict[str, np.ndarray], y_name: str) -> dict[str, np.ndarray]:
+    """Regression targets ``float32 [N, D]`` of every split (``[N]`` becomes ``[N, 1]``)."""
+    out = {}
+    for key, y in ys.items():
+        if y.ndim == 1:
+            y = y[:, None]
+        if y.ndim != 2:
+            raise DataError(f"{y_name if key == 'y' else key} has shape {list(y.shape)}: regression targets are "
+                            "[N] or [N, D]", column=key)
+        out[key] = np.ascontiguousarray(y, dtype=np.float32)
+    dims = {y.shape[1] for y in out.values()}
+    if len(dims) > 1:
+        shapes = ", ".join(f"{k} {list(y.shape)}" for k, y in out.items())
+        raise DataError(f"the targets have different widths: {shapes}", column="y")
+    return out
+
+
+def _infer_task(y: np.ndarray, y_name: str) -> str | None:
+    """``"regression"`` for non-integer floats, ``None`` (labels: decide by class count) for ints / bools."""
+    if y.dtype.kind in "biu":
+        return None
+    values = np.unique(y)
+    if np.array_equal(values, np.round(values)):
+        raise DataError(
+            f"{y_name} holds only whole numbers stored as floats ({_show(values)}), so the task is ambiguous: pass "
+            "task=\"multiclass\" (or \"binary\") for class labels, or task=\"regression\" for a numeric target "
+            "(in a config: [data] task = \"...\"); or store the labels as integers", column="y")
+    return "regression"
+
+
+def _from_arrays(arrays: dict[str, Any], *, task: str | None, val_fraction: float, test_fraction: float,
+                 seed: int, standardize: bool, name: str, y_name: str = "y") -> Dataset:
+    """:func:`from_arrays` on ``arrays`` (keys of :data:`_NPZ_ARRAYS`); ``y_name`` names y in messages."""
+    for split in ("val", "test"):
+        has_x, has_y = arrays.get(f"x_{split}") is not None, arrays.get(f"y_{split}") is not None
+        if has_x != has_y:
+            given, missing = (f"x_{split}", f"y_{split}") if has_x else (f"y_{split}", f"x_{split}")
+            raise DataError(f"{given} given without {missing}: pass both (the {split} split is used as given) or "
+                            "neither (it is split off x, y)", column=given)
+    if task is not None and task not in TASKS:
+        raise ValueError(f"task must be one of {', '.join(TASKS)} or None (inferred from y), got {task!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if not isinstance(standardize, bool):
+        raise ValueError(f"standardize must be True or False, got {standardize!r}")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name must be a non-empty string, got {name!r}")
+
+    arr = {k: _numeric(k, v) for k, v in arrays.items() if v is not None}
+    x = arr["x"]
+    if x.ndim not in (2, 3, 4):
+        hint = " (one feature: x.reshape(-1, 1))" if x.ndim == 1 else ""
+        raise DataError(f"x has shape {list(x.shape)}: it must be [N, D] (tabular), [N, H, W, C] (images) or "
+                        f"[N, T, F] (sequences){hint}", column="x")
+    splits = ["", *(s for s in ("_val", "_test") if f"x{s}" in arr)]
+    for s in splits:
+        xs, ys = arr[f"x{s}"], arr[f"y{s}"]
+        if len(xs) == 0:
+            raise DataError(f"x{s} is empty (no examples)", column=f"x{s}")
+        if ys.ndim == 0 or len(xs) != len(ys):
+            ny = "no rows" if ys.ndim == 0 else f"{len(ys)} rows"
+            raise DataError(f"x{s} has {len(xs)} rows but y{s} has {ny}: one label / target a row of x{s}",
+                            column=f"y{s}")
+        if xs.shape[1:] != x.shape[1:]:
+            raise DataError(f"x{s} examples have shape {list(xs.shape[1:])}, x examples {list(x.shape[1:])}",
+                            column=f"x{s}")
+    for key, a in arr.items():
+        _check_finite(key, a)
+
+    ys = {f"y{s}": arr[f"y{s}"] for s in splits}
+    if task is None:
+        task = _infer_task(np.concatenate([y.reshape(len(y), -1) for y in ys.values()]), y_name)
+    if task == "regression":
+        ys = _targets(ys, y_name)
+        n_classes, output_dim = 0, ys["y"].shape[1]
+    else:
+        task, n_classes, ys = _labels(ys, task, y_name)
+        output_dim = 1 if task == "binary" else n_classes
+
+    # Splits not given are split off the training arrays, as data.load splits a built-in set.
+    n = len(x)
+    fractions = {"val_fraction": val_fraction} if "x_val" not in arr else {}
+    if "x_test" not in arr:
+        fractions["test_fraction"] = test_fraction
+    for label, frac in fractions.items():
+        if isinstance(frac, bool) or not isinstance(frac, numbers.Real) or not 0.0 < frac < 1.0:
+            raise ValueError(f"{label} must be in (0, 1), got {frac!r}")
+    if sum(fractions.values()) >= 1.0:
+        raise ValueError(f"val_fraction + test_fraction must be below 1, got {val_fraction} + {test_fraction}")
+    n_val = round(n * val_fraction) if "val_fraction" in fractions else 0
+    n_test = round(n * test_fraction) if "test_fraction" in fractions else 0
+    if ("val_fraction" in fractions and n_val < 1) or ("test_fraction" in fractions and n_test < 1) \
+            or n - n_val - n_test < 1:
+        taken = ", ".join(f"{k}={v}" for k, v in fractions.items())
+        raise DataError(f"x has {n} examples: {taken} leave a split empty", column="x")
+    labels = ys["y"] if task != "regression" else None
+    rng = np.random.default_rng(int(seed))
+    train_idx, val_idx, test_idx = _split_indices(labels, n, n_val, n_test, rng)
+
+    x_train, y_train = x[train_idx], ys["y"][train_idx]
+    x_val, y_val = (arr["x_val"], ys["y_val"]) if "x_val" in arr else (x[val_idx], ys["y"][val_idx])
+    x_test, y_test = (arr["x_test"], ys["y_test"]) if "x_test" in arr else (x[test_idx], ys["y"][test_idx])
+    if standardize:
+        x_train, x_val, x_test = _standardize(x_train, x_val, x_test)
+
+    def _x(a: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(a, dtype=np.float32)
+
+    return Dataset(
+        name=name,
+        x_train=_x(x_train),
+        y_train=np.ascontiguousarray(y_train),
+        x_val=_x(x_val),
+        y_val=np.ascontiguousarray(y_val),
+        x_test=_x(x_test),
+        y_test=np.ascontiguousarray(y_test),
+        task=task,
+        n_classes=n_classes,
+        output_dim=int(output_dim),
+        sequence_output=False,
+        default_loss=_LOSSES[task],
+    )
+
+
+def from_arrays(
+    x: Any,
+    y: Any,
+    *,
+    task: str | None = None,
+    x_val: Any = None,
+    y_val: Any = None,
+    x_test: Any = None,
+    y_test: Any = None,
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    standardize: bool = True,
+    name: str = "arrays",
+) -> Dataset:
+    """Your own arrays as a :class:`Dataset`: checked, split, standardized, typed like the built-in sets.
+
+    Args:
+        x: features, ``[N, D]`` (tabular), ``[N, H, W, C]`` (images, for ``kind = "cnn"``) or ``[N, T, F]``
+            (sequences, for ``kind = "rnn"``); any numeric dtype (returned as float32).
+        y: ``[N]``: class labels (integers ``0..C-1``; ``[N, 1]`` is flattened) or regression targets
+            (floats); ``[N, D]``: regression targets.
+        task: ``"binary"``, ``"multiclass"`` or ``"regression"``; ``None`` infers it from ``y``: integer (or
+            bool) labels are binary with 2 classes, multiclass with more; floats are regression, except
+            floats that are all whole numbers (``0.0, 1.0, 2.0``), which are ambiguous and raise (pass
+            ``task`` or cast ``y`` to int).
+        x_val: validation features ``[N_val, ...]`` (same example shape as ``x``), used as the validation
+            split instead of splitting one off ``x, y``; needs ``y_val``.
+        y_val: validation labels / targets ``[N_val]`` (or ``[N_val, D]``); needs ``x_val``.
+        x_test: test features ``[N_test, ...]``, used as the test split; needs ``y_test``.
+        y_test: test labels / targets; needs ``x_test``.
+        val_fraction: when ``x_val`` is not given, the share of ``x, y`` split off for validation, in
+            ``(0, 1)`` (``round(N * val_fraction)`` examples).
+        test_fraction: when ``x_test`` is not given, the share of ``x, y`` split off for testing; the shares
+            split off must sum below 1. Splits are seeded and, for classification, stratified (each class in
+            proportion), exactly as :func:`load` splits a built-in data set.
+        seed: non-negative integer fixing the split (and the order of the training examples).
+        standardize: standardize every feature (every pixel / channel or time step / feature) with the
+            mean and std of the training split only (std 0 -> 1); ``False`` leaves ``x`` as it is.
+        name: the data set's name (in messages and plan lines).
+
+    Returns:
+        A :class:`Dataset`: ``x_*`` float32 ``[N, *x.shape[1:]]``; ``y_*`` int32 ``[N]`` (binary /
+        multiclass, ``n_classes`` ``C``, ``output_dim`` 1 / ``C``) or float32 ``[N, D]`` (regression,
+        ``output_dim`` ``D``; ``[N]`` targets become ``[N, 1]``).
+
+    Raises:
+        DataError: non-numeric values, NaN / Inf (count and array), one class only, labels that are not
+            ``0..C-1``, ambiguous whole-number float ``y``, mismatched lengths or shapes, ``y_val`` without
+            ``x_val`` (or the reverse), a split that would be empty.
+        ValueError: a bad option (``task``, ``seed``, ``standardize``, fractions, ``name``).
+
+    Example::
+
+        >>> import numpy as np
+        >>> x = np.random.default_rng(0).normal(size=(100, 3))
+        >>> ds = from_arrays(x, (x[:, 0] > 0).astype(int), seed=1)
+        >>> ds.task, ds.x_train.shape, ds.y_train.dtype, ds.n_val, ds.n_test
+        ('binary', (60, 3), dtype('int32'), 20, 20)
+    """
+    arrays = dict(x=x, y=y, x_val=x_val, y_val=y_val, x_test=x_test, y_test=y_test)
+    return _from_arrays(arrays, task=task, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
+                        standardize=standardize, name=name)
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` (``allow_pickle=False``): ``x``, ``y`` and optionally the given splits."""
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise DataError(f"not a readable .npz archive ({e}); save one with np.savez(path, x=..., y=...)",
+                        source=path) from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise DataError("holds a single array (.npy), not an .npz archive; save one with "
+                        "np.savez(path, x=..., y=...)", source=path)
+    with loaded:
+        keys = list(loaded.files)
+        unknown = [k for k in keys if k not in _NPZ_ARRAYS]
+        if unknown:
+            raise DataError(f"unknown array(s) {_show(unknown, 10)}; an .npz for jaxnets holds x, y and optionally "
+                            "x_val, y_val, x_test, y_test", source=path, column=unknown[0])
+        missing = [k for k in ("x", "y") if k not in keys]
+        if missing:
+            raise DataError(f"no array {' or '.join(map(repr, missing))}: an .npz for jaxnets holds x, y and "
+                            f"optionally x_val, y_val, x_test, y_test; this one holds {_show(keys, 10) or 'nothing'}",
+                            source=path, column=missing[0])
+        out = {}
+        for k in keys:
+            try:
+                out[k] = loaded[k]
+            except (ValueError, OSError, zipfile.BadZipFile) as e:
+                raise DataError(f"array {k!r} cannot be read without pickle ({e}); save numeric arrays",
+                                source=path, column=k) from None
+    return out
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_csv_rows(path: Path, target: str | None) -> tuple[list[str], list[list[str]], list[int]]:
+    """Header, data rows (as text) and each row's line number; checks ``target`` against the header."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            header = [h.strip() for h in next(reader, [])]
+            if not header:
+                raise DataError("the file is empty; a CSV needs a header row naming the columns", source=path)
+            columns = _show(header, 20)
+            if all(_looks_numeric(h) for h in header):
+                columns += " (the first line looks like data: a CSV needs a header row naming the columns)"
+            if target is None:
+                raise DataError(f"a CSV needs target= naming the label column; columns: {columns}", source=path)
+            if target not in header:
+                raise DataError(f"no column {target!r} (the target); columns: {columns}", source=path,
+                                column=target)
+            seen = set()
+            for h in header:
+                if h in seen:
+                    raise DataError(f"column {h!r} appears twice in the header", source=path, column=h)
+                seen.add(h)
+            rows, lines = [], []
+            for row in reader:
+                if not any(cell.strip() for cell in row):
+                    continue  # blank line
+                if len(row) != len(header):
+                    raise DataError(f"row {len(rows) + 1} (line {reader.line_num}) has {len(row)} field(s); the "
+                                    f"header has {len(header)}", source=path, row=len(rows) + 1)
+                rows.append(row)
+                lines.append(reader.line_num)
+    except UnicodeDecodeError as e:
+        raise DataError(f"not UTF-8 text ({e.reason} at byte {e.start})", source=path) from None
+    except csv.Error as e:
+        raise DataError(f"not a valid CSV file: {e}", source=path) from None
+    except OSError as e:
+        raise DataError(f"cannot read: {e.strerror}", source=path) from None
+    if not rows:
+        raise DataError("no data rows after the header", source=path)
+    return header, rows, lines
+
+
+def _csv_column(path: Path, name: str, values: list[str], lines: list[int]) -> np.ndarray:
+    """A numeric column, float64 ``[N]``; empty cells become NaN; the first non-number raises."""
+    try:
+        return np.array(values, dtype=np.float64)
+    except ValueError:
+        pass
+    out = np.empty(len(values))
+    for i, v in enumerate(values):
+        if v == "":
+            out[i] = np.nan
+            continue
+        try:
+            out[i] = float(v)
+        except ValueError:
+            raise DataError(f"column {name!r} is not numeric: row {i + 1} (line {lines[i]}) holds {v!r}",
+                            source=path, column=name, row=i + 1) from None
+    return out
+
+
+def _csv_target(path: Path, name: str, values: list[str], lines: list[int], task: Any) -> np.ndarray:
+    """The label column: int64 if every cell is an integer, float64 if numeric, else class names -> ids."""
+    try:
+        return np.array(values, dtype=np.int64)
+    except (ValueError, OverflowError):
+        pass
+    numeric = [_looks_numeric(v) for v in values]
+    if any(numeric) or task == "regression":
+        for i, v in enumerate(values):
+            if v != "" and not numeric[i]:
+                what = "mixes numbers and text" if any(numeric) else "is not numeric (task=\"regression\")"
+                raise DataError(f"column {name!r} {what}: row {i + 1} (line {lines[i]}) holds {v!r}",
+                                source=path, column=name, row=i + 1)
+        return _csv_column(path, name, values, lines)
+    empty = [i for i, v in enumerate(values) if v == ""]
+    if empty:
+        raise DataError(f"column {name!r} has {len(empty)} empty label(s) (first in row {empty[0] + 1}, line "
+                        f"{lines[empty[0]]})", source=path, column=name, row=empty[0] + 1)
+    _, ids = np.unique(np.array(values, dtype=str), return_inverse=True)  # class names -> ids, sorted names
+    return ids.astype(np.int64)
+
+
+def _read_csv(path: Path, target: str | None, task: Any) -> dict[str, np.ndarray]:
+    header, rows, lines = _read_csv_rows(path, target)
+    cells = [[cell.strip() for cell in col] for col in zip(*rows, strict=True)]
+    features = [i for i, h in enumerate(header) if h != target]
+    if not features:
+        raise DataError(f"no feature columns: the file holds only the target {target!r}", source=path)
+    x = np.stack([_csv_column(path, header[i], cells[i], lines) for i in features], axis=1)
+    y = _csv_target(path, target, cells[header.index(target)], lines, task)
+    bad = [(header[i], np.flatnonzero(~np.isfinite(x[:, j]))) for j, i in enumerate(features)]
+    if y.dtype.kind == "f":
+        bad.append((target, np.flatnonzero(~np.isfinite(y))))
+    bad = [(col, idx) for col, idx in bad if len(idx)]
+    if bad:
+        total = sum(len(idx) for _, idx in bad)
+        where = ", ".join(f"{col!r} {len(idx)} (first in row {idx[0] + 1}, line {lines[idx[0]]})"
+                          for col, idx in bad[:5])
+        more = f", and {len(bad) - 5} more column(s)" if len(bad) > 5 else ""
+        raise DataError(f"{total} missing / NaN / Inf value(s) in column(s) {where}{more}; drop or fill them",
+                        source=path, column=bad[0][0], row=int(bad[0][1][0]) + 1)
+    return {"x": x, "y": y}
+
+
+def load_file(path: str | os.PathLike, *, target: str | None = None, **options: Any) -> Dataset:
+    """Read your own data from a ``.csv`` or ``.npz`` file and return it as :func:`from_arrays` would.
+
+    * ``.csv``: a header row naming the columns, then one example a row; every column but ``target`` is a
+      numeric feature (``x [N, F]``, in file order); ``target`` is the label column. Integers there are class
+      labels (``0..C-1``), other numbers regression targets, text class names, mapped to ids ``0..C-1`` in
+      sorted order of the names (``"benign", "malignant"`` -> 0, 1). Empty cells count as missing values.
+      Read with the standard library's :mod:`csv` (UTF-8, a byte-order mark is skipped; blank lines ignored).
+    * ``.npz``: arrays ``x`` and ``y`` and optionally ``x_val``, ``y_val``, ``x_test``, ``y_test`` (the splits
+      to use as given), read with ``allow_pickle=False``; shapes as in :func:`from_arrays`.
+
+    Args:
+        path: the file; its suffix (``.csv`` or ``.npz``, see :data:`FILE_SUFFIXES`) picks the reader.
+        target: CSV only, and required there: the name of the label / target column.
+        **options: :func:`from_arrays` keyword arguments (``task``, ``val_fraction``, ``test_fraction``,
+            ``seed``, ``standardize``, ``name``, ...); ``name`` defaults to the file's stem.
+
+    Returns:
+        A :class:`Dataset`, as :func:`from_arrays` returns it.
+
+    Raises:
+        DataError: each in one line naming the file: no such file, an unsupported suffix (lists the supported
+            ones), a CSV without ``target`` or without that column (lists the columns), a non-numeric column
+            (names it, shows the first bad value and its row), missing / NaN / Inf values (count and
+            columns), an ``.npz`` without ``x`` / ``y`` or with other arrays, ``target`` for an ``.npz``, an
+            array also passed as an option, and everything :func:`from_arrays` rejects.
+        ValueError: a bad :func:`from_arrays` option.
+        TypeError: an unknown keyword argument.
+
+    Example::
+
+        >>> ds = load_file("patients.csv", target="diagnosis", seed=0)   # doctest: +SKIP
+        >>> ds.name, ds.task                                               # doctest: +SKIP
+        ('patients', 'binary')
+    """
+    unknown = sorted(set(options) - set(from_arrays.__kwdefaults__))
+    if unknown:
+        raise TypeError(f"load_file() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}; "
+                        f"valid: target, {', '.join(from_arrays.__kwdefaults__)}")
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in FILE_SUFFIXES:
+        raise DataError(f"unsupported file type {path.suffix or '(no suffix)'!r}; supported: {_FILE_HELP}",
+                        source=path)
+    if not path.exists():
+        raise DataError("no such file", source=path)
+    if not path.is_file():
+        raise DataError("not a file", source=path)
+    if suffix == ".npz":
+        if target is not None:
+            raise DataError(f"target={target!r} applies to CSV files only; an .npz names its arrays x and y",
+                            source=path)
+        arrays = _read_npz(path)
+    else:
+        arrays = _read_csv(path, target, options.get("task"))
+    both = [k for k in arrays if options.get(k) is not None]
+    if both:
+        verb = "is" if len(both) == 1 else "are"
+        raise DataError(f"{', '.join(both)} {verb} both in the file and passed as options", source=path,
+                        column=both[0])
+    opts = {"task": None, "val_fraction": 0.2, "test_fraction": 0.2, "seed": 0, "standardize": True,
+            "name": path.stem, **options}
+    arrays.update({k: opts.pop(k) for k in _NPZ_ARRAYS if k in opts})
+    y_name = f"column {target!r}" if suffix == ".csv" else "y"
+    try:
+        return _from_arrays(arrays, y_name=y_name, **opts)
+    except DataError as e:
+        if e.source is not None:
+            raise
+        column = target if suffix == ".csv" and e.column in ("y", None) and e.reason.startswith(y_name) else e.column
+        raise DataError(e.reason, source=path, column=column, row=e.row) from None

@@ -17,9 +17,12 @@ Inside the program, per variant:
 * loss = mean data loss + ``l2 / 2 * sum(kernel ** 2)`` (biases are not penalized); decoupled weight decay,
   clipping and the optimizer's hyperparameters are per-variant optimizer state (:mod:`jaxnets.optimizers`);
 * a step whose loss, gradients or new parameters are not finite marks the variant *diverged* and the update
-  is discarded: its parameters stay at their last finite values and never change again;
-* at each evaluation, with ``patience > 0``, a variant whose validation loss has not improved for
-  ``patience`` evaluations is *early-stopped*: its parameters go back to its best ones and stop changing;
+  is discarded: its parameters stay at their last finite values and never change again; so does an
+  evaluation whose training loss exceeds ``divergence_factor`` (default 1000, 0: off) times the variant's
+  training loss at evaluation 0 (a finite blow-up);
+* at each evaluation, with ``early_stopping_patience > 0``, a variant whose validation loss has not improved
+  for ``early_stopping_patience`` evaluations is *early-stopped*: its parameters go back to its best ones
+  and stop changing;
 * nothing mixes variants, so every variant's numbers are what training it alone would give.
 
 Example::
@@ -48,20 +51,15 @@ import numpy as np
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxnets import activations, diagnostics, initializers, losses, optimizers
+from jaxnets import activations, diagnostics, events, initializers, losses, optimizers
 from jaxnets import variants as variants_lib
 from jaxnets.data import Dataset
 from jaxnets.models import CNN, MLP, RNN, small_kernel_dot_general
-from jaxnets.result import GroupResult, Result
+from jaxnets.result import METRICS, STATUS_NAMES, GroupResult, Result
 
-OK, DIVERGED, EARLY_STOPPED = 0, 1, 2
-STATUS_NAMES = ("ok", "diverged", "early_stopped")
+OK, DIVERGED, EARLY_STOPPED = (STATUS_NAMES.index(s) for s in ("ok", "diverged", "early_stopped"))
 
-SCALAR_METRICS = ("train_loss", "val_loss", "val_accuracy")
-LAYER_METRICS = ("grad_norm",) + diagnostics.STATS
-METRICS = SCALAR_METRICS + LAYER_METRICS
-
-ProgressFn = Callable[[dict[str, Any]], None]
+ProgressFn = Callable[[events.Event], None]
 
 
 class Footprint(NamedTuple):
@@ -75,7 +73,8 @@ class TrainState(NamedTuple):
     """One variant's training state (a leading [V] axis on every leaf once vmapped).
 
     ``best_params`` is ``None`` unless early stopping is on. ``last`` holds the metrics of the latest
-    evaluation (repeated once the variant stops changing).
+    evaluation (repeated once the variant stops changing); ``loss0`` the training loss at evaluation 0 (for
+    the ``divergence_factor`` rule).
     """
 
     params: Any
@@ -87,6 +86,7 @@ class TrainState(NamedTuple):
     bad_evals: jax.Array
     best_params: Any
     last: dict[str, jax.Array]
+    loss0: jax.Array
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -117,30 +117,15 @@ def _check_data(ds: Dataset, spec: variants_lib.GroupSpec) -> None:
         raise ValueError(f"batch_size {spec.batch_size} is larger than the {len(ds.x_train)} training examples")
     for split in ("train", "val"):
         y = _labels(spec.loss, getattr(ds, f"y_{split}"), ds)
-        losses.check_labels(spec.loss, y, _output_dim(spec.loss, ds))
-
-
-def _output_dim(loss: str, ds: Dataset) -> int:
-    return ds.output_dim
+        losses.check_labels(spec.loss, y, ds.output_dim)
 
 
 def _labels(loss: str, y: np.ndarray, ds: Dataset) -> np.ndarray:
-    """Labels in the form ``loss`` takes: one-hot for categorical/MSE on classes, float 0/1 for binary."""
-    if ds.task == "regression":
-        return y.astype(np.float32)
-    if loss == "binary_crossentropy":
-        if ds.output_dim != 1:
-            raise ValueError(f"binary_crossentropy needs a binary task; {ds.name!r} has {ds.n_classes} classes "
-                             f"(use sparse_categorical_crossentropy or categorical_crossentropy)")
-        return y.astype(np.float32)
-    if loss in ("categorical_crossentropy", "mse"):
-        if ds.output_dim == 1:
-            return y.astype(np.float32)[..., None] if loss == "mse" else np.asarray(y)
-        if np.issubdtype(y.dtype, np.integer) and (y.min() < 0 or y.max() >= ds.n_classes):
-            raise ValueError(f"{loss}: labels must be integers in [0, {ds.n_classes - 1}], found values in "
-                             f"[{y.min()}, {y.max()}]")
-        return np.eye(ds.n_classes, dtype=np.float32)[y] if np.issubdtype(y.dtype, np.integer) else y
-    return y
+    """``ds``'s labels ``y`` in the form ``loss`` takes (:func:`jaxnets.losses.labels_for`)."""
+    try:
+        return losses.labels_for(loss, y, ds.output_dim, ds.task)
+    except ValueError as e:
+        raise ValueError(f"{e} (data set {ds.name!r})") from None
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -166,7 +151,7 @@ def _build(kind: str, hidden: Sequence[int], dense: Sequence[int], cell: str, ma
 
 
 def _model(spec: variants_lib.GroupSpec, hp: Mapping[str, jax.Array], output_dim: int, many_to_many: bool,
-           platform: str = "cpu"):
+           platform: str):
     return _build(
         spec.kind, spec.hidden, spec.dense, spec.cell, many_to_many, platform,
         output_dim=output_dim,
@@ -192,7 +177,7 @@ def model(row: Mapping[str, Any], ds: Dataset):
     row = variants_lib.normalize(row, 0, ds.default_loss)
     return _build(
         row["kind"], row["hidden"], row["dense"], row["cell"], ds.sequence_output, None,
-        output_dim=_output_dim(row["loss"], ds),
+        output_dim=ds.output_dim,
         activation=row["activation"],
         kernel_init=initializers.get(row["init"], row["init_scale"]),
         dropout=row["dropout"],
@@ -214,10 +199,10 @@ def _all_finite(tree: Any) -> jax.Array:
 class _GroupProgram:
     """The per-variant functions of one static group, and their vmapped, jitted, sharded versions."""
 
-    def __init__(self, spec: variants_lib.GroupSpec, ds: Dataset, n_eval_train: int, platform: str = "cpu"):
+    def __init__(self, spec: variants_lib.GroupSpec, ds: Dataset, n_eval_train: int, *, platform: str):
         self.spec = spec
         self.platform = platform
-        self.output_dim = _output_dim(spec.loss, ds)
+        self.output_dim = ds.output_dim
         self.many_to_many = ds.sequence_output
         self.loss_fn = losses.get(spec.loss)
         self.has_accuracy = losses.has_accuracy(spec.loss)
@@ -244,16 +229,12 @@ class _GroupProgram:
         return optimizers.with_hyperparameters(s.optimizer, hyper, clip=s.use_clip, decay=s.use_weight_decay)
 
     def data_loss(self, logits: jax.Array, y: jax.Array) -> jax.Array:
-        if self.spec.loss == "binary_crossentropy":
-            logits = logits[..., 0]
-        return jnp.mean(self.loss_fn(logits, y))
+        return jnp.mean(self.loss_fn(losses.fit_logits(self.spec.loss, logits, y), y))
 
     def accuracy(self, logits: jax.Array, y: jax.Array) -> jax.Array:
         if not self.has_accuracy:
             return jnp.float32(jnp.nan)
-        if self.spec.loss == "binary_crossentropy":
-            logits = logits[..., 0]
-        return jnp.mean(losses.accuracy(self.spec.loss, logits, y))
+        return jnp.mean(losses.accuracy(self.spec.loss, losses.fit_logits(self.spec.loss, logits, y), y))
 
     # -- per variant ---------------------------------------------------------------------------------
     def init_params(self, hp: Mapping[str, jax.Array]) -> Any:
@@ -274,8 +255,9 @@ class _GroupProgram:
             stopped_step=jnp.int32(self.spec.steps),
             best_val=jnp.float32(jnp.inf),
             bad_evals=jnp.int32(0),
-            best_params=params if self.spec.patience > 0 else None,
+            best_params=params if self.spec.early_stopping_patience > 0 else None,
             last=jax.tree.map(lambda m: jnp.full(m.shape, jnp.nan, m.dtype), metrics),
+            loss0=jnp.float32(jnp.nan),
         )
 
     def init_batch(self, hp: Mapping[str, jax.Array], data: Mapping[str, jax.Array]) -> TrainState:
@@ -392,16 +374,19 @@ class _GroupProgram:
         spec = self.spec
         m = self.evaluate(state.params, hp, data)
         ok = state.status == OK
-        finite = jnp.isfinite(m["val_loss"]) & jnp.isfinite(m["train_loss"])
+        # a finite blow-up (training loss above divergence_factor x its evaluation-0 loss) counts as divergence
+        factor = hp["divergence_factor"]
+        blown = ~first & (factor > 0) & (m["train_loss"] > factor * state.loss0)
+        finite = jnp.isfinite(m["val_loss"]) & jnp.isfinite(m["train_loss"]) & ~blown
         status = jnp.where(ok & ~finite, DIVERGED, state.status)
         stopped_step = jnp.where(ok & ~finite, jnp.minimum(state.step, spec.steps), state.stopped_step)
         improved = ok & finite & (m["val_loss"] < state.best_val)
         best_val = jnp.where(improved, m["val_loss"], state.best_val)
         params, best_params, bad = state.params, state.best_params, state.bad_evals
-        if spec.patience > 0:
+        if spec.early_stopping_patience > 0:
             best_params = _tree_where(improved, params, best_params)
             bad = jnp.where(improved, 0, jnp.where(ok, bad + 1, bad))
-            stop = ok & finite & (bad >= spec.patience) & (state.step < spec.steps)
+            stop = ok & finite & (bad >= spec.early_stopping_patience) & (state.step < spec.steps)
             status = jnp.where(stop, EARLY_STOPPED, status)
             stopped_step = jnp.where(stop, state.step, stopped_step)
             params = _tree_where(stop, best_params, params)
@@ -409,7 +394,8 @@ class _GroupProgram:
         # (finite) values again
         reported = _tree_where((was_ok & finite) | first, m, state.last)
         new = state._replace(params=params, status=status, stopped_step=stopped_step, best_val=best_val,
-                             bad_evals=bad, best_params=best_params, last=reported)
+                             bad_evals=bad, best_params=best_params, last=reported,
+                             loss0=jnp.where(first, m["train_loss"], state.loss0))
         return new, reported
 
     def chunk(self, state: TrainState, hp, data, train: jax.Array) -> tuple[TrainState, dict]:
@@ -444,7 +430,7 @@ class _Compiled(NamedTuple):
 
 
 #: Compiled (init, chunk) programs by group signature, so a second ``train`` call with the same static
-#: group, data shapes, chunk size and devices (e.g. the next round of a Bayesian search) skips compilation.
+#: group, data shapes, block size and devices (e.g. the next round of a Bayesian search) skips compilation.
 #: It only saves time: programs are pure functions of their arguments, so results do not depend on it.
 _CACHE: collections.OrderedDict[tuple, _Compiled] = collections.OrderedDict()
 _CACHE_SIZE = 16
@@ -506,7 +492,7 @@ CPU_BLOCK_BYTES = 16 * 2**20
 MIN_BLOCK = 8
 
 
-def _chunk_size(v: int, n_dev: int, footprint: Footprint, budget: int, max_variants: int | None,
+def _block_size(v: int, n_dev: int, footprint: Footprint, budget: int, max_variants: int | None,
                 block_bytes: int | None) -> int:
     """Variants per program call; always a multiple of the device count.
 
@@ -529,7 +515,7 @@ def _run_group(group: variants_lib.Group, ds: Dataset, *, max_variants: int | No
     spec = group.spec
     t0 = time.perf_counter()
     report = progress or (lambda event: None)
-    prog = _GroupProgram(spec, ds, n_eval_train, devices[0].platform)
+    prog = _GroupProgram(spec, ds, n_eval_train, platform=devices[0].platform)
     n_dev = len(devices)
     mesh = jax.make_mesh((n_dev,), ("variants",), devices=devices, axis_types=(AxisType.Auto,))
     shard, replicated = NamedSharding(mesh, P("variants")), NamedSharding(mesh, P())
@@ -538,7 +524,7 @@ def _run_group(group: variants_lib.Group, ds: Dataset, *, max_variants: int | No
     footprint = prog.footprint({k: a[:1] for k, a in hyper.items()}, prog.data)
     if block_bytes is None:
         block_bytes = CPU_BLOCK_BYTES if devices[0].platform == "cpu" else 0
-    size = _chunk_size(v, n_dev, footprint, budget or memory_budget(devices), max_variants, block_bytes)
+    size = _block_size(v, n_dev, footprint, budget or memory_budget(devices), max_variants, block_bytes)
     data = jax.device_put(prog.data, replicated)
     key = _signature(prog, size, devices)
     compile_s = run_s = 0.0
@@ -546,7 +532,7 @@ def _run_group(group: variants_lib.Group, ds: Dataset, *, max_variants: int | No
     for start in range(0, v, size):
         hp = jax.device_put(_pad({k: a[start:start + size] for k, a in hyper.items()}, size), shard)
         if key not in _CACHE:
-            report({"phase": "compiling", "group": group_index, "n_variants": v})
+            report(events.Compiling(group=group_index, n_variants=v))
             tc = time.perf_counter()
             _CACHE[key] = _compile(prog, hp, data, shard)
             compile_s += time.perf_counter() - tc
@@ -563,9 +549,8 @@ def _run_group(group: variants_lib.Group, ds: Dataset, *, max_variants: int | No
             state, m = programs.chunk(state, hp, data, np.bool_(True))
             history.append(jax.device_get(m))
             run_s += time.perf_counter() - tr
-            report({"phase": "training", "group": group_index, "chunk_start": start, "eval": e,
-                    "n_evals": spec.n_evals, "step": int(spec.eval_steps[e]),
-                    "val_loss": history[-1]["val_loss"][: v - start]})
+            report(events.Evaluated(group=group_index, block_start=start, eval=e, n_evals=spec.n_evals,
+                                    step=int(spec.eval_steps[e]), val_loss=history[-1]["val_loss"][: v - start]))
         n = min(size, v - start)
         final = jax.device_get((state.params, state.status, state.stopped_step, state.best_val))
         parts.append({
@@ -587,7 +572,7 @@ def _run_group(group: variants_lib.Group, ds: Dataset, *, max_variants: int | No
         compile_s=compile_s,
         run_s=run_s,
         wall_s=time.perf_counter() - t0,
-        n_programs=-(-v // size),
+        n_blocks=-(-v // size),
     )
 
 
@@ -629,8 +614,7 @@ def prepare(variants: Sequence[Mapping[str, Any]], ds: Dataset) -> list[variants
         try:
             _check_data(ds, g.spec)
         except ValueError as e:
-            which = ", ".join(map(str, g.indices[:8])) + (", ..." if len(g.indices) > 8 else "")
-            raise ValueError(f"variant(s) {which}: {e}") from None
+            raise variants_lib.VariantError(g.indices[0], str(e), g.indices) from None
     return groups
 
 
@@ -643,9 +627,8 @@ def train(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, options: Option
         :data:`jaxnets.variants.DEFAULTS`).
       ds: a :class:`jaxnets.data.Dataset`.
       options: :class:`Options`.
-      progress: called with ``{"phase": "compiling", "group", "n_variants"}`` before a group compiles and
-        ``{"phase": "training", "group", "chunk_start", "eval", "n_evals", "step", "val_loss"}`` after every
-        evaluation (``val_loss`` [variants in the chunk]).
+      progress: called with a :class:`jaxnets.events.Compiling` before a group compiles and a
+        :class:`jaxnets.events.Evaluated` after every evaluation of a block of variants.
 
     Returns:
       a :class:`jaxnets.result.Result` with rows in the order of ``variants``.

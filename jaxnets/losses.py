@@ -287,6 +287,61 @@ def to_one_hot(
     return jax.nn.one_hot(jnp.asarray(labels), n_classes, dtype=dtype)
 
 
+def labels_for(name: str, y: np.ndarray, output_dim: int, task: str) -> np.ndarray:
+    """Labels in the form loss ``name`` takes, from a data set's labels (host-side, NumPy).
+
+    * ``binary_crossentropy``: float32 0/1, the shape of ``y``;
+    * ``categorical_crossentropy`` / ``mse`` on class labels: one-hot float32 ``[..., output_dim]`` (integer
+      ``y`` of a binary task becomes ``[..., 1]`` float targets for ``mse``);
+    * ``sparse_categorical_crossentropy``: ``y`` unchanged;
+    * regression (``task == "regression"``): float32 ``y`` unchanged.
+
+    Args:
+      name: the loss (one of :data:`NAMES`).
+      y: class labels ``[N]`` / ``[N, T]`` (int) or regression targets ``[N, D]`` (float).
+      output_dim: units of the model's output layer (classes, 1 for binary, D for regression).
+      task: ``"binary"``, ``"multiclass"`` or ``"regression"``.
+
+    Returns:
+      the labels, ready for :func:`check_labels` and the loss.
+
+    Raises:
+      ValueError: the loss does not fit the task (``binary_crossentropy`` on more than two classes) or the
+        labels are out of range for one-hot encoding.
+    """
+    _check_name(name)
+    y = np.asarray(y)
+    if task == "regression":
+        return y.astype(np.float32)
+    if name == "binary_crossentropy":
+        if output_dim != 1:
+            raise ValueError(f"binary_crossentropy needs a binary task; the data has {output_dim} classes "
+                             f"(use sparse_categorical_crossentropy or categorical_crossentropy)")
+        return y.astype(np.float32)
+    if name in ("categorical_crossentropy", "mse"):
+        if output_dim == 1:
+            return y.astype(np.float32)[..., None] if name == "mse" else y
+        if not np.issubdtype(y.dtype, np.integer):
+            return y
+        if y.size and (y.min() < 0 or y.max() >= output_dim):
+            raise ValueError(f"{name}: labels must be integers in [0, {output_dim - 1}], found values in "
+                             f"{_range(y)}")
+        return np.eye(output_dim, dtype=np.float32)[y]
+    return y
+
+
+def fit_logits(name: str, logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """The model's outputs in the shape loss ``name`` pairs with ``labels``.
+
+    A binary model's single output unit ``[..., 1]`` against labels ``[...]`` loses its unit axis (the
+    elementwise ``binary_crossentropy`` would otherwise see mismatched shapes); everything else is
+    returned unchanged. Works on traced arrays (shapes are static).
+    """
+    if name == "binary_crossentropy" and logits.ndim == labels.ndim + 1 and logits.shape[-1] == 1:
+        return logits[..., 0]
+    return logits
+
+
 def _range(values: np.ndarray) -> str:
     return f"[{_fmt(values.min())}, {_fmt(values.max())}]"
 

@@ -14,7 +14,24 @@ from typing import Any
 import jax
 import numpy as np
 
-STATUS_NAMES = ("ok", "diverged", "early_stopped")
+from jaxnets import diagnostics
+
+#: Status of a variant after training; a status's code inside the compiled program is its position here.
+STATUS_NAMES: tuple[str, ...] = ("ok", "diverged", "early_stopped")
+
+#: Per-evaluation metrics of one variant that are scalars: histories [V, E].
+SCALAR_METRICS: tuple[str, ...] = ("train_loss", "val_loss", "val_accuracy")
+#: Per-evaluation metrics with a layer axis: histories [V, E, L] (``grad_norm``: hidden layers then the output
+#: layer; the activation statistics: hidden layers).
+LAYER_METRICS: tuple[str, ...] = ("grad_norm",) + diagnostics.STATS
+#: Every metric recorded at each evaluation (the keys of :attr:`Result.history`).
+METRICS: tuple[str, ...] = SCALAR_METRICS + LAYER_METRICS
+
+#: Per-variant summary columns (besides the variant id and its hyperparameters), as in ``results.csv``.
+COLUMNS: tuple[str, ...] = (
+    "status", "stopped_step", "final_train_loss", "final_val_loss", "best_val_loss", "val_accuracy",
+    "group_wall_s",
+)
 
 
 @dataclasses.dataclass
@@ -24,7 +41,8 @@ class GroupResult:
     ``params`` is the group's parameter pytree with a leading [V_group] axis; ``history`` maps metric name to
     [V_group, E] or [V_group, E, L]; ``compile_s`` is the time spent compiling, ``run_s`` the time spent
     running the compiled programs (init, training steps and evaluations), ``wall_s`` the whole group's
-    time (compilation and data transfer included); ``n_programs`` the number of chunks the group ran as.
+    time (compilation and data transfer included); ``n_blocks`` the number of blocks of variants
+    the group ran as (one after another, see :class:`jaxnets.engine.Options`).
     """
 
     spec: Any
@@ -39,7 +57,7 @@ class GroupResult:
     compile_s: float
     run_s: float
     wall_s: float
-    n_programs: int
+    n_blocks: int
 
 
 def _place(parts: list[tuple[np.ndarray, np.ndarray]], n: int) -> np.ndarray:
@@ -108,25 +126,35 @@ class Result:
         """Wall time of each variant's group, [V]."""
         return np.array([self.groups[gi].wall_s for gi in self.group_of])
 
+    def columns(self) -> dict[str, np.ndarray]:
+        """The :data:`COLUMNS` of every variant as [V] arrays: ``status`` str, ``stopped_step`` int, the rest
+        float (``val_accuracy`` NaN where the loss has no accuracy)."""
+        final = {k: self.final(k) for k in SCALAR_METRICS}
+        cols = {
+            "status": self.status.astype(str),
+            "stopped_step": self.stopped_step.astype(np.int64),
+            "final_train_loss": final["train_loss"],
+            "final_val_loss": final["val_loss"],
+            "best_val_loss": np.asarray(self.best_val_loss, np.float64),
+            "val_accuracy": final["val_accuracy"],
+            "group_wall_s": self.group_wall_s(),
+        }
+        assert tuple(cols) == COLUMNS
+        return cols
+
     def summary(self) -> list[dict[str, Any]]:
-        """One dict per variant: its hyperparameters, status and final/best values."""
+        """One dict per variant: ``variant`` (its index), its hyperparameters, :data:`COLUMNS` (``val_accuracy``
+        ``None`` where the loss has no accuracy) and ``group`` (its static group)."""
+        cols = self.columns()
         out = []
-        final = {k: self.final(k) for k in ("train_loss", "val_loss", "val_accuracy")}
-        wall = self.group_wall_s()
         for i, row in enumerate(self.rows):
-            acc = final["val_accuracy"][i]
-            out.append({
-                "variant": i,
-                **{k: (list(v) if isinstance(v, tuple) else v) for k, v in row.items()},
-                "status": str(self.status[i]),
-                "stopped_step": int(self.stopped_step[i]),
-                "final_train_loss": float(final["train_loss"][i]),
-                "final_val_loss": float(final["val_loss"][i]),
-                "best_val_loss": float(self.best_val_loss[i]),
-                "val_accuracy": None if np.isnan(acc) else float(acc),
-                "group": int(self.group_of[i]),
-                "group_wall_s": float(wall[i]),
-            })
+            entry: dict[str, Any] = {"variant": i}
+            entry.update({k: (list(v) if isinstance(v, tuple) else v) for k, v in row.items()})
+            for k, values in cols.items():
+                v = values[i].item()
+                entry[k] = None if isinstance(v, float) and np.isnan(v) and k == "val_accuracy" else v
+            entry["group"] = int(self.group_of[i])
+            out.append(entry)
         return out
 
     def to_dataframe(self):

@@ -11,21 +11,35 @@ Layout of ``DIR``::
 Every file is written to a temporary name in the same folder, flushed to disk and renamed over its final
 name (``os.replace`` is atomic on POSIX and Windows), so a reader sees either the old file or the new one,
 never half of one; temporaries start with ``.`` and end in ``.tmp`` and are never read back. Killing the
-process at any moment therefore loses only the unit in training.
+process at any moment therefore loses only the unit in training. Each unit also stores a SHA-256 checksum of
+its arrays and metadata, so a unit damaged later (a truncated copy, a flipped bit) is detected on resume,
+reported with :class:`CorruptUnitWarning` and retrained, never silently reused.
+
+Only one run may write a directory at a time: :func:`lock` holds ``DIR/.lock`` (the owner's pid and host,
+created with ``O_CREAT | O_EXCL``) for the whole run; a second run gets :class:`LockedError`. A lock left by
+a process that no longer runs on this host (or an unreadable one) is stale and taken over, with a
+:class:`StaleLockWarning`.
 
 :func:`open_run` decides what an existing directory means: the same config (compared as parsed TOML, so
 comments and spacing do not matter) resumes from its saved units; a different config, or a non-empty
 folder that is not a results directory, is refused with :class:`DirectoryError` unless ``force``, which
-deletes this module's files only (never anything else in the folder).
+deletes this module's files only (never anything else in the folder, and never the lock).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import secrets
+import socket
+import struct
 import tempfile
+import time
 import tomllib
+import warnings
+import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -35,8 +49,9 @@ import numpy as np
 from jaxnets.sweep import COLUMNS, HISTORY_METRICS, UnitResult
 
 __all__ = [
-    "CONFIG", "UNITS", "RESULTS", "HISTORY", "PLOTS", "DirectoryError", "atomic_write", "write_text",
-    "save_npz", "open_run", "save_unit", "load_units", "write_results", "read_results", "read_config_text",
+    "CONFIG", "UNITS", "RESULTS", "HISTORY", "PLOTS", "LOCK", "DirectoryError", "LockedError", "CorruptUnitError",
+    "CorruptUnitWarning", "StaleLockWarning", "atomic_write", "write_text", "save_npz", "lock", "open_run",
+    "save_unit", "load_unit", "load_units", "write_results", "read_results", "read_config_text",
 ]
 
 CONFIG = "config.toml"
@@ -44,10 +59,74 @@ UNITS = "units"
 RESULTS = "results.csv"
 HISTORY = "history.npz"
 PLOTS = "plots"
+LOCK = ".lock"
+_LOCK_BREAK = ".lock.breaking"  # held for the instant a stale lock is replaced (two takers never both win)
+_LOCK_GRACE_S = 10.0  # an unreadable lock (or break guard) younger than this may still be being written
 
 
 class DirectoryError(RuntimeError):
     """The output directory cannot be used as asked (another config's results, or a foreign folder)."""
+
+
+class LockedError(DirectoryError):
+    """Another run holds the directory's lock.
+
+    Attributes:
+        path: The lock file, ``DIR/.lock``.
+        pid: The holder's process id (``None`` if the lock is still being written).
+        host: The holder's host name (``None`` if unknown).
+    """
+
+    def __init__(self, path: Path, pid: int | None, host: str | None):
+        self.path, self.pid, self.host = Path(path), pid, host
+        out = str(self.path.parent)
+        if pid is None:
+            who = "another jaxnets run that is starting now"
+        elif host is not None and host != socket.gethostname():
+            who = f"another jaxnets run (pid {pid} on host {host}; if it is gone, delete {self.path})"
+        else:
+            who = f"another jaxnets run (pid {pid}, lock file {self.path})"
+        super().__init__(f"{out!r} is in use by {who}; wait for it to finish or stop it, or use another --out")
+
+
+class CorruptUnitError(ValueError):
+    """A saved unit file is damaged (unreadable, inconsistent, or failing its checksum).
+
+    Attributes:
+        path: The unit file.
+        reason: Why it is considered damaged, in a few words (e.g. ``"truncated zip archive"``).
+    """
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path, self.reason = Path(path), reason
+        super().__init__(f"{self.path} is damaged ({reason})")
+
+
+class CorruptUnitWarning(UserWarning):
+    """:func:`load_units` skipped a damaged unit file (so the sweep retrains that unit).
+
+    Attributes:
+        path: The unit file.
+        reason: Why it is considered damaged (see :class:`CorruptUnitError`).
+    """
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path, self.reason = Path(path), reason
+        super().__init__(f"{self.path} is damaged ({reason}); it is skipped and will be retrained")
+
+
+class StaleLockWarning(UserWarning):
+    """:func:`lock` took over a stale lock (its process is gone, or the lock file was unreadable).
+
+    Attributes:
+        path: The lock file, ``DIR/.lock``.
+        pid: The process id it named (``None`` if unreadable).
+        reason: Why it is stale, in a few words.
+    """
+
+    def __init__(self, path: str | Path, pid: int | None, reason: str):
+        self.path, self.pid, self.reason = Path(path), pid, reason
+        super().__init__(f"took over the stale lock {self.path} ({reason})")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -94,6 +173,151 @@ def save_npz(path: str | Path, arrays: Mapping[str, np.ndarray]) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# The directory lock (one writer at a time)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _read_lock(path: Path) -> dict[str, Any] | None:
+    """The owner recorded in a lock file, or ``None`` if it cannot be read or parsed.
+
+    Raises:
+        FileNotFoundError: The lock file does not exist (any more).
+    """
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(info, dict) and type(info.get("pid")) is int and info["pid"] > 0 \
+        and isinstance(info.get("host"), str)
+    return info if ok else None
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (``os.kill(pid, 0)``; assumed alive where unsure)."""
+    if os.name == "nt":  # os.kill would terminate the process on Windows: no safe probe in the standard library
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists but belongs to another user
+        return True
+    return True
+
+
+def _age(path: Path) -> float:
+    return time.time() - path.stat().st_mtime
+
+
+def _stale(path: Path, info: dict[str, Any] | None) -> str | None:
+    """Why the lock ``path`` (holding ``info``) is stale, or ``None`` while its owner may be alive."""
+    if info is None:
+        return "its content is unreadable" if _age(path) > _LOCK_GRACE_S else None
+    if info["host"] != socket.gethostname():
+        return None  # another machine's process cannot be checked from here
+    return None if _pid_alive(info["pid"]) else f"pid {info['pid']} is no longer running"
+
+
+def _break_stale(path: Path, seen: dict[str, Any] | None) -> None:
+    """Delete the stale lock ``path`` if it still holds ``seen``, under a guard so that one taker wins."""
+    guard = path.with_name(_LOCK_BREAK)
+    try:
+        os.close(os.open(guard, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    except FileExistsError:
+        with contextlib.suppress(OSError):  # a guard left by a crash in the middle of a takeover
+            if _age(guard) > _LOCK_GRACE_S:
+                guard.unlink()
+        time.sleep(0.05)
+        return
+    try:
+        try:
+            now = _read_lock(path)
+        except FileNotFoundError:
+            return
+        reason = _stale(path, now)
+        if now != seen or reason is None:  # it changed hands meanwhile: look again
+            return
+        path.unlink(missing_ok=True)
+        warnings.warn(StaleLockWarning(path, None if now is None else now["pid"], reason), stacklevel=2)
+    finally:
+        with contextlib.suppress(OSError):
+            guard.unlink()
+
+
+def _acquire(out: Path) -> tuple[Path, str]:
+    """Create ``out/.lock`` for this process; return its path and this holder's token."""
+    if out.exists() and not out.is_dir():
+        raise DirectoryError(f"--out {str(out)!r} is a file, not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / LOCK
+    token = secrets.token_hex(8)
+    text = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "token": token, "started": time.time()})
+    info: dict[str, Any] | None = None
+    for _ in range(200):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            pass
+        else:
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as f:
+                    f.write(text)
+                    f.flush()
+                    os.fsync(f.fileno())
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                raise
+            return path, token
+        try:
+            info = _read_lock(path)
+            if _stale(path, info) is None:
+                break
+            _break_stale(path, info)
+        except FileNotFoundError:
+            continue  # released in the meantime: try to create it again
+    raise LockedError(path, None if info is None else info["pid"], None if info is None else info["host"])
+
+
+def _release(path: Path, token: str) -> None:
+    """Delete the lock ``path`` if it is still the one this holder created (``token``)."""
+    with contextlib.suppress(OSError):
+        info = _read_lock(path)
+        if info is not None and info.get("token") == token:
+            path.unlink()
+
+
+@contextlib.contextmanager
+def lock(out: str | Path) -> Iterator[Path]:
+    """Hold the lock of the results directory ``out`` (created if missing) while the ``with`` body runs.
+
+    The lock is ``out/.lock``, created atomically (``O_CREAT | O_EXCL``) and holding this process's pid and
+    host name as JSON (``{"pid": 123, "host": "name", ...}``); it is deleted when the body ends, also by an
+    exception or Ctrl-C (only if it is still this holder's). A lock left by a process
+    that no longer runs on this host, or one whose content is unreadable (and older than a few seconds), is
+    stale: it is taken over with a :class:`StaleLockWarning`. A live lock is never deleted, not even by
+    ``open_run(..., force=True)``. Take it before :func:`open_run` and hold it until the last file is written.
+
+    Args:
+        out: The results directory.
+
+    Yields:
+        The lock file's path.
+
+    Raises:
+        LockedError: Another live process (or a process on another host) holds the lock.
+        DirectoryError: ``out`` is a file.
+    """
+    path, token = _acquire(Path(out))
+    try:
+        yield path
+    finally:
+        _release(path, token)
+
+
+# ---------------------------------------------------------------------------------------------------------
 # Opening a directory (fresh, resume, refuse, force)
 # ---------------------------------------------------------------------------------------------------------
 
@@ -134,6 +358,20 @@ def open_run(out: str | Path, config_text: str, *, force: bool = False) -> dict[
     * same config (as parsed TOML): resume, the saved units are returned (results and plots are redone);
     * another config, or a non-empty folder without ``config.toml``: :class:`DirectoryError` naming the
       differences, unless ``force``, which deletes the old results (this module's files only) first.
+
+    Damaged unit files are skipped with a :class:`CorruptUnitWarning` each (see :func:`load_units`), so the
+    sweep retrains them. The lock file (:func:`lock`) does not make a folder non-empty and is never deleted.
+
+    Args:
+        out: The results directory.
+        config_text: The config's text, written to ``config.toml`` byte for byte.
+        force: Delete another config's results (or write into a foreign non-empty folder) instead of refusing.
+
+    Returns:
+        The finished units by key (empty for a fresh directory).
+
+    Raises:
+        DirectoryError: ``out`` is a file, holds another config's results, or is a foreign non-empty folder.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -155,7 +393,7 @@ def open_run(out: str | Path, config_text: str, *, force: bool = False) -> dict[
             )
         else:
             _clear(out)
-    elif out.is_dir() and any(out.iterdir()):
+    elif out.is_dir() and any(f.name not in (LOCK, _LOCK_BREAK) for f in out.iterdir()):
         if not force:
             raise DirectoryError(
                 f"{str(out)!r} is not empty and is not a jaxnets results directory (no {CONFIG}). "
@@ -173,43 +411,173 @@ def open_run(out: str | Path, config_text: str, *, force: bool = False) -> dict[
 # ---------------------------------------------------------------------------------------------------------
 
 
+_ARRAYS = ("variant", "group", "eval_step", *(f"col_{k}" for k in COLUMNS), *(f"hist_{k}" for k in HISTORY_METRICS))
+_DAMAGE = (zipfile.BadZipFile, EOFError, ValueError, LookupError, OSError, TypeError, AttributeError,
+           NotImplementedError, OverflowError, MemoryError, struct.error)  # what a damaged .npz can raise
+
+
+def _checksum(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> str:
+    """SHA-256 over the unit's metadata (canonical JSON, without the checksum) and arrays (name, dtype,
+    shape, bytes in C order), in sorted name order."""
+    h = hashlib.sha256()
+    h.update(json.dumps({k: v for k, v in meta.items() if k != "sha256"}, sort_keys=True).encode("utf-8"))
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"\0{name}\0{a.dtype.str}\0{a.shape}\0".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
 def save_unit(out: str | Path, res: UnitResult) -> Path:
-    """Atomically save a finished unit as ``DIR/units/<key>.npz``."""
-    meta = json.dumps({"key": res.key, "fingerprint": res.fingerprint, "points": res.points})
+    """Atomically save a finished unit as ``DIR/units/<key>.npz``, with a checksum in its metadata.
+
+    Args:
+        out: The results directory.
+        res: The finished unit.
+
+    Returns:
+        The unit file's path.
+    """
     arrays = {
-        "meta": np.array(meta),
-        "variant": res.variant,
-        "group": res.group,
-        "eval_step": res.eval_step,
-        **{f"col_{k}": v for k, v in res.columns.items()},
-        **{f"hist_{k}": v for k, v in res.history.items()},
+        "variant": np.asarray(res.variant),
+        "group": np.asarray(res.group),
+        "eval_step": np.asarray(res.eval_step),
+        **{f"col_{k}": np.asarray(v) for k, v in res.columns.items()},
+        **{f"hist_{k}": np.asarray(v) for k, v in res.history.items()},
     }
-    return save_npz(Path(out) / UNITS / f"{res.key}.npz", arrays)
+    meta = json.loads(json.dumps({"key": res.key, "fingerprint": res.fingerprint, "points": res.points}))
+    meta["sha256"] = _checksum(meta, arrays)
+    return save_npz(Path(out) / UNITS / f"{res.key}.npz", {"meta": np.array(json.dumps(meta)), **arrays})
+
+
+def _why(e: BaseException, head: bytes) -> str:
+    """A few words on why reading a unit failed with ``e`` (``head``: the file's first bytes)."""
+    msg = str(e)
+    if isinstance(e, zipfile.BadZipFile):
+        if "CRC" in msg:  # zipfile checks each member's CRC-32 as it is read: a flipped bit
+            return msg[:1].lower() + msg[1:]
+        if "not a zip file" in msg and head.startswith(b"PK"):  # the end-of-archive record is gone
+            return "truncated zip archive"
+        return f"damaged zip archive: {msg}"
+    if isinstance(e, EOFError):
+        return "truncated file"
+    if isinstance(e, json.JSONDecodeError):
+        return "its metadata is not valid JSON"
+    if isinstance(e, OSError):
+        return f"cannot be read: {e.strerror or msg}"
+    if isinstance(e, MemoryError):
+        return "an array header claims an impossible size"
+    return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
+
+
+def _read_unit(path: Path) -> tuple[UnitResult, bool]:
+    """Read and check a unit file; return it and whether it carried a checksum (``False``: unverified)."""
+    with open(path, "rb") as f:  # opened here, not by np.load, so that it is closed when the archive is bad
+        head = f.read(4)
+        if not head:
+            raise CorruptUnitError(path, "empty file")
+        if not head.startswith(b"PK"):
+            raise CorruptUnitError(path, "not an .npz archive (no zip signature)")
+        f.seek(0)
+        try:
+            with np.load(f, allow_pickle=False) as z:
+                names = set(z.files)
+                missing = [n for n in ("meta", *_ARRAYS) if n not in names]
+                if missing:
+                    raise CorruptUnitError(path, f"missing array(s): {', '.join(missing[:4])}")
+                meta = json.loads(str(z["meta"][()]))
+                arrays = {n: z[n] for n in sorted(names - {"meta"})}
+        except CorruptUnitError:
+            raise
+        except _DAMAGE as e:
+            raise CorruptUnitError(path, _why(e, head)) from e
+    return _check_unit(path, meta, arrays)
+
+
+def _check_unit(path: Path, meta: Any, arrays: dict[str, np.ndarray]) -> tuple[UnitResult, bool]:
+    """Verify a unit's checksum (when it has one) and that its arrays fit its metadata."""
+
+    def need(ok: bool, why: str) -> None:
+        if not ok:
+            raise CorruptUnitError(path, why)
+
+    need(isinstance(meta, dict) and isinstance(meta.get("key"), str) and isinstance(meta.get("fingerprint"), str)
+         and isinstance(meta.get("points"), list), "its metadata lacks key, fingerprint or points")
+    need(meta["key"] == path.stem, f"it holds unit {meta['key']!r}, not {path.stem!r}")
+    stored = meta.get("sha256")
+    if stored is not None:
+        need(stored == _checksum(meta, arrays), "checksum mismatch: its content changed after it was saved")
+    n = len(meta["points"])
+    for name in ("variant", "group", *(f"col_{k}" for k in COLUMNS)):
+        need(arrays[name].shape == (n,), f"{name!r} has shape {arrays[name].shape}, expected ({n},) for {n} points")
+    need(arrays["variant"].dtype.kind in "iu" and arrays["group"].dtype.kind in "iu", "non-integer variant/group ids")
+    steps = arrays["eval_step"]
+    need(steps.ndim == 2 and steps.shape[0] == n, f"'eval_step' has shape {steps.shape}, expected ({n}, E)")
+    for k in HISTORY_METRICS:
+        h = arrays[f"hist_{k}"]
+        need(h.ndim in (2, 3) and h.shape[:2] == steps.shape,
+             f"'hist_{k}' has shape {h.shape}, expected {steps.shape} (+ layers)")
+    res = UnitResult(
+        key=meta["key"],
+        fingerprint=meta["fingerprint"],
+        variant=arrays["variant"],
+        points=meta["points"],
+        columns={k: arrays[f"col_{k}"] for k in COLUMNS},
+        history={k: arrays[f"hist_{k}"] for k in HISTORY_METRICS},
+        eval_step=steps,
+        group=arrays["group"],
+    )
+    return res, stored is not None
 
 
 def load_unit(path: str | Path) -> UnitResult:
-    """Read a unit saved by :func:`save_unit`."""
-    with np.load(path, allow_pickle=False) as z:
-        meta = json.loads(str(z["meta"]))
-        return UnitResult(
-            key=meta["key"],
-            fingerprint=meta["fingerprint"],
-            variant=z["variant"],
-            points=meta["points"],
-            columns={k: z[f"col_{k}"] for k in COLUMNS},
-            history={k: z[f"hist_{k}"] for k in HISTORY_METRICS},
-            eval_step=z["eval_step"],
-            group=z["group"],
-        )
+    """Read a unit saved by :func:`save_unit`, checking it.
+
+    The file must be a readable ``.npz`` with every array, its arrays' shapes must fit its metadata (one row
+    per point) and, when it has a checksum (units saved by this version), the checksum must match. A unit
+    written before checksums existed has none: it loads unverified (its shapes are still checked).
+
+    Args:
+        path: The unit file (``DIR/units/<key>.npz``).
+
+    Returns:
+        The unit.
+
+    Raises:
+        CorruptUnitError: The file is damaged: truncated, not an archive, missing or ill-shaped arrays,
+            unreadable metadata, a checksum mismatch, or it cannot be read at all (``reason`` says which).
+    """
+    path = Path(path)
+    try:
+        return _read_unit(path)[0]
+    except CorruptUnitError:
+        raise
+    except _DAMAGE as e:  # opening the file itself (permissions, a folder by that name, ...)
+        raise CorruptUnitError(path, _why(e, b"")) from e
 
 
 def load_units(out: str | Path) -> dict[str, UnitResult]:
-    """Every readable saved unit in ``DIR/units``, by key (an unreadable file is skipped: retrained)."""
+    """Every intact saved unit in ``DIR/units``, by key.
+
+    A damaged file (anything :func:`load_unit` rejects) is left out, so the sweep retrains that unit and
+    overwrites it, and is reported with one :class:`CorruptUnitWarning` (``path``, ``reason``) per file;
+    callers that show warnings their own way catch them with :func:`warnings.catch_warnings`. Temporaries
+    (``.*.tmp``) are never read.
+
+    Args:
+        out: The results directory.
+
+    Returns:
+        The intact units by key.
+    """
     units = {}
     for path in sorted((Path(out) / UNITS).glob("*.npz")):
+        if path.name.startswith("."):
+            continue
         try:
             res = load_unit(path)
-        except (OSError, ValueError, KeyError):
+        except CorruptUnitError as e:
+            warnings.warn(CorruptUnitWarning(e.path, e.reason), stacklevel=2)
             continue
         units[res.key] = res
     return units

@@ -36,7 +36,6 @@ import hashlib
 import itertools
 import json
 import math
-import re
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -45,7 +44,8 @@ import numpy as np
 
 from jaxnets import config as config_lib
 from jaxnets import data as data_lib
-from jaxnets import engine
+from jaxnets import engine, events
+from jaxnets import result as result_lib
 from jaxnets import variants as variants_lib
 from jaxnets.config import Axis, Config, ConfigError
 
@@ -54,15 +54,12 @@ __all__ = [
     "COLUMNS", "HISTORY_METRICS",
 ]
 
-#: Result columns every unit carries (besides ``variant`` and the swept axes).
-COLUMNS: tuple[str, ...] = (
-    "status", "stopped_step", "final_train_loss", "final_val_loss", "best_val_loss", "val_accuracy",
-    "group_wall_s",
-)
-#: Per-evaluation histories saved for every variant: [V, E] or [V, E, L].
-HISTORY_METRICS: tuple[str, ...] = engine.METRICS
+#: Result columns every unit carries (besides ``variant`` and the swept axes): :data:`jaxnets.result.COLUMNS`.
+COLUMNS: tuple[str, ...] = result_lib.COLUMNS
+#: Per-evaluation histories saved for every variant, [V, E] or [V, E, L]: :data:`jaxnets.result.METRICS`.
+HISTORY_METRICS: tuple[str, ...] = result_lib.METRICS
 
-EventFn = Callable[[dict[str, Any]], None]
+EventFn = Callable[[events.Event], None]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,7 +133,7 @@ def grid_points(axes: Sequence[Axis]) -> list[dict[str, Any]]:
 
 def to_variant(base: Mapping[str, Any], point: Mapping[str, Any]) -> dict[str, Any]:
     """An engine variant: the fixed keys of ``base`` overridden by a point's axis values (config keys)."""
-    return {**base, **{config_lib.engine_key(k): v for k, v in point.items()}}
+    return {**base, **dict(point)}
 
 
 def fingerprint(rows: Sequence[Mapping[str, Any]], data: Mapping[str, Any]) -> str:
@@ -217,8 +214,16 @@ def random_points(axes: Sequence[Axis], trials: int, seed: int) -> list[dict[str
 
 
 def load_data(cfg: Config) -> data_lib.Dataset:
-    """The ``[data]`` data set; a bad option becomes a :class:`ConfigError` naming it."""
+    """The ``[data]`` data set (built-in, or your own file with ``[data] path``); a bad option or bad data
+    becomes a :class:`ConfigError` naming it (for a file: the path, and the column / row at fault)."""
     name, kwargs = config_lib.data_kwargs(cfg)
+    if cfg.data_path is not None:
+        try:
+            return data_lib.load_file(name, **kwargs)
+        except data_lib.DataError as e:
+            raise ConfigError(f"[data] path = {cfg.data['path']!r} ({name}): {e.reason}") from None
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"[data] path = {cfg.data['path']!r}: {e}") from None
     try:
         return data_lib.load(name, **kwargs)
     except (ValueError, TypeError) as e:
@@ -230,13 +235,13 @@ def _describe(point: Mapping[str, Any]) -> str:
     return ", ".join(f"{k} = {v!r}" for k, v in point.items()) or "the [model]/[train] settings"
 
 
-def _first_error(rows: Sequence[Mapping[str, Any]], ds) -> tuple[int, str] | None:
-    """Index and message of the first row that ``engine.prepare`` rejects on its own, or ``None``."""
+def _first_error(rows: Sequence[Mapping[str, Any]], ds) -> variants_lib.VariantError | None:
+    """The error ``engine.prepare`` raises for the first row it rejects on its own, or ``None``."""
     for i, row in enumerate(rows):
         try:
             engine.prepare([row], ds)
-        except ValueError as e:
-            return i, str(e).removeprefix("variant 0: ")
+        except variants_lib.VariantError as e:
+            return variants_lib.VariantError(i, e.reason)
     return None
 
 
@@ -246,14 +251,11 @@ def _prepare(base: Mapping[str, Any], points: Sequence[Mapping[str, Any]], ds) -
     rows = [to_variant(base, p) for p in points]
     try:
         return engine.prepare(rows, ds)
-    except ValueError as e:
-        msg = str(e)
-    m = re.match(r"variant (\d+): (.*)", msg, re.S)
-    found = (int(m.group(1)), m.group(2)) if m else _first_error(rows, ds)
-    if found is not None:
-        i, msg = found
-        at_base = _first_error([dict(base)], ds) == (0, msg)
-        msg = f"[model]/[train]: {msg}" if at_base else f"with {_describe(points[i])}: {msg}"
+    except variants_lib.VariantError as e:
+        err = e if len(e.indices) == 1 else (_first_error(rows, ds) or e)
+    base_err = _first_error([dict(base)], ds)
+    at_base = base_err is not None and base_err.reason == err.reason
+    msg = f"[model]/[train]: {err.reason}" if at_base else f"with {_describe(points[err.index])}: {err.reason}"
     if repr(ds.name) not in msg:
         msg += f" (data set {ds.name!r})"
     raise ConfigError(msg) from None
@@ -270,7 +272,7 @@ def _probe_points(axes: Sequence[Axis]) -> list[dict[str, Any]]:
     def options(a: Axis) -> list[Any]:
         return [_json_value(v) for v in a.values] if not a.is_range else [a.low, a.high]
 
-    static = [a for a in axes if config_lib.engine_key(a.name) in variants_lib.STATIC_KEYS]
+    static = [a for a in axes if a.name in variants_lib.STATIC_KEYS]
     points = [{a.name: v} for a in axes for v in options(a)]
     points += [dict(zip([a.name for a in static], combo, strict=True))
                for combo in itertools.product(*(options(a) for a in static))]
@@ -303,32 +305,16 @@ def plan(cfg: Config) -> Plan:
 
 
 def train_unit(unit: Unit, ds: data_lib.Dataset, on_event: EventFn | None = None) -> UnitResult:
-    """Train one unit with one ``engine.train`` call; report each evaluation as an ``"eval"`` event."""
-    def progress(info: dict[str, Any]) -> None:
-        if on_event is not None:
-            kind = "compiling" if info.get("phase") == "compiling" else "eval"
-            on_event({"event": kind, "unit": unit.key, **info})
-
-    result = engine.train(list(unit.rows), ds, progress=progress)
-    summary = result.summary()
-    columns: dict[str, np.ndarray] = {
-        "status": np.array([s["status"] for s in summary], dtype=str),
-        "stopped_step": np.array([s["stopped_step"] for s in summary], dtype=np.int64),
-    }
-    for key in COLUMNS[2:]:
-        columns[key] = np.array([np.nan if s[key] is None else s[key] for s in summary], dtype=np.float64)
-    e = result.history["val_loss"].shape[1]
-    eval_step = np.full((len(unit.rows), e), np.nan)
-    for g in result.groups:
-        eval_step[np.asarray(g.indices), : len(g.eval_steps)] = g.eval_steps
+    """Train one unit with one ``engine.train`` call, passing the engine's progress events to ``on_event``."""
+    result = engine.train(list(unit.rows), ds, progress=on_event)
     return UnitResult(
         key=unit.key,
         fingerprint=unit.fingerprint,
         variant=np.asarray(unit.variant_ids, dtype=np.int64),
         points=[dict(p) for p in unit.points],
-        columns=columns,
+        columns={k: np.asarray(v) for k, v in result.columns().items()},
         history={m: np.asarray(result.history[m], dtype=np.float64) for m in HISTORY_METRICS},
-        eval_step=eval_step,
+        eval_step=np.asarray(result.eval_step, dtype=np.float64),
         group=np.asarray(result.group_of, dtype=np.int64),
     )
 
@@ -340,15 +326,15 @@ def objective(res: UnitResult, cfg: Config) -> list[float | None]:
 
 def _run_unit(unit: Unit, ds, done: Mapping[str, UnitResult], index: int, n_units: int,
               emit: EventFn) -> UnitResult:
-    """Reuse a saved unit with the same fingerprint, or train it; emit ``unit_start`` / ``unit_done``."""
+    """Reuse a saved unit with the same fingerprint, or train it; emit :class:`~jaxnets.events.UnitStarted` /
+    :class:`~jaxnets.events.UnitDone`."""
     saved = done.get(unit.key)
     resumed = saved is not None and saved.fingerprint == unit.fingerprint
     groups = engine.prepare(list(unit.rows), ds)
-    emit({"event": "unit_start", "unit": unit.key, "index": index, "n_units": n_units,
-          "n_variants": len(unit.rows), "evals": _evals(groups), "resumed": resumed,
-          "stale": saved is not None and not resumed})
+    emit(events.UnitStarted(unit=unit.key, index=index, n_units=n_units, n_variants=len(unit.rows),
+                            evals=_evals(groups), resumed=resumed, stale=saved is not None and not resumed))
     res = saved if resumed else train_unit(unit, ds, emit)
-    emit({"event": "unit_done", "unit": unit.key, "result": res, "resumed": resumed})
+    emit(events.UnitDone(unit=unit.key, result=res, resumed=resumed))
     return res
 
 
@@ -380,18 +366,16 @@ def run(p: Plan, done: Mapping[str, UnitResult] | None = None, on_event: EventFn
         ) -> list[UnitResult]:
     """Train every unit of the plan not already in ``done``; return all unit results in order.
 
-    ``on_event`` receives dicts with ``"event"``: ``"start"`` (``n_variants``, ``n_units``, ``evals``,
-    ``exact``: False when ``evals`` is an estimate),
-    ``"unit_start"`` (``unit``, ``index``, ``n_units``, ``n_variants``, ``evals``, ``resumed``, ``stale``),
-    ``"compiling"`` (``unit``; before a unit compiles), ``"eval"`` (``unit`` and the engine's progress fields: ``step``,
-    ``eval``, ``n_evals``, ``val_loss`` [v])
-    and ``"unit_done"`` (``unit``, ``result``: the :class:`UnitResult`, ``resumed``). Save a result when its
-    ``unit_done`` arrives (before the next unit starts) to lose nothing if the process is killed.
+    ``on_event`` receives :mod:`jaxnets.events`: :class:`~jaxnets.events.SweepStarted`, then per unit
+    :class:`~jaxnets.events.UnitStarted`, the engine's :class:`~jaxnets.events.Compiling` /
+    :class:`~jaxnets.events.Evaluated` while it trains, and :class:`~jaxnets.events.UnitDone` (its ``result``
+    is the :class:`UnitResult`). Save a result when its ``UnitDone`` arrives (before the next unit starts) to
+    lose nothing if the process is killed.
     """
     done = done or {}
     emit = on_event if on_event is not None else (lambda _: None)
-    emit({"event": "start", "n_variants": p.n_variants, "n_units": p.n_units, "evals": p.evals,
-          "exact": p.units is not None})
+    emit(events.SweepStarted(n_variants=p.n_variants, n_units=p.n_units, evals=p.evals,
+                             exact=p.units is not None))
     if p.units is not None:
         return [_run_unit(u, p.dataset, done, i, p.n_units, emit) for i, u in enumerate(p.units)]
     results = []

@@ -3,11 +3,12 @@
 A *variant* is a flat mapping of named hyperparameters (missing keys take :data:`DEFAULTS`). Keys are either
 
 * **static** (:data:`STATIC_KEYS`): they change shapes or the program — model kind, layer sizes, cell,
-  optimizer kind, loss, batch size, number of steps, evaluation period, early-stopping patience. Variants
+  optimizer kind, loss, batch size, number of steps, evaluation period, early-stopping patience
+  (``early_stopping_patience``). Variants
   with equal static keys form one :class:`Group`, compiled once; or
 * **vmapped** (:data:`VMAPPED_KEYS`): activation, initializer, init scale, learning rate, momentum / betas /
-  rho, weight decay, L2, dropout, clipping norm, seed. Inside a group they become arrays with a leading
-  variant axis (:func:`stack`), so any mix of activations and initializers shares one program.
+  rho, weight decay, L2, dropout, clipping norm, divergence factor, seed. Inside a group they become arrays
+  with a leading variant axis (:func:`stack`), so any mix of activations and initializers shares one program.
 
 Everything is checked here, eagerly, before any compute: unknown keys, unknown names, wrong types, values out
 of range, an empty list.
@@ -26,12 +27,17 @@ from jaxnets import activations, initializers, losses, optimizers
 from jaxnets.models import CELLS, KINDS
 
 STATIC_KEYS: tuple[str, ...] = (
-    "kind", "hidden", "dense", "cell", "optimizer", "loss", "batch_size", "steps", "eval_every", "patience",
+    "kind", "hidden", "dense", "cell", "optimizer", "loss", "batch_size", "steps", "eval_every",
+    "early_stopping_patience",
 )
 VMAPPED_KEYS: tuple[str, ...] = (
     "activation", "init", "init_scale", "learning_rate", "momentum", "b1", "b2", "rho",
-    "weight_decay", "l2", "dropout", "clip_norm", "seed",
+    "weight_decay", "l2", "dropout", "clip_norm", "divergence_factor", "seed",
 )
+
+#: Default ``divergence_factor``: a variant whose evaluation-time training loss exceeds this many times its
+#: loss at evaluation 0 is marked ``diverged`` and frozen, like one whose loss became NaN / Inf.
+DIVERGENCE_FACTOR = 1000.0
 
 DEFAULTS: dict[str, Any] = {
     "kind": "mlp",
@@ -43,31 +49,48 @@ DEFAULTS: dict[str, Any] = {
     "batch_size": 128,
     "steps": 1000,
     "eval_every": 50,
-    "patience": 0,
+    "early_stopping_patience": 0,
     "activation": "relu",
     "init": "glorot_uniform",
     "init_scale": 1.0,
-    "learning_rate": 1e-3,
-    "momentum": 0.9,
-    "b1": 0.9,
-    "b2": 0.999,
-    "rho": 0.9,
-    "weight_decay": 0.0,
+    **optimizers.DEFAULTS,  # learning_rate, momentum, b1, b2, rho, weight_decay, clip_norm
     "l2": 0.0,
     "dropout": 0.0,
-    "clip_norm": math.inf,
+    "divergence_factor": DIVERGENCE_FACTOR,
     "seed": 0,
 }
 KEYS: tuple[str, ...] = STATIC_KEYS + VMAPPED_KEYS
 
 _POSITIVE_INT = ("batch_size", "steps", "eval_every")
-_NONNEGATIVE_FLOAT = ("init_scale", "weight_decay", "l2")
+_NONNEGATIVE_FLOAT = ("init_scale", "weight_decay", "l2", "divergence_factor")
 _POSITIVE_FLOAT = ("learning_rate", "clip_norm")
 _UNIT_FLOAT = ("momentum", "b1", "b2", "rho")  # in [0, 1)
 
 
+class VariantError(ValueError):
+    """A variant (or the data it meets) that cannot be trained, found before any compute.
+
+    Attributes:
+      index: the offending variant's position in the caller's list (the first one, when several share the
+        problem).
+      reason: what is wrong, without the variant prefix (e.g. ``"learning_rate must be > 0, got -1.0"``).
+      indices: every variant with the problem (a whole static group for a data mismatch).
+    """
+
+    def __init__(self, index: int, reason: str, indices: Sequence[int] | None = None):
+        self.index = int(index)
+        self.reason = reason
+        self.indices = tuple(int(i) for i in (indices if indices is not None else (index,)))
+        if len(self.indices) == 1:
+            where = f"variant {self.index}"
+        else:
+            shown = ", ".join(map(str, self.indices[:8])) + (", ..." if len(self.indices) > 8 else "")
+            where = f"variant(s) {shown}"
+        super().__init__(f"{where}: {reason}")
+
+
 def _fail(i: int, msg: str) -> None:
-    raise ValueError(f"variant {i}: {msg}")
+    raise VariantError(i, msg)
 
 
 def _as_sizes(i: int, key: str, value: Any, allow_empty: bool) -> tuple[int, ...]:
@@ -94,8 +117,17 @@ def _number(i: int, key: str, value: Any) -> float:
 def normalize(variant: Mapping[str, Any], i: int = 0, default_loss: str | None = None) -> dict[str, Any]:
     """Check one variant and fill in defaults; return a new dict with canonical names and Python types.
 
-    Raises ``ValueError`` naming the variant index ``i`` and the problem (unknown key or name, bad type or
-    range). ``default_loss`` replaces a missing/``None`` loss (usually the data set's default).
+    Args:
+      variant: the variant's hyperparameters (missing keys take :data:`DEFAULTS`).
+      i: its index in the caller's list (named in errors).
+      default_loss: replaces a missing / ``None`` loss (usually the data set's default).
+
+    Returns:
+      a new dict with every key of :data:`KEYS`.
+
+    Raises:
+      VariantError: naming the variant index ``i`` and the problem (unknown key or name, bad type or range).
+      TypeError: ``variant`` is not a mapping.
     """
     if not isinstance(variant, Mapping):
         raise TypeError(f"variant {i}: expected a mapping of hyperparameters, got {type(variant).__name__}")
@@ -120,7 +152,7 @@ def normalize(variant: Mapping[str, Any], i: int = 0, default_loss: str | None =
         _fail(i, str(e))
     row["hidden"] = _as_sizes(i, "hidden", row["hidden"], allow_empty=row["kind"] == "mlp")
     row["dense"] = _as_sizes(i, "dense", row["dense"], allow_empty=True)
-    for key in _POSITIVE_INT + ("patience", "seed"):
+    for key in _POSITIVE_INT + ("early_stopping_patience", "seed"):
         v = row[key]
         if isinstance(v, bool) or not isinstance(v, int | np.integer):
             _fail(i, f"{key} must be an integer, got {v!r}")
@@ -128,8 +160,9 @@ def normalize(variant: Mapping[str, Any], i: int = 0, default_loss: str | None =
     for key in _POSITIVE_INT:
         if row[key] <= 0:
             _fail(i, f"{key} must be positive, got {row[key]}")
-    if row["patience"] < 0 or row["seed"] < 0:
-        _fail(i, "patience and seed must be >= 0")
+    for key in ("early_stopping_patience", "seed"):
+        if row[key] < 0:
+            _fail(i, f"{key} must be >= 0, got {row[key]}")
     for key in _NONNEGATIVE_FLOAT + _POSITIVE_FLOAT + _UNIT_FLOAT + ("dropout",):
         row[key] = _number(i, key, row[key])
     for key in _NONNEGATIVE_FLOAT:
@@ -164,7 +197,7 @@ class GroupSpec:
     batch_size: int
     steps: int
     eval_every: int
-    patience: int
+    early_stopping_patience: int
     activations: tuple[str, ...]
     initializers: tuple[str, ...]
     use_dropout: bool

@@ -1,4 +1,5 @@
-"""End-to-end tests of the ``jaxnets`` command and the results directory (jaxnets.cli, jaxnets.store).
+"""End-to-end tests of the ``jaxnets`` command (jaxnets.cli); the results directory's own tests (jaxnets.store)
+are in tests/test_store.py.
 
 The sweeps here are tiny (iris, hidden [8], 20 steps) and run as subprocesses, as a user would run them: one
 uninterrupted reference run, and one run killed with SIGKILL right after its first group was saved, then
@@ -182,39 +183,3 @@ def test_demo_prints_its_bundled_config(capsys):
     assert cli.main(["demo", "--print-config"]) == 0
     assert capsys.readouterr().out == cli.demo_config().read_text()
 
-
-# ------------------------------------------------------------------------------------------ store
-
-
-def test_open_run_refuses_a_foreign_folder_and_force_deletes_only_its_own_files(tmp_path):
-    (tmp_path / "notes.txt").write_text("mine")
-    with pytest.raises(store.DirectoryError, match="not a jaxnets results directory"):
-        store.open_run(tmp_path, TINY_TOML)
-    assert store.open_run(tmp_path, TINY_TOML, force=True) == {}
-    (tmp_path / "results.csv").write_text("old")
-    with pytest.raises(store.DirectoryError, match="differs in: train.steps"):
-        store.open_run(tmp_path, TINY_TOML.replace("steps = 20", "steps = 5"))
-    store.open_run(tmp_path, TINY_TOML.replace("steps = 20", "steps = 5"), force=True)
-    assert (tmp_path / "notes.txt").read_text() == "mine" and not (tmp_path / "results.csv").exists()
-    assert "steps = 5" in (tmp_path / "config.toml").read_text()
-
-
-def test_atomic_write_never_leaves_a_partial_file(tmp_path):
-    target = tmp_path / "a.txt"
-    store.write_text(target, "old")
-
-    def broken(f):
-        f.write(b"half")
-        raise RuntimeError("killed")
-
-    with pytest.raises(RuntimeError):
-        store.atomic_write(target, broken)
-    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["a.txt"]
-
-
-def test_load_units_skips_temporaries_and_unreadable_files(tmp_path):
-    units = tmp_path / "units"
-    units.mkdir()
-    (units / ".group-000.npz.abc.tmp").write_bytes(b"partial")
-    (units / "group-001.npz").write_bytes(b"not an npz")
-    assert store.load_units(tmp_path) == {}

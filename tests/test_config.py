@@ -42,13 +42,13 @@ def _error(raw: dict) -> str:
 # ------------------------------------------------------------------------------------------ valid configs
 
 
-def test_valid_config_maps_to_engine_keys():
+def test_valid_config_keys_are_engine_keys():
     raw = _with("train.early_stopping_patience", 3)
     cfg = config.parse(raw)
-    assert cfg.base["patience"] == 3 and "early_stopping_patience" not in cfg.base
+    assert cfg.base["early_stopping_patience"] == 3 and "patience" not in cfg.base
     assert cfg.method == "grid" and [a.name for a in cfg.axes] == ["activation", "seed"]
     assert cfg.metric == "final_val_loss" and cfg.goal == "min" and cfg.seed == 0
-    assert sweep.to_variant(cfg.base, {"early_stopping_patience": 5})["patience"] == 5
+    assert sweep.to_variant(cfg.base, {"early_stopping_patience": 5})["early_stopping_patience"] == 5
 
 
 def test_issue_example_parses():
@@ -267,3 +267,154 @@ def test_plan_of_bayesian_counts_rounds():
     p = sweep.plan(config.parse(raw))
     assert p.units is None and p.n_units == 3 and p.n_variants == 5 and p.evals == 3 * 2
     assert math.isclose(p.config.axes[0].high, 0.1)
+
+
+# ------------------------------------------------------------- your own data: [data] path / target
+
+TINY_CSV_TOML = """\
+[data]
+path = "{path}"
+target = "label"
+
+[model]
+hidden = [4]
+
+[train]
+steps = 4
+batch_size = 8
+eval_every = 2
+
+[sweep.axes]
+activation = ["tanh", "relu"]
+"""
+
+
+def _tiny_csv(path: Path, n: int = 60, shift: float = 0.0) -> Path:
+    """A small binary CSV: features a, b, c and a text label column (yes / no)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = ["a,b,c,label"]
+    for i in range(n):
+        a, b, c = (i * 7 % 11) / 11 + shift, (i * 5 % 13) / 13, i % 3
+        rows.append(f"{a:.4f},{b:.4f},{c},{'yes' if a + b > 1 else 'no'}")
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def _project(root: Path, data_path: str = "data/tiny.csv") -> Path:
+    """``root/sweep.toml`` whose [data] path is ``data_path``, and the CSV at ``root/data/tiny.csv``."""
+    _tiny_csv(root / "data" / "tiny.csv")
+    cfg = root / "sweep.toml"
+    cfg.write_text(TINY_CSV_TOML.format(path=data_path))
+    return cfg
+
+
+def test_data_path_is_relative_to_the_config_folder(tmp_path, monkeypatch):
+    import hashlib
+
+    cfg_file = _project(tmp_path / "project")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    csv = tmp_path / "project" / "data" / "tiny.csv"
+    cfg = config.load(cfg_file)
+    assert cfg.data_path == csv and cfg.data["path"] == "data/tiny.csv" and cfg.data["target"] == "label"
+    assert cfg.data["sha256"] == hashlib.sha256(csv.read_bytes()).hexdigest()
+    ds = sweep.load_data(cfg)
+    assert (ds.name, ds.task, ds.input_shape, ds.n_train + ds.n_val + ds.n_test) == ("tiny", "binary", (3,), 60)
+    assert config.data_kwargs(cfg) == (str(csv), {"target": "label"})
+    text = cfg_file.read_text()
+    assert config.loads(text, base_dir=cfg_file.parent).data_path == csv
+    assert config.parse(cfg.raw, base_dir=str(cfg_file.parent)).data == cfg.data
+    # without base_dir a relative path is relative to the current directory (here: no such file)
+    other = config.loads(text)
+    assert other.data_path == tmp_path / "elsewhere" / "data" / "tiny.csv" and "sha256" not in other.data
+    with pytest.raises(ConfigError, match=r"\[data\] path = 'data/tiny.csv' \(.*elsewhere.*\): no such file"):
+        sweep.plan(other)
+    # an absolute path (normalized, '..' and all) works from anywhere
+    absolute = tmp_path / "abs.toml"
+    absolute.write_text(TINY_CSV_TOML.format(path=(tmp_path / "project" / "data" / ".." / "data" / "tiny.csv")))
+    assert config.load(absolute).data_path == csv
+
+
+def test_data_file_fingerprints_stable_across_folders_and_track_the_file(tmp_path):
+    one, two = config.load(_project(tmp_path / "one")), config.load(_project(tmp_path / "two"))
+    assert one.data_path != two.data_path
+    fp_one = [u.fingerprint for u in sweep.plan(one).units]
+    assert fp_one == [u.fingerprint for u in sweep.plan(two).units]  # same config text, same bytes
+    _tiny_csv(tmp_path / "two" / "data" / "tiny.csv", shift=0.5)
+    changed = config.load(tmp_path / "two" / "sweep.toml")
+    assert changed.data["sha256"] != one.data["sha256"]
+    assert [u.fingerprint for u in sweep.plan(changed).units] != fp_one  # retrained, not silently resumed
+    assert config.parse(BASE).data == {"name": "iris"}  # built-in data sets: no hash, fingerprints unchanged
+
+
+DATA_FILE_ERRORS = [
+    # ([data] table, substrings the message must contain)
+    ({"name": "iris", "path": "d.csv", "target": "y"}, ["[data]", "either name", "path", "not both", "'d.csv'"]),
+    ({"path": "d.csv"}, ["[data] path = 'd.csv' is a CSV file", "target = ", "label column"]),
+    ({"path": "d.csv", "target": ""}, ["[data] target = ''", "name of a column"]),
+    ({"path": "d.xlsx"}, ["[data] path = 'd.xlsx'", "unsupported file type '.xlsx'", ".csv, .npz"]),
+    ({"path": "d"}, ["unsupported file type '(no suffix)'"]),
+    ({"path": "d.npz", "target": "y"}, ["[data] target = 'y'", "CSV files only"]),
+    ({"path": 3}, ["[data] path = 3", "file path"]),
+    ({"path": "d.csv", "target": "y", "n_train": 10},
+     ["[data] (with path)", "'n_train'", "valid keys", "target", "standardize", "task"]),
+    ({"path": "d.csv", "target": "y", "task": "classification"},
+     ["[data] task", "'classification'", "binary, multiclass, regression"]),
+    ({"path": "d.csv", "target": "y", "standardize": "yes"}, ["[data] standardize = 'yes'", "true or false"]),
+    ({"path": "d.csv", "target": "y", "seed": -1}, ["[data] seed = -1", "non-negative"]),
+    ({"path": "d.csv", "target": "y", "val_fraction": 0}, ["[data] val_fraction = 0", "(0, 1)"]),
+    ({"name": "iris", "target": "y"}, ["[data] target = 'y'", "path", "built-in data set 'iris'"]),
+    ({"seed": 1}, ["missing key 'name'", "digits", "path = "]),
+]
+
+
+@pytest.mark.parametrize(("table", "expected"), DATA_FILE_ERRORS, ids=[str(t) for t, _ in DATA_FILE_ERRORS])
+def test_data_file_config_errors(table, expected):
+    message = _error(_with("data", table))
+    for part in expected:
+        assert part in message, f"{part!r} not in {message!r}"
+
+
+def test_data_file_problems_are_config_errors_before_compute(tmp_path, monkeypatch):
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained during validation")
+
+    monkeypatch.setattr(sweep.engine, "train", no_training)
+    csv = _tiny_csv(tmp_path / "tiny.csv")
+    cases = [
+        ({"path": "missing.csv", "target": "label"}, ["[data] path = 'missing.csv'", "missing.csv", "no such file"]),
+        ({"path": "tiny.csv", "target": "y"}, ["no column 'y'", "columns: 'a', 'b', 'c', 'label'"]),
+        ({"path": "tiny.csv", "target": "c"}, ["column 'label' is not numeric", "row 1 (line 2)", "'no'"]),
+        ({"path": "tiny.csv", "target": "label", "task": "regression"}, ["column 'label' is not numeric"]),
+    ]
+    for table, expected in cases:
+        cfg = config.parse(_with("data", table), base_dir=tmp_path)
+        with pytest.raises(ConfigError) as info:
+            sweep.plan(cfg)
+        for part in expected:
+            assert part in str(info.value), f"{part!r} not in {str(info.value)!r}"
+    # [data] options reach data.load_file
+    cfg = config.parse(_with("data", {"path": str(csv), "target": "label", "val_fraction": 0.5,
+                                      "test_fraction": 0.25, "standardize": False, "seed": 3}))
+    ds = sweep.load_data(cfg)
+    assert (ds.n_val, ds.n_test, ds.n_train) == (30, 15, 15)
+    assert ds.x_train[:, 2].max() == 2.0  # not standardized
+
+
+def test_sweep_command_end_to_end_on_a_csv(tmp_path, monkeypatch, capsys):
+    import pandas as pd
+
+    from jaxnets import cli
+
+    cfg_file = _project(tmp_path / "project")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # the config's [data] path is relative to its own folder
+    out = tmp_path / "runs" / "tiny"
+    assert cli.main(["sweep", str(cfg_file), "--out", str(out), "--quiet"]) == 0
+    table = pd.read_csv(out / "results.csv")
+    assert list(table["activation"]) == ["tanh", "relu"]
+    assert set(table["status"]) <= {"ok", "early_stopped"} and table["final_val_loss"].notna().all()
+    assert "results:" in capsys.readouterr().out
+    # the same command again resumes: nothing is trained
+    monkeypatch.setattr(sweep.engine, "train", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained")))
+    assert cli.main(["sweep", str(cfg_file), "--out", str(out), "--quiet"]) == 0

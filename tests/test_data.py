@@ -359,3 +359,368 @@ def test_bad_option_values(name, options):
 def test_bad_seed():
     with pytest.raises(ValueError, match="seed"):
         data.load("iris", seed=-1)
+
+
+# --- your own data: from_arrays -------------------------------------------------------------------------
+
+
+def _blobs(n: int = 200, d: int = 3, n_classes: int = 2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Features [n, d] (float64, shifted by class) and int labels [n] cycling 0..n_classes-1."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % n_classes
+    return rng.normal(size=(n, d)) + y[:, None], y
+
+
+def _data_error(fn, *args, **kwargs) -> data.DataError:
+    with pytest.raises(data.DataError) as info:
+        fn(*args, **kwargs)
+    assert "\n" not in str(info.value)  # one line each
+    return info.value
+
+
+def test_from_arrays_infers_binary_multiclass_and_regression():
+    x, y = _blobs()
+    ds = data.from_arrays(x, y)
+    assert (ds.task, ds.n_classes, ds.output_dim, ds.default_loss) == ("binary", 2, 1, "binary_crossentropy")
+    assert ds.name == "arrays" and not ds.sequence_output
+    assert data.from_arrays(x, y.astype(bool)).task == "binary"
+    x3, y3 = _blobs(n_classes=3)
+    ds = data.from_arrays(x3, y3.astype(np.uint8), name="three")
+    assert (ds.name, ds.task, ds.n_classes, ds.output_dim) == ("three", "multiclass", 3, 3)
+    assert ds.default_loss == "sparse_categorical_crossentropy"
+    ds = data.from_arrays(x, x[:, 0] * 0.5 + 0.1)
+    assert (ds.task, ds.n_classes, ds.output_dim, ds.default_loss) == ("regression", 0, 1, "mse")
+    assert ds.y_train.shape == (ds.n_train, 1) and ds.y_val.shape == (ds.n_val, 1)  # [N] -> [N, 1]
+    ds = data.from_arrays(x, x[:, :2] + 0.5)
+    assert ds.output_dim == 2 and ds.y_test.shape == (ds.n_test, 2)
+    # an explicit task wins: integer targets as regression, whole-number floats as classes
+    assert data.from_arrays(x, y * 3, task="regression").task == "regression"
+    assert data.from_arrays(x3, y3.astype(np.float64), task="multiclass").n_classes == 3
+    assert data.from_arrays(x, y.astype(np.float32), task="binary").y_train.dtype == np.int32
+    assert data.from_arrays(x, y, task="multiclass").output_dim == 2
+    assert data.from_arrays(x, y[:, None]).y_train.shape == (120,)  # [N, 1] labels are flattened
+
+
+@pytest.mark.parametrize("shape", [(90, 5), (90, 4, 4, 2), (90, 6, 3)])
+def test_from_arrays_dtypes_shapes_and_contiguity(shape):
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 9, size=shape)  # integer features become float32
+    y = np.arange(90) % 3
+    ds = data.from_arrays(x, y)
+    assert ds.input_shape == shape[1:]
+    for key, arr in _arrays(ds).items():
+        assert arr.flags.c_contiguous, key
+        assert arr.dtype == (np.float32 if key.startswith("x") else np.int32), key
+    assert (ds.n_train, ds.n_val, ds.n_test) == (54, 18, 18)
+    assert "arrays: multiclass, 3 classes" in data.describe(ds)
+
+
+def test_from_arrays_splits_like_the_built_in_sets():
+    """Raw iris through from_arrays gives exactly data.load("iris"): same splitter, same standardization."""
+    x_raw, y_raw = _raw("iris")
+    for seed in (0, 3):
+        ours, theirs = data.from_arrays(x_raw, y_raw, seed=seed), data.load("iris", seed=seed)
+        for key, arr in _arrays(theirs).items():
+            np.testing.assert_array_equal(_arrays(ours)[key], arr, err_msg=key)
+        assert (ours.task, ours.n_classes, ours.output_dim) == (theirs.task, theirs.n_classes, theirs.output_dim)
+
+
+def test_from_arrays_is_deterministic_for_a_seed():
+    x, y = _blobs()
+    a, b, c = (data.from_arrays(x, y, seed=s) for s in (5, 5, 6))
+    for key, arr in _arrays(a).items():
+        np.testing.assert_array_equal(arr, _arrays(b)[key], err_msg=key)
+    assert not np.array_equal(a.x_test, c.x_test)
+
+
+def test_from_arrays_split_sizes_follow_fractions():
+    x, y = _blobs(n=101)
+    ds = data.from_arrays(x, y, val_fraction=0.1, test_fraction=0.3)
+    assert (ds.n_val, ds.n_test, ds.n_train) == (round(10.1), round(30.3), 101 - 10 - 30)
+    rows = np.concatenate([ds.x_train, ds.x_val, ds.x_test])
+    assert len({r.tobytes() for r in rows}) == 101  # a partition: every example once
+
+
+def test_from_arrays_split_is_stratified():
+    rng = np.random.default_rng(2)
+    y = (rng.random(300) < 0.3).astype(int)
+    ds = data.from_arrays(rng.normal(size=(300, 2)), y, seed=4)
+    overall = np.bincount(y) / len(y)
+    for split in SPLITS:
+        labels = getattr(ds, f"y_{split}")
+        share = np.bincount(labels, minlength=2) / len(labels)
+        np.testing.assert_allclose(share, overall, atol=1.5 / len(labels) + 1e-9, err_msg=split)
+
+
+def test_from_arrays_uses_given_validation_and_test_splits():
+    x, y = _blobs(n=100, n_classes=3)
+    xv, yv = _blobs(n=30, n_classes=3, seed=1)
+    xt, yt = _blobs(n=20, n_classes=3, seed=2)
+    # validation given, test split off the training arrays (test_fraction of x)
+    ds = data.from_arrays(x, y, x_val=xv, y_val=yv, test_fraction=0.25, standardize=False)
+    np.testing.assert_array_equal(ds.x_val, xv.astype(np.float32))
+    np.testing.assert_array_equal(ds.y_val, yv)
+    assert (ds.n_train, ds.n_val, ds.n_test) == (75, 30, 25)
+    split_off = {r.tobytes() for r in np.concatenate([ds.x_train, ds.x_test])}
+    assert split_off == {r.tobytes() for r in x.astype(np.float32)}
+    # test given, validation split off
+    ds = data.from_arrays(x, y, x_test=xt, y_test=yt, val_fraction=0.1, standardize=False)
+    np.testing.assert_array_equal(ds.x_test, xt.astype(np.float32))
+    assert (ds.n_train, ds.n_val, ds.n_test) == (90, 10, 20)
+    # both given: all of x, y trains (shuffled by the seed), the given splits are used as they are
+    ds = data.from_arrays(x, y, x_val=xv, y_val=yv, x_test=xt, y_test=yt, standardize=False)
+    assert (ds.n_train, ds.n_val, ds.n_test) == (100, 30, 20)
+    order = np.lexsort(ds.x_train.T)
+    np.testing.assert_array_equal(ds.x_train[order], x.astype(np.float32)[np.lexsort(x.astype(np.float32).T)])
+    np.testing.assert_array_equal(ds.y_test, yt)
+    # classes that only the given splits hold still count
+    assert data.from_arrays(x[y < 2], y[y < 2], x_val=xv, y_val=yv).n_classes == 3
+
+
+def test_from_arrays_standardizes_with_training_statistics_only():
+    rng = np.random.default_rng(3)
+    x = rng.normal(loc=[5.0, -2.0, 0.0], scale=[3.0, 0.5, 1.0], size=(120, 3))
+    x[:, 2] = 7.0  # a constant feature: std 1, becomes 0
+    y = np.arange(120) % 2
+    xv = rng.normal(loc=10.0, size=(40, 3))  # validation far from the training data
+    raw = data.from_arrays(x, y, x_val=xv, y_val=np.arange(40) % 2, seed=1, standardize=False)
+    ds = data.from_arrays(x, y, x_val=xv, y_val=np.arange(40) % 2, seed=1)
+    train = raw.x_train.astype(np.float64)  # the same split, not standardized
+    mean, std = train.mean(axis=0), train.std(axis=0)
+    std[std == 0] = 1.0
+    for split in SPLITS:
+        expected = (getattr(raw, f"x_{split}").astype(np.float64) - mean) / std
+        np.testing.assert_allclose(getattr(ds, f"x_{split}"), expected, rtol=1e-5, atol=1e-5, err_msg=split)
+    np.testing.assert_allclose(ds.x_train.mean(axis=0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(ds.x_train[:, :2].std(axis=0), 1.0, atol=1e-4)
+    assert (ds.x_train[:, 2] == 0).all()
+    assert ds.x_val[:, 0].mean() > 1.0  # held-out data is not standardized with its own statistics
+
+
+# --- your own data: load_file (CSV, NPZ) ----------------------------------------------------------------
+
+
+def _write_csv(path, header: list[str], rows: list[list]) -> None:
+    lines = [",".join(header)] + [",".join(str(v) for v in row) for row in rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def test_csv_round_trip_matches_from_arrays(tmp_path):
+    x, y = _blobs(n=90, d=3, n_classes=3)
+    path = tmp_path / "blobs.csv"
+    # the label column need not be last; floats written with repr read back exactly
+    _write_csv(path, ["f0", "label", "f1", "f2"], [[repr(float(r[0])), int(c), repr(float(r[1])), repr(float(r[2]))]
+                                                  for r, c in zip(x, y, strict=True)])
+    ds = data.load_file(path, target="label", seed=2, val_fraction=0.3)
+    ref = data.from_arrays(x, y, seed=2, val_fraction=0.3, name="blobs")
+    assert ds.name == "blobs" and ds.task == "multiclass" and ds.n_classes == 3
+    for key, arr in _arrays(ref).items():
+        np.testing.assert_array_equal(_arrays(ds)[key], arr, err_msg=key)
+    assert data.load_file(str(path), target="label", name="mine").name == "mine"
+
+
+def test_csv_regression_and_whitespace_bom_blank_lines(tmp_path):
+    path = tmp_path / "houses.csv"
+    rows = [f" {i}, {i % 7}.5 ,{0.25 * i}" for i in range(40)]
+    path.write_text("\ufeffrooms ,age, price\n" + "\n".join(rows[:20]) + "\n\n" + "\n".join(rows[20:]) + "\n")
+    ds = data.load_file(path, target="price", standardize=False)
+    assert (ds.task, ds.output_dim, ds.input_shape) == ("regression", 1, (2,))
+    assert ds.n_train + ds.n_val + ds.n_test == 40 and ds.y_train.shape == (ds.n_train, 1)
+    np.testing.assert_allclose(ds.y_train[:, 0], 0.25 * ds.x_train[:, 0])
+
+
+def test_csv_class_names_become_sorted_ids(tmp_path):
+    path = tmp_path / "flowers.csv"
+    names = ["virginica", "setosa", "versicolor"]
+    _write_csv(path, ["a", "b", "species"], [[i, i % 5, names[i % 3]] for i in range(60)])
+    ds = data.load_file(path, target="species", standardize=False)
+    assert (ds.task, ds.n_classes) == ("multiclass", 3)
+    # sorted names: setosa 0, versicolor 1, virginica 2
+    for split in SPLITS:
+        a = getattr(ds, f"x_{split}")[:, 0].astype(int)
+        np.testing.assert_array_equal(getattr(ds, f"y_{split}"), [sorted(names).index(names[i % 3]) for i in a])
+    two = tmp_path / "two.csv"
+    _write_csv(two, ["a", "diagnosis"], [[i, ("benign", "malignant")[i % 2]] for i in range(20)])
+    ds = data.load_file(two, target="diagnosis", standardize=False)
+    assert ds.task == "binary"
+    np.testing.assert_array_equal(ds.y_train, ds.x_train[:, 0].astype(int) % 2)
+
+
+def test_npz_round_trip_with_given_splits(tmp_path):
+    x, y = _blobs(n=80)
+    xv, yv = _blobs(n=16, seed=1)
+    path = tmp_path / "arrays.npz"
+    np.savez(path, x=x, y=y, x_val=xv, y_val=yv)
+    ds = data.load_file(path, seed=1)
+    ref = data.from_arrays(x, y, x_val=xv, y_val=yv, seed=1, name="arrays")
+    assert ds.name == "arrays" and (ds.n_val, ds.n_test) == (16, 16)
+    for key, arr in _arrays(ref).items():
+        np.testing.assert_array_equal(_arrays(ds)[key], arr, err_msg=key)
+    images = tmp_path / "images.npz"
+    np.savez(images, x=np.random.default_rng(0).random((50, 4, 4, 1)), y=np.arange(50) % 5)
+    ds = data.load_file(images, task="multiclass")
+    assert ds.input_shape == (4, 4, 1) and ds.n_classes == 5
+
+
+# --- your own data: bad data, one line each -----------------------------------------------------------
+
+
+def test_task_inference_errors_say_what_to_pass():
+    x, y = _blobs(n_classes=3)
+    err = _data_error(data.from_arrays, x, y.astype(np.float64))
+    for part in ("whole numbers", "0.0, 1.0, 2.0", 'task="multiclass"', 'task="regression"', "integers"):
+        assert part in str(err), part
+    err = _data_error(data.from_arrays, x, y + 1)  # labels 1..3
+    for part in ("1, 2, 3", "not 0..2", "np.unique", 'task="regression"'):
+        assert part in str(err), part
+    err = _data_error(data.from_arrays, x, np.where(y == 0, -1, 1))
+    assert "-1, 1" in str(err) and "not 0..1" in str(err)
+    err = _data_error(data.from_arrays, x, y, task="binary")
+    assert 'task="binary" needs 2 classes' in str(err) and 'task="multiclass"' in str(err)
+    err = _data_error(data.from_arrays, x, x[:, 0], task="binary")
+    assert "whole-number class labels" in str(err) and "y[0]" in str(err)
+    with pytest.raises(ValueError, match="task must be one of binary, multiclass, regression"):
+        data.from_arrays(x, y, task="classification")
+
+
+ARRAY_ERRORS = [
+    # (changes to the good arguments, substrings the message must contain, the field column)
+    ({"y": np.zeros(200, int)}, ["one class only", "(0)", "at least 2 classes"], "y"),
+    ({"y": np.arange(199) % 2}, ["x has 200 rows", "y has 199 rows"], "y"),
+    ({"y_val": np.arange(10) % 2}, ["y_val given without x_val"], "y_val"),
+    ({"x_test": np.zeros((10, 3))}, ["x_test given without y_test"], "x_test"),
+    ({"x_val": np.zeros((10, 3)), "y_val": np.arange(9) % 2}, ["x_val has 10 rows", "y_val has 9"], "y_val"),
+    ({"x_val": np.zeros((10, 4)), "y_val": np.arange(10) % 2}, ["x_val examples have shape [4]", "[3]"], "x_val"),
+    ({"x": np.zeros(200)}, ["x has shape [200]", "[N, D]", "reshape(-1, 1)"], "x"),
+    ({"x": np.array([["1", "a", "2"]] * 200)}, ["x is not numeric", "x[0]", "'1'"], "x"),
+    ({"y": np.array(["cat", "dog"] * 100)}, ["y is not numeric", "y[0] holds 'cat'", "np.unique"], "y"),
+    ({"x": np.zeros((0, 3)), "y": np.zeros(0, int)}, ["x is empty"], "x"),
+]
+
+
+@pytest.mark.parametrize(("change", "expected", "column"), ARRAY_ERRORS)
+def test_from_arrays_bad_data_messages(change, expected, column):
+    x, y = _blobs()
+    err = _data_error(data.from_arrays, **{"x": x, "y": y, **change})
+    for part in expected:
+        assert part in str(err), f"{part!r} not in {str(err)!r}"
+    assert isinstance(err, ValueError) and err.column == column and err.source is None
+
+
+def test_from_arrays_nan_and_inf_give_count_and_array():
+    x, y = _blobs()
+    x[[5, 9, 9], [0, 1, 2]] = [np.nan, np.inf, -np.inf]
+    err = _data_error(data.from_arrays, x, y)
+    assert "x has 3 NaN / Inf value(s)" in str(err) and "x[5]" in str(err)
+    assert (err.column, err.row) == ("x", 5)
+    xv, yv = _blobs(n=10)
+    y_val = np.where(np.arange(10) == 4, np.nan, 0.5)
+    err = _data_error(data.from_arrays, *_blobs(), x_val=xv, y_val=y_val, task="regression")
+    assert "y_val has 1 NaN / Inf value(s)" in str(err) and "y_val[4]" in str(err)
+
+
+def test_from_arrays_split_that_would_be_empty():
+    x, y = _blobs(n=4)
+    with pytest.raises(data.DataError, match="x has 4 examples.*leave a split empty"):
+        data.from_arrays(x, y, val_fraction=0.1)
+    with pytest.raises(ValueError, match="val_fraction"):
+        data.from_arrays(*_blobs(), val_fraction=1.5)
+    with pytest.raises(ValueError, match="below 1"):
+        data.from_arrays(*_blobs(), val_fraction=0.5, test_fraction=0.5)
+    xv, yv = _blobs(n=10)
+    data.from_arrays(*_blobs(), x_val=xv, y_val=yv, val_fraction=5.0)  # ignored: validation is given
+
+
+def test_load_file_missing_file_and_unknown_suffix(tmp_path):
+    err = _data_error(data.load_file, tmp_path / "nope.csv", target="y")
+    assert "nope.csv: no such file" in str(err) and err.source == str(tmp_path / "nope.csv")
+    (tmp_path / "data.txt").write_text("a,b\n1,2\n")
+    err = _data_error(data.load_file, tmp_path / "data.txt")
+    assert "data.txt" in str(err) and "'.txt'" in str(err) and ".csv" in str(err) and ".npz" in str(err)
+    err = _data_error(data.load_file, tmp_path / "noext")
+    assert "(no suffix)" in str(err)
+    assert data.FILE_SUFFIXES == (".csv", ".npz")
+    with pytest.raises(TypeError, match="'targets'"):
+        data.load_file(tmp_path / "data.csv", targets="y")
+
+
+CSV_ERRORS = [
+    # (file text, target, substrings the message must contain, (column, row) fields)
+    ("a,b,label\n1,2,0\n3,4,1\n", None, ["needs target=", "columns: 'a', 'b', 'label'"], (None, None)),
+    ("a,b,label\n1,2,0\n3,4,1\n", "y", ["no column 'y'", "columns: 'a', 'b', 'label'"], ("y", None)),
+    ("1,2,0\n3,4,1\n", "label", ["no column 'label'", "looks like data", "header row"], ("label", None)),
+    ("a,b,label\n1,2,0\n3,x7,1\n5,6,0\n", "label", ["column 'b' is not numeric", "row 2 (line 3)", "'x7'"],
+     ("b", 2)),
+    ("a,b,label\n1,2,0\n3,4,1\n5,6,cat\n", "label", ["column 'label' mixes numbers and text", "row 3", "'cat'"],
+     ("label", 3)),
+    ("a,b,label\n1,,0\n3,nan,1\n5,6,0\ninf,1,1\n", "label",
+     ["3 missing / NaN / Inf value(s)", "'a' 1 (first in row 4, line 5)", "'b' 2 (first in row 1, line 2)"],
+     ("a", 4)),
+    ("a,b,label\n1,2,0\n3,4\n", "label", ["row 2 (line 3) has 2 field(s)", "header has 3"], (None, 2)),
+    ("a,a,label\n1,2,0\n", "label", ["column 'a' appears twice"], ("a", None)),
+    ("a,b,label\n", "label", ["no data rows"], (None, None)),
+    ("", "label", ["the file is empty", "header row"], (None, None)),
+    ("label\n0\n1\n", "label", ["no feature columns"], (None, None)),
+    ("a,b,label\n1,2,3\n3,4,3\n5,6,3\n", "label", ["column 'label' holds one class only", "(3)"], ("label", None)),
+    ("a,b,label\n1,2,0\n3,4,2\n5,6,0\n", "label", ["column 'label' holds the labels 0, 2", "not 0..1"],
+     ("label", None)),
+    ("a,label\n1,0.0\n2,1.0\n3,0.0\n", "label", ["column 'label' holds only whole numbers", 'task="multiclass"'],
+     ("label", None)),
+]
+
+
+@pytest.mark.parametrize(("text", "target", "expected", "fields"), CSV_ERRORS)
+def test_load_file_bad_csv_messages(tmp_path, text, target, expected, fields):
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    err = _data_error(data.load_file, path, target=target)
+    assert str(err).startswith(f"{path}: ") and err.source == str(path)
+    for part in expected:
+        assert part in str(err), f"{part!r} not in {str(err)!r}"
+    assert (err.column, err.row) == fields
+
+
+def test_load_file_csv_text_labels_with_regression_task(tmp_path):
+    path = tmp_path / "names.csv"
+    _write_csv(path, ["a", "label"], [[i, "yes" if i % 2 else "no"] for i in range(10)])
+    err = _data_error(data.load_file, path, target="label", task="regression")
+    assert "column 'label' is not numeric" in str(err) and "'no'" in str(err) and "row 1" in str(err)
+
+
+NPZ_ERRORS = [
+    ({"x": np.zeros((10, 2))}, {}, ["no array 'y'", "holds 'x'"], "y"),
+    ({"X": np.zeros((10, 2)), "Y": np.arange(10) % 2}, {}, ["unknown array(s) 'X', 'Y'", "x, y"], "X"),
+    ({"x": np.zeros((10, 2)), "y": np.arange(10) % 2}, {"target": "y"}, ["target='y'", "CSV files only"], None),
+    ({"x": np.ones((10, 2)), "y": np.arange(10) % 2, "y_val": np.arange(4) % 2}, {},
+     ["y_val given without x_val"], "y_val"),
+    ({"x": np.ones((10, 2)), "y": np.arange(9) % 2}, {}, ["x has 10 rows but y has 9 rows"], "y"),
+    ({"x": np.full((10, 2), np.nan), "y": np.arange(10) % 2}, {}, ["x has 20 NaN / Inf value(s)"], "x"),
+    ({"x": np.ones((10, 2)), "y": np.arange(10) % 2, "x_val": np.ones((3, 2)), "y_val": np.arange(3) % 2},
+     {"x_val": np.ones((3, 2)), "y_val": np.arange(3) % 2}, ["x_val, y_val are both in the file and passed"], "x_val"),
+]
+
+
+@pytest.mark.parametrize(("arrays", "options", "expected", "column"), NPZ_ERRORS)
+def test_load_file_bad_npz_messages(tmp_path, arrays, options, expected, column):
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    err = _data_error(data.load_file, path, **options)
+    assert str(err).startswith(f"{path}: ")
+    for part in expected:
+        assert part in str(err), f"{part!r} not in {str(err)!r}"
+    if column is not None:
+        assert err.column == column
+
+
+def test_load_file_npz_that_is_not_an_archive(tmp_path):
+    fake = tmp_path / "fake.npz"
+    fake.write_text("a,b\n1,2\n")
+    assert "not a readable .npz archive" in str(_data_error(data.load_file, fake))
+    single = tmp_path / "single.npz"
+    with single.open("wb") as f:
+        np.save(f, np.zeros(3))
+    assert "single array (.npy)" in str(_data_error(data.load_file, single))
+    objects = tmp_path / "objects.npz"
+    np.savez(objects, x=np.array([{"a": 1}] * 4, dtype=object), y=np.arange(4) % 2)
+    err = _data_error(data.load_file, objects)
+    assert "'x'" in str(err) and "pickle" in str(err)

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 
 from jaxnets import data, engine, variants
+from jaxnets import events as jaxnets_events
+from jaxnets.result import METRICS
 
 DIGITS = data.load("digits")
 BASE = {"hidden": (32, 32), "steps": 100, "eval_every": 25, "batch_size": 32}
@@ -58,7 +60,7 @@ def test_training_lowers_the_loss(mixed_result):
 
 def test_same_inputs_same_numbers(mixed_result):
     again = engine.train(MIXED, DIGITS)
-    for k in engine.METRICS:
+    for k in METRICS:
         np.testing.assert_array_equal(again.history[k], mixed_result.history[k])
 
 
@@ -71,7 +73,7 @@ def test_divergence_is_isolated_and_bit_identical():
     assert 0 <= mixed.stopped_step[3] < BASE["steps"]
     assert np.all(np.isfinite(jax.tree.leaves(mixed.params(3))[0]))  # frozen at last finite values
     others = [0, 1, 2, 4, 5, 6]
-    for k in engine.METRICS:
+    for k in METRICS:
         np.testing.assert_array_equal(mixed.history[k][others], clean.history[k])
     for j, i in enumerate(others):
         for x, y in zip(jax.tree.leaves(mixed.params(i)), jax.tree.leaves(clean.params(j)), strict=True):
@@ -102,7 +104,7 @@ def test_one_compilation_for_a_mixed_grid(monkeypatch):
     grid = [{"hidden": (8,), "steps": 4, "eval_every": 2, "batch_size": 16, "activation": a, "init": i,
              "seed": s} for a in acts for i in inits for s in range(4)]
     result = engine.train(grid, DIGITS)
-    assert len(result.groups) == 1 and result.groups[0].n_programs == 1
+    assert len(result.groups) == 1 and result.groups[0].n_blocks == 1
     assert result.groups[0].spec.activations == ("sigmoid", "tanh", "relu", "elu")
     assert traces == {"step": 1, "compile": 1}
     assert np.all(result.status == "ok")
@@ -126,26 +128,27 @@ def test_progress_reports_compiling_then_every_evaluation():
     engine.clear_cache()
     events = []
     engine.train([{**BASE, "hidden": (4,), "steps": 20, "eval_every": 10}], DIGITS, progress=events.append)
-    assert [e["phase"] for e in events] == ["compiling", "training", "training"]
-    assert [e.get("step") for e in events[1:]] == [10, 20]
+    assert [type(e) for e in events] == [jaxnets_events.Compiling, jaxnets_events.Evaluated, jaxnets_events.Evaluated]
+    assert [e.step for e in events[1:]] == [10, 20]
+    assert [e.eval for e in events[1:]] == [1, 2] and events[1].val_loss.shape == (1,)
 
 
-def test_chunking_gives_the_same_results(mixed_result):
+def test_blocks_give_the_same_results(mixed_result):
     chunked = engine.train(MIXED, DIGITS, options=engine.Options(max_variants_per_program=3))
-    assert chunked.groups[0].n_programs == 3
-    for k in engine.METRICS:
+    assert chunked.groups[0].n_blocks == 3
+    for k in METRICS:
         np.testing.assert_allclose(chunked.history[k], mixed_result.history[k], rtol=1e-5)
 
 
-def test_groups_too_big_for_memory_are_chunked_automatically(mixed_result):
+def test_groups_too_big_for_memory_are_split_into_blocks(mixed_result):
     group = engine.prepare(MIXED, DIGITS)[0]
-    prog = engine._GroupProgram(group.spec, DIGITS, n_eval_train=1024)
+    prog = engine._GroupProgram(group.spec, DIGITS, n_eval_train=1024, platform="cpu")
     hyper = variants.stack(group.spec, group.rows)
     per_variant = prog.footprint({k: a[:1] for k, a in hyper.items()}, prog.data).memory
     assert per_variant > 4 * sum(a.size * 4 for a in jax.tree.leaves(mixed_result.params(0)))
     chunked = engine.train(MIXED, DIGITS, options=engine.Options(memory_budget_bytes=4 * per_variant + 1))
-    assert chunked.groups[0].n_programs == 2
-    for k in engine.METRICS:
+    assert chunked.groups[0].n_blocks == 2
+    for k in METRICS:
         np.testing.assert_allclose(chunked.history[k], mixed_result.history[k], rtol=1e-5)
 
 
@@ -163,19 +166,19 @@ def test_groups_too_big_for_memory_are_chunked_automatically(mixed_result):
         (256, 4, 1, 2_000_000, 10**12, None, 16 * 2**20, 32),  # blocks are per device
     ],
 )
-def test_chunk_size(v, n_dev, memory, step, budget, max_variants, block_bytes, expected):
+def test_block_size(v, n_dev, memory, step, budget, max_variants, block_bytes, expected):
     fp = engine.Footprint(memory=memory, step=step)
-    assert engine._chunk_size(v, n_dev, fp, budget, max_variants, block_bytes) == expected
+    assert engine._block_size(v, n_dev, fp, budget, max_variants, block_bytes) == expected
 
 
 def test_blocks_of_variants_give_the_same_results(mixed_result):
     """No block limit (block_bytes=0) gives the default's numbers, and the step footprint counts the state."""
     whole = engine.train(MIXED, DIGITS, options=engine.Options(block_bytes=0))
-    assert whole.groups[0].n_programs == 1
-    for k in engine.METRICS:
+    assert whole.groups[0].n_blocks == 1
+    for k in METRICS:
         np.testing.assert_allclose(whole.history[k], mixed_result.history[k], rtol=1e-5)
     group = engine.prepare(MIXED, DIGITS)[0]
-    prog = engine._GroupProgram(group.spec, DIGITS, n_eval_train=1024)
+    prog = engine._GroupProgram(group.spec, DIGITS, n_eval_train=1024, platform="cpu")
     hyper = variants.stack(group.spec, group.rows)
     fp = prog.footprint({k: a[:1] for k, a in hyper.items()}, prog.data)
     params_bytes = sum(a.size * 4 for a in jax.tree.leaves(mixed_result.params(0)))
@@ -214,9 +217,9 @@ def test_model_gives_each_variants_predictions(mixed_result):
 
 def test_early_stopping_keeps_best_params():
     v = {"hidden": (64,), "steps": 400, "eval_every": 10, "batch_size": 32, "learning_rate": 0.05,
-         "patience": 2, "seed": 0}
+         "early_stopping_patience": 2, "seed": 0}
     ds = data.load("iris")
-    res = engine.train([v, {**v, "patience": 0}], ds)
+    res = engine.train([v, {**v, "early_stopping_patience": 0}], ds)
     assert res.status[0] == "early_stopped", res.status
     stop = res.stopped_step[0]
     assert 0 < stop < 400 and stop % 10 == 0
@@ -225,7 +228,8 @@ def test_early_stopping_keeps_best_params():
     assert np.all(h[e:] == h[e])  # frozen after stopping
     assert res.best_val_loss[0] == pytest.approx(np.min(h[: e + 1]))
     # the best parameters are restored: evaluating them gives the best validation loss
-    again = engine.train([{**v, "steps": int(res.eval_steps[int(np.argmin(h[: e + 1]))]), "patience": 0}], ds)
+    best_step = int(res.eval_steps[int(np.argmin(h[: e + 1]))])
+    again = engine.train([{**v, "steps": best_step, "early_stopping_patience": 0}], ds)
     _params_close(res.params(0), again.params(0), rtol=1e-4)
 
 
@@ -241,7 +245,7 @@ def test_early_stopping_keeps_best_params():
         ([{"kind": "cnn", "hidden": (8,)}], "needs images"),
         ([{"learning_rate": -1.0}], "learning_rate must be > 0"),
         ([{"dropout": 1.0}], "dropout must be in"),
-        ([{"batch_size": 5000}], r"variant\(s\) 0: batch_size 5000 is larger than"),
+        ([{"batch_size": 5000}], "variant 0: batch_size 5000 is larger than"),
         ([{"loss": "binary_crossentropy"}], "binary_crossentropy needs a binary task"),
     ],
 )
@@ -249,6 +253,46 @@ def test_bad_variants_fail_before_compute(variants, match, monkeypatch):
     monkeypatch.setattr(engine, "_run_group", lambda *a, **k: pytest.fail("compute started"))
     with pytest.raises(ValueError, match=match):
         engine.train(variants, DIGITS)
+
+
+def test_variant_errors_carry_index_and_reason(monkeypatch):
+    monkeypatch.setattr(engine, "_run_group", lambda *a, **k: pytest.fail("compute started"))
+    with pytest.raises(variants.VariantError) as info:
+        engine.train([{}, {}, {"learning_rate": -1.0}], DIGITS)
+    assert (info.value.index, info.value.reason) == (2, "learning_rate must be > 0, got -1.0")
+    assert str(info.value) == "variant 2: learning_rate must be > 0, got -1.0"
+    with pytest.raises(variants.VariantError) as info:  # a data mismatch names the whole static group
+        engine.train([{"batch_size": 8}, {"batch_size": 5000}, {"batch_size": 5000, "seed": 1}], DIGITS)
+    assert info.value.index == 1 and info.value.indices == (1, 2)
+    assert info.value.reason.startswith("batch_size 5000 is larger than")
+    assert str(info.value).startswith("variant(s) 1, 2: batch_size 5000")
+
+
+def test_finite_blow_up_is_divergence_and_isolated():
+    """SGD at learning rate 1e6 with tanh stays finite (bounded hidden units) but its loss explodes: the
+    divergence_factor rule marks it diverged and freezes it; the other variants are bit-identical."""
+    good = [{**BASE, "activation": a, "seed": s} for a in ("relu", "tanh") for s in range(2)]
+    bad = {**BASE, "activation": "tanh", "seed": 9, "optimizer": "sgd", "learning_rate": 1e6}
+    clean = engine.train(good, DIGITS)
+    mixed = engine.train(good[:2] + [bad] + good[2:], DIGITS)
+    off = engine.train([{**bad, "divergence_factor": 0.0}], DIGITS)
+    # without the rule it trains on, finite, to a loss far above its start (the case the rule is for)
+    assert off.status[0] == "ok" and np.all(np.isfinite(off.history["train_loss"][0]))
+    assert off.history["train_loss"][0, -1] > 1000 * off.history["train_loss"][0, 0]
+    assert mixed.status[2] == "diverged" and 0 < mixed.stopped_step[2] < BASE["steps"]
+    h = mixed.history["train_loss"][2]
+    assert np.all(h <= 1000 * h[0])  # the blown-up evaluation reports the last sane values, then repeats
+    e = int(np.searchsorted(mixed.eval_steps, mixed.stopped_step[2]))
+    np.testing.assert_array_equal(h[e:], h[e])
+    # frozen: its parameters are those at the evaluation that caught it
+    stop = {**bad, "steps": int(mixed.stopped_step[2]), "divergence_factor": 0.0}
+    _params_close(mixed.params(2), engine.train([stop], DIGITS).params(0), rtol=1e-4)
+    others = [0, 1, 3, 4]
+    for k in METRICS:
+        np.testing.assert_array_equal(mixed.history[k][others], clean.history[k])
+    for j, i in enumerate(others):
+        for x, y in zip(jax.tree.leaves(mixed.params(i)), jax.tree.leaves(clean.params(j)), strict=True):
+            np.testing.assert_array_equal(x, y)
 
 
 def test_bad_data_fails_before_compute(monkeypatch):

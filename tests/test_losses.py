@@ -398,3 +398,39 @@ def test_check_labels_errors(name, labels, output_dim, logits_shape, match):
 def test_check_labels_under_jit_raises_type_error():
     with pytest.raises(TypeError, match="concrete"):
         jax.jit(lambda y: losses.check_labels(SPARSE, y, 3))(jnp.array([0, 1]))
+
+
+# ------------------------------------------------------------------------------- labels_for / fit_logits
+
+
+def test_labels_for_each_loss():
+    y = np.array([0, 2, 1], np.int32)
+    np.testing.assert_array_equal(losses.labels_for("sparse_categorical_crossentropy", y, 3, "multiclass"), y)
+    np.testing.assert_array_equal(losses.labels_for("categorical_crossentropy", y, 3, "multiclass"),
+                                  np.eye(3, dtype=np.float32)[y])
+    np.testing.assert_array_equal(losses.labels_for("mse", y, 3, "multiclass"), np.eye(3, dtype=np.float32)[y])
+    b = np.array([0, 1, 1], np.int32)
+    out = losses.labels_for("binary_crossentropy", b, 1, "binary")
+    assert out.dtype == np.float32 and out.shape == (3,)
+    mse_binary = losses.labels_for("mse", b, 1, "binary")
+    assert mse_binary.shape == (3, 1) and mse_binary.dtype == np.float32
+    t = np.array([[0.5], [1.5]], np.float64)
+    assert losses.labels_for("mse", t, 1, "regression").dtype == np.float32
+    with pytest.raises(ValueError, match="binary_crossentropy needs a binary task"):
+        losses.labels_for("binary_crossentropy", y, 3, "multiclass")
+    with pytest.raises(ValueError, match=r"integers in \[0, 2\]"):
+        losses.labels_for("categorical_crossentropy", np.array([0, 3]), 3, "multiclass")
+
+
+def test_fit_logits_drops_only_a_binary_unit_axis():
+    z1 = jnp.zeros((4, 1))
+    assert losses.fit_logits("binary_crossentropy", z1, jnp.zeros((4,))).shape == (4,)
+    assert losses.fit_logits("binary_crossentropy", z1, jnp.zeros((4, 1))).shape == (4, 1)
+    assert losses.fit_logits("sparse_categorical_crossentropy", jnp.zeros((4, 3)), jnp.zeros((4,))).shape == (4, 3)
+    assert losses.fit_logits("mse", z1, jnp.zeros((4,))).shape == (4, 1)
+
+
+def test_the_suite_raises_on_rank_promotion():
+    """tests/conftest.py turns implicit rank promotion into an error ([N] + [N, 1] must not broadcast)."""
+    with pytest.raises(ValueError, match="rank_promotion"):
+        jnp.zeros((3,)) + jnp.zeros((3, 1))

@@ -178,7 +178,8 @@ def test_small_kernel_dot_general_matches_lax(shape):
     dims = (((x.ndim - 2,), (0,)), ((), ()))
 
     def loss(dot, x, w):
-        return jnp.sum(jnp.tanh(dot(x, w, dims)) * jnp.arange(o))
+        out = dot(x, w, dims)
+        return jnp.sum(jnp.tanh(out) * jnp.arange(o).reshape((1,) * (out.ndim - 1) + (o,)))
 
     ours = jax.vmap(jax.value_and_grad(lambda x, w: loss(small_kernel_dot_general, x, w), argnums=(0, 1)))(x, w)
     ref = jax.vmap(jax.value_and_grad(lambda x, w: loss(jax.lax.dot_general, x, w), argnums=(0, 1)))(x, w)

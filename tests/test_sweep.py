@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from jaxnets import config, plots, sweep
+from jaxnets import events as jaxnets_events
 from jaxnets.sweep import UnitResult
 
 TINY = {
@@ -32,7 +33,7 @@ class Events(list):
         self.append(event)
 
     def kinds(self, kind):
-        return [e for e in self if e["event"] == kind]
+        return [e for e in self if isinstance(e, kind)]
 
 
 def _assert_same_results(a: list[UnitResult], b: list[UnitResult]) -> None:
@@ -127,8 +128,8 @@ def test_grid_trains_each_group_and_resumes_without_training(monkeypatch):
     p = sweep.plan(cfg)
     events = Events()
     results = sweep.run(p, on_event=events)
-    assert [e["event"] for e in events][:2] == ["start", "unit_start"]
-    assert len(events.kinds("eval")) == p.evals == 2
+    assert [type(e) for e in events][:2] == [jaxnets_events.SweepStarted, jaxnets_events.UnitStarted]
+    assert len(events.kinds(jaxnets_events.Evaluated)) == p.evals == 2
     table, history = sweep.assemble(results, cfg)
     assert list(table.columns[:3]) == ["variant", "activation", "seed"]
     for col in ("status", "stopped_step", "final_train_loss", "final_val_loss", "best_val_loss",
@@ -148,7 +149,7 @@ def test_grid_trains_each_group_and_resumes_without_training(monkeypatch):
     monkeypatch.setattr(sweep, "train_unit", no_training)
     again = Events()
     resumed = sweep.run(p, done={r.key: r for r in results}, on_event=again)
-    assert again.kinds("eval") == [] and again.kinds("unit_done")[0]["resumed"]
+    assert again.kinds(jaxnets_events.Evaluated) == [] and again.kinds(jaxnets_events.UnitDone)[0].resumed
     _assert_same_results(results, resumed)
 
     # A saved unit from other variants (stale fingerprint) is retrained, never silently reused.
@@ -158,7 +159,7 @@ def test_grid_trains_each_group_and_resumes_without_training(monkeypatch):
     stale.fingerprint = "0" * 16
     events = Events()
     sweep.run(p, done={stale.key: stale}, on_event=events)
-    assert calls == ["group-000"] and events.kinds("unit_start")[0]["stale"]
+    assert calls == ["group-000"] and events.kinds(jaxnets_events.UnitStarted)[0].stale
 
 
 def test_random_search_and_its_plots(tmp_path):

@@ -1,0 +1,14 @@
+"""Suite-wide settings: implicit rank promotion is an error everywhere in the tests.
+
+``jax_numpy_rank_promotion="raise"`` turns the silent ``[N]`` vs ``[N, 1]`` broadcasts (which would give an
+``[N, N]`` loss) into errors, so any such bug in jaxnets fails the tests instead of training on nonsense.
+Subprocesses the tests start inherit it through ``JAX_NUMPY_RANK_PROMOTION``.
+"""
+
+import os
+
+os.environ["JAX_NUMPY_RANK_PROMOTION"] = "raise"
+
+import jax  # noqa: E402
+
+jax.config.update("jax_numpy_rank_promotion", "raise")
