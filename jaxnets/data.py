@@ -615,8 +615,10 @@ def _labels(ys: dict[str, np.ndarray], task: str | None, y_name: str) -> tuple[s
             fraction = np.flatnonzero(y != np.round(y))
             if len(fraction):
                 i = int(fraction[0])
-                raise DataError(f"task={task!r} needs whole-number class labels; {key}[{i}] = {y[i].item()!r}",
-                                column=key, row=i)
+                # arrays: y[i] (0-based index); a CSV's label column: its 1-based data row
+                where, row = (f"{key}[{i}] =", i) if y_name == "y" else (f"{y_name} holds, in row {i + 1},", i + 1)
+                raise DataError(f"task=\"{task}\" needs whole-number class labels; {where} {y[i].item()!r}",
+                                column=key, row=row)
         out[key] = y
     values = np.unique(np.concatenate([y.astype(np.int64) for y in out.values()]))
     if len(values) < 2:
@@ -666,7 +668,8 @@ def _infer_task(y: np.ndarray, y_name: str) -> str | None:
 
 def _from_arrays(arrays: dict[str, Any], *, task: str | None, val_fraction: float, test_fraction: float,
                  seed: int, standardize: bool, name: str, y_name: str = "y") -> Dataset:
-    """:func:`from_arrays` on ``arrays`` (keys of :data:`_NPZ_ARRAYS`); ``y_name`` names y in messages."""
+    """:func:`from_arrays` on ``arrays`` (keys of :data:`_NPZ_ARRAYS`); ``y_name`` names y in messages
+    (``"y"``, or a CSV's ``"column 'label'"``, whose positions are then 1-based data rows)."""
     for split in ("val", "test"):
         has_x, has_y = arrays.get(f"x_{split}") is not None, arrays.get(f"y_{split}") is not None
         if has_x != has_y:
@@ -705,7 +708,7 @@ def _from_arrays(arrays: dict[str, Any], *, task: str | None, val_fraction: floa
 
     ys = {f"y{s}": arr[f"y{s}"] for s in splits}
     if task is None:
-        task = _infer_task(np.concatenate([y.reshape(len(y), -1) for y in ys.values()]), y_name)
+        task = _infer_task(np.concatenate([y.reshape(-1) for y in ys.values()]), y_name)
     if task == "regression":
         ys = _targets(ys, y_name)
         n_classes, output_dim = 0, ys["y"].shape[1]
@@ -1035,5 +1038,5 @@ def load_file(path: str | os.PathLike, *, target: str | None = None, **options: 
     except DataError as e:
         if e.source is not None:
             raise
-        column = target if suffix == ".csv" and e.column in ("y", None) and e.reason.startswith(y_name) else e.column
+        column = target if suffix == ".csv" and e.column == "y" else e.column  # a CSV's y is its target column
         raise DataError(e.reason, source=path, column=column, row=e.row) from None

@@ -685,6 +685,11 @@ def test_load_file_csv_text_labels_with_regression_task(tmp_path):
     _write_csv(path, ["a", "label"], [[i, "yes" if i % 2 else "no"] for i in range(10)])
     err = _data_error(data.load_file, path, target="label", task="regression")
     assert "column 'label' is not numeric" in str(err) and "'no'" in str(err) and "row 1" in str(err)
+    fractional = tmp_path / "fractional.csv"
+    fractional.write_text("a,label\n1,0\n2,1.5\n3,1\n")
+    err = _data_error(data.load_file, fractional, target="label", task="binary")
+    assert 'task="binary" needs whole-number class labels' in str(err) and "row 2, 1.5" in str(err)
+    assert (err.column, err.row) == ("label", 2)
 
 
 NPZ_ERRORS = [
