@@ -46,9 +46,10 @@ def _option(text: str) -> tuple[str, object]:
 def parse_args(argv: list[str] | None = None) -> tuple[Config, bool]:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="Benchmark jaxnets' vectorized engine against one-at-a-time JAX (Python loop, lax.scan) "
-                    "and PyTorch (loop, torch.func ensembles) on five workloads and N = 1..1024 models "
-                    "(more on an accelerator). Writes JSON, Markdown and a plot.")
+        description="Benchmark jaxnets' vectorized engine against one-at-a-time JAX (Python loop, lax.scan), "
+                    "a hand-written jit(vmap(scan)) of N models of one activation (jax_vmap) and PyTorch (loop, "
+                    "torch.func ensembles) on six workloads and N = 1..1024 models (more on an accelerator). "
+                    "Writes JSON, Markdown and a plot.")
     p.add_argument("--quick", action="store_true",
                    help="tiny run (N = 1, 8; ~0.1 s measurements; JAX records in this process, PyTorch ones "
                         "in their own): two to three minutes, mostly compilation")

@@ -1,4 +1,5 @@
-"""JAX contenders: ``jaxnets`` (the engine), ``jax_loop`` and ``jax_scan`` (one model at a time).
+"""JAX contenders: ``jaxnets`` (the engine), ``jax_loop`` and ``jax_scan`` (one model at a time), ``jax_vmap``
+(N models of one activation in one hand-written ``jit(vmap(scan))`` program).
 
 Every contender returns a dict with at least ``model_steps_per_s`` (training steps per second summed over
 models; compilation, initialization and warm-up excluded), ``compile_s``, ``timed_s`` (the seconds the rate
@@ -12,6 +13,7 @@ steps, so that per-model start-up (dispatch pipeline fill and drain) does not do
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from benchmarks.workloads import Workload, load_data
@@ -196,7 +198,7 @@ class _Single:
 
 
 def _min_models(wl: Workload, n: int) -> int:
-    return min(n, len(wl.activations))
+    return min(n, len(wl.contender_activations()))
 
 
 HARD_CAP = 4.0  # one-at-a-time loops stop, even inside a model, once they have timed this many target_s
@@ -298,3 +300,111 @@ def run_jax_scan(wl: Workload, n: int, steps: int, target_s: float, **_: Any) ->
             break
     return {"model_steps_per_s": done * steps / timed, "compile_s": compile_s, "timed_s": timed,
             "steps": steps, "n_timed": done, "extrapolated": done < n}
+
+
+# --------------------------------------------------------------------------------------------------------
+# (d) jax_vmap: N models in one hand-written jit(vmap(train)), train = lax.scan over one model's steps
+# --------------------------------------------------------------------------------------------------------
+
+VMAP_MAX_CALLS = 100  # jax_vmap: at most this many timed calls of the compiled program
+
+
+def vmap_program(wl: Workload, ds, n: int, steps: int) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+    """The program a skilled JAX user writes by hand for ``n`` models of ``wl``, and its inputs.
+
+    ``train(params, opt_state, x, y, key)`` trains ONE model: ``lax.scan`` over ``steps`` steps of the
+    workload's Flax model (``jaxnets.models``, default ``lax.dot_general``) with the workload's first
+    activation and first initializer (``wl.variant(0)``, the same for all ``n`` models), plain
+    ``optax.adam``, a minibatch of ``batch_size`` random indices per step drawn on the device from the model's
+    own key (as the other contenders draw them). The program is ``jax.jit(jax.vmap(train))`` over the models
+    (data shared, not batched), parameters and optimizer state donated. No diagnostics, no evaluation, no
+    per-model hyperparameters: what a user who needs only N seeds of one configuration would write.
+
+    Model ``i`` is initialized (``jax.vmap`` of ``model.init``) and samples its minibatches from the keys of
+    seed ``wl.variant(i)["seed"]``, as in ``jax_loop``.
+
+    Args:
+      wl: the workload.
+      ds: its data set (:func:`benchmarks.workloads.load_data`).
+      n: number of models.
+      steps: training steps per model in one call.
+
+    Returns:
+      ``(train, args)``: the jitted (not yet compiled) program and its inputs ``(params, opt_state, x, y,
+      keys)``, every array but ``x`` and ``y`` with a leading model axis of size ``n``.
+      ``train(*args)`` returns ``(params, opt_state, losses)``, ``losses`` of shape ``[n, steps]`` (each
+      step's minibatch loss, before that step's update).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    s = _Single(wl, ds)
+    first = wl.variant(0)
+    model, step = s.model(first["activation"], first["init"]), s.step_fn(first["activation"])
+    seeds = jnp.asarray([wl.variant(i)["seed"] for i in range(n)], jnp.int32)
+    example = jnp.zeros((1, *wl.input_shape), jnp.float32)
+
+    def init_one(seed: jax.Array) -> tuple[Any, Any, jax.Array]:
+        k_init, k_data = _rng_keys(seed)
+        params = model.init(k_init, example)["params"]
+        return params, s.tx.init(params), k_data
+
+    params, opt_state, keys = jax.jit(jax.vmap(init_one))(seeds)
+
+    def train(params: Any, opt_state: Any, x: jax.Array, y: jax.Array, key: jax.Array) -> tuple[Any, Any, jax.Array]:
+        def body(carry: tuple[Any, Any], t: jax.Array) -> tuple[tuple[Any, Any], jax.Array]:
+            p, o, loss = step(*carry, x, y, key, t)
+            return (p, o), loss
+
+        (p, o), losses = jax.lax.scan(body, (params, opt_state), jnp.arange(steps))
+        return p, o, losses
+
+    program = jax.jit(jax.vmap(train, in_axes=(0, 0, None, None, 0)), donate_argnums=(0, 1))
+    jax.block_until_ready((params, opt_state, keys))
+    return program, (params, opt_state, s.x, s.y, keys)
+
+
+def run_jax_vmap(wl: Workload, n: int, steps: int, target_s: float, **_: Any) -> dict[str, Any]:
+    """All ``n`` models in one hand-written ``jax.jit(jax.vmap(train))`` program (see :func:`vmap_program`).
+
+    ``compile_s``: ``jit(...).lower(...).compile()``. Then one untimed warm-up call (``warmup_s``; the first
+    call of an executable is slower, and jaxnets' warm-up chunk is excluded too). Timed: calls of the compiled
+    program (``steps`` steps of every model each, continuing from the previous call's parameters) up to
+    ``block_until_ready``, repeated until ``target_s`` is spent (at most ``VMAP_MAX_CALLS``); initialization
+    not timed. All ``n`` models run, so nothing is extrapolated: ``model_steps_per_s = n * steps * calls /
+    timed_s``. The record also keeps the mean minibatch loss over the models at the first step of training
+    (``loss_first``) and at the last step timed (``loss_last``).
+
+    Args:
+      wl: the workload.
+      n: number of models.
+      steps: steps per model in one call.
+      target_s: seconds of timed calls to aim at.
+
+    Returns:
+      The record's contender fields (see the module docstring), plus ``n_calls``, ``call_s``, ``warmup_s``,
+      ``activation``, ``init``, ``loss_first`` and ``loss_last``.
+    """
+    import jax
+    import numpy as np
+
+    ds = load_data(wl)
+    program, (params, opt_state, x, y, keys) = vmap_program(wl, ds, n, steps)
+    tc = time.perf_counter()
+    compiled = program.lower(params, opt_state, x, y, keys).compile()
+    compile_s = time.perf_counter() - tc
+    t0 = time.perf_counter()
+    params, opt_state, losses = jax.block_until_ready(compiled(params, opt_state, x, y, keys))
+    warmup_s = time.perf_counter() - t0
+    loss_first = float(np.mean(np.asarray(losses)[:, 0]))
+    timed, call_s = 0.0, []
+    while not call_s or (timed < target_s and len(call_s) < VMAP_MAX_CALLS):
+        t0 = time.perf_counter()
+        params, opt_state, losses = jax.block_until_ready(compiled(params, opt_state, x, y, keys))
+        call_s.append(time.perf_counter() - t0)
+        timed += call_s[-1]
+    calls = len(call_s)
+    return {"model_steps_per_s": n * steps * calls / timed, "compile_s": compile_s, "timed_s": timed,
+            "steps": steps, "n_timed": n, "extrapolated": False, "n_calls": calls, "call_s": call_s,
+            "warmup_s": warmup_s, "activation": wl.variant(0)["activation"], "init": wl.variant(0)["init"],
+            "loss_first": loss_first, "loss_last": float(np.mean(np.asarray(losses)[:, -1]))}

@@ -55,19 +55,18 @@ def step_parts(workload: str, n: int, steps: int) -> dict[str, Callable[[Any], A
     import jax.numpy as jnp
 
     from benchmarks.workloads import WORKLOADS, load_data
-    from jaxnets import engine, variants
+    from jaxnets import engine
 
     wl = WORKLOADS[workload]
     ds = load_data(wl)
-    group = engine.prepare(wl.jaxnets_rows(n, steps, steps), ds)[0]
-    prog = engine._GroupProgram(group.spec, ds, 32, platform=jax.devices()[0].platform)
-    hp = {k: jnp.asarray(v) for k, v in variants.stack(group.spec, group.rows).items()}
+    prog = engine.program(wl.jaxnets_rows(n, steps, steps), ds, n_eval_train=32)
+    hp = {k: jnp.asarray(v) for k, v in prog.stack().items()}
     data = {k: jnp.asarray(v) for k, v in prog.data.items()}
     state = jax.jit(prog.init_batch)(hp, data)
     idx = jnp.swapaxes(jax.vmap(prog.batch_indices, in_axes=(None, 0))(jnp.int32(0), hp), 0, 1)  # [K, V, B]
 
     def loss_of(params, hp1, i):
-        return prog.data_loss(prog.model(hp1).apply({"params": params}, data["x_train"][i]), data["y_train"][i])
+        return prog.data_loss(prog.apply(params, {}, hp1, data["x_train"][i]), data["y_train"][i])
 
     def full(s):
         step = jax.vmap(prog.step, in_axes=(0, 0, None, 0))

@@ -37,7 +37,7 @@ RECORD_KEYS: tuple[str, ...] = ("workload", "contender", "n", "model_steps_per_s
                                 "compile_s", "peak_rss_mb")
 CPU_NS: tuple[int, ...] = (1, 8, 64, 256, 1024)
 ACCELERATOR_NS: tuple[int, ...] = (1, 8, 64, 256, 1024, 4096, 16384)
-VECTORIZED: tuple[str, ...] = ("jaxnets", "torch_func")
+VECTORIZED: tuple[str, ...] = ("jaxnets", "jax_vmap", "torch_func")
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -189,6 +189,8 @@ def estimate_seconds(wl: Workload, contender: str, n: int, steps: int, cfg: Conf
     if contender == "jaxnets":  # init, a warm-up chunk and the timed one (3 evaluations); again with 1-step chunks
         ev = _eval_seconds(wl, n, peak_gflops, on_accelerator)
         return 2 * step * steps + 3 * ev + ((2 * step + 3 * ev) if cfg.subtract_eval else 0.0)
+    if contender == "jax_vmap":  # a warm-up call, then calls until target_s is spent
+        return step * steps + max(cfg.target_s, step * steps)
     if contender == "torch_func":
         return min(step * steps, max(cfg.target_s, 5 * step))
     # one-at-a-time: time-boxed, at least two models of at least LOOP_MIN_STEPS steps
@@ -238,7 +240,7 @@ def make_plan(cfg: Config, accelerator: bool, peak_gflops: float, memory_bytes: 
                 if why:
                     skipped.append({**base, "reason": why})
                     continue
-                compile_guess = {"jaxnets": 7.0, "jax_loop": 1.5, "jax_scan": 1.5}.get(c, 0.3)
+                compile_guess = {"jaxnets": 7.0, "jax_loop": 1.5, "jax_scan": 1.5, "jax_vmap": 2.0}.get(c, 0.3)
                 startup = 2.0 if _fresh_process({"task": "record", "contender": c}, mode) else 0.0
                 calls = 2 if (c == "jaxnets" and cfg.subtract_eval) else 1
                 total += startup + calls * compile_guess / 2 + est

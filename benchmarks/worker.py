@@ -16,7 +16,7 @@ import sys
 import time
 from typing import Any
 
-CONTENDERS: tuple[str, ...] = ("jaxnets", "jax_loop", "jax_scan", "torch_loop", "torch_func")
+CONTENDERS: tuple[str, ...] = ("jaxnets", "jax_loop", "jax_scan", "jax_vmap", "torch_loop", "torch_func")
 TORCH_CONTENDERS: tuple[str, ...] = ("torch_loop", "torch_func")
 
 

@@ -1,4 +1,4 @@
-"""The five benchmark workloads: model, data, batch size, variant mix, and analytic FLOP / memory counts.
+"""The benchmark workloads: model, data, batch size, variant mix, and analytic FLOP / memory counts.
 
 Everything here is plain Python (no JAX, no PyTorch), so the orchestrating process can plan a run —
 FLOPs, memory estimates, step counts — without importing either library. The shapes below are checked
@@ -29,7 +29,13 @@ import dataclasses
 import math
 from typing import Any
 
-WORKLOAD_NAMES: tuple[str, ...] = ("wine_mlp", "digits_mlp", "digits_mlp_wide", "digits_cnn", "adding_lstm")
+WORKLOAD_NAMES: tuple[str, ...] = ("wine_mlp", "wine_mlp_9act", "digits_mlp", "digits_mlp_wide", "digits_cnn",
+                                   "adding_lstm")
+
+#: The nine activations of ``wine_mlp_9act``, in the order of ``jaxnets.activations.NAMES`` (their ids); a
+#: copy, so planning a run imports no JAX. ``tests/test_benchmarks.py`` checks that it matches.
+ALL_ACTIVATIONS: tuple[str, ...] = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "silu", "softplus",
+                                    "identity")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +43,11 @@ class Workload:
     """One benchmark workload: a model on a data set, trained with Adam for a fixed number of steps.
 
     Variant ``i`` of ``N`` uses ``activations[i % len(activations)]``, initializer
-    ``inits[(i // len(activations)) % len(inits)]`` and seed ``i``, so any ``N >= 4`` mixes both.
+    ``inits[(i // len(activations)) % len(inits)]`` and seed ``i``, so any ``N >= 4`` mixes both (for two
+    activations). With ``contenders_first_activation`` (``wine_mlp_9act``), only jaxnets trains that mix of
+    activations; the contenders that compile one program per activation (``jax_loop``, ``jax_scan``,
+    ``torch_*``) train every variant with ``activations[0]`` (initializer and seed unchanged). ``jax_vmap``
+    always trains the first (activation, initializer) pair, for every workload.
     """
 
     name: str
@@ -56,15 +66,42 @@ class Workload:
     inits: tuple[str, ...] = ("glorot_uniform", "he_normal")
     learning_rate: float = 1e-3
     kernel_size: int = 3
+    contenders_first_activation: bool = False
 
     # -- variants -----------------------------------------------------------------------------------
-    def variant(self, i: int) -> dict[str, Any]:
-        """Activation, initializer and seed of variant ``i``."""
+    def jaxnets_variant(self, i: int) -> dict[str, Any]:
+        """Activation, initializer and seed of variant ``i`` as jaxnets trains it (the full mix).
+
+        Args:
+          i: the variant's index, 0-based.
+
+        Returns:
+          ``{"activation", "init", "seed"}``.
+        """
         return {
             "activation": self.activations[i % len(self.activations)],
             "init": self.inits[(i // len(self.activations)) % len(self.inits)],
             "seed": i,
         }
+
+    def variant(self, i: int) -> dict[str, Any]:
+        """Activation, initializer and seed of variant ``i`` as the one-program-per-activation contenders
+        train it: :meth:`jaxnets_variant`, with ``activations[0]`` if ``contenders_first_activation``.
+
+        Args:
+          i: the variant's index, 0-based.
+
+        Returns:
+          ``{"activation", "init", "seed"}``.
+        """
+        v = self.jaxnets_variant(i)
+        if self.contenders_first_activation:
+            v["activation"] = self.activations[0]
+        return v
+
+    def contender_activations(self) -> tuple[str, ...]:
+        """The distinct activations the one-program-per-activation contenders train (in order of use)."""
+        return (self.activations[0],) if self.contenders_first_activation else tuple(dict.fromkeys(self.activations))
 
     def jaxnets_rows(self, n: int, steps: int, eval_every: int) -> list[dict[str, Any]]:
         """The ``n`` variants as :func:`jaxnets.engine.train` rows (one static group)."""
@@ -73,7 +110,7 @@ class Workload:
             "optimizer": "adam", "batch_size": self.batch_size, "steps": steps, "eval_every": eval_every,
             "learning_rate": self.learning_rate,
         }
-        return [{**static, **self.variant(i)} for i in range(n)]
+        return [{**static, **self.jaxnets_variant(i)} for i in range(n)]
 
     # -- analytic counts ----------------------------------------------------------------------------
     def _layers(self) -> list[tuple[str, dict[str, int]]]:
@@ -160,6 +197,14 @@ WORKLOADS: dict[str, Workload] = {
                         "the machine",
             dataset="wine", dataset_options=(), kind="mlp", hidden=(32, 32), batch_size=32,
             input_shape=(13,), output_dim=3, n_val=36,
+        ),
+        Workload(
+            name="wine_mlp_9act",
+            description="wine_mlp with all nine activations (variant i: activation i mod 9) for jaxnets; the "
+                        "one-activation contenders train the first (sigmoid)",
+            dataset="wine", dataset_options=(), kind="mlp", hidden=(32, 32), batch_size=32,
+            input_shape=(13,), output_dim=3, n_val=36, activations=ALL_ACTIVATIONS,
+            contenders_first_activation=True,
         ),
         Workload(
             name="digits_mlp",

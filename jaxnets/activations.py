@@ -81,16 +81,25 @@ def index(name: str) -> int:
 def by_index(i: int | jax.Array, x: jax.Array, names: Sequence[str] = NAMES) -> jax.Array:
     """Apply activation number ``i`` of ``names`` to ``x`` (any shape); differentiable in ``x``.
 
-    ``i`` may be a traced int32 scalar, so one compiled program can hold variants with different
-    activations. ``names`` restricts the candidates (``i`` then indexes into ``names``); pass only the
-    activations a group of variants actually uses.
-
     Cost: a Python ``int`` costs one activation. A traced, unbatched ``i`` becomes a ``lax.switch``
     (a real branch, one activation at run time). Under ``vmap`` with a *batched* ``i`` — one id per
     variant — ``lax.switch`` turns into a select: every activation in ``names`` is computed on the whole
     array and the right one picked per variant, so the elementwise cost grows with ``len(names)``
     (matmuls are unaffected). All branches here are NaN-safe at extreme inputs, so the zero cotangent
     that flows into untaken branches never turns into NaN gradients.
+
+    Args:
+      i: the activation's id, an index into ``names``: a Python ``int`` or a traced int32 scalar, so one
+        compiled program can hold variants with different activations.
+      x: the pre-activations, any shape.
+      names: restricts the candidates (``i`` then indexes into ``names``); pass only the activations a
+        group of variants actually uses.
+
+    Returns:
+      the activation applied elementwise, the shape of ``x``.
+
+    Raises:
+      ValueError: a name in ``names`` is not a known activation.
     """
     fns = [get(n) for n in names]
     if isinstance(i, int):
@@ -101,9 +110,20 @@ def by_index(i: int | jax.Array, x: jax.Array, names: Sequence[str] = NAMES) -> 
 
 
 def resolve(activation: str | int | jax.Array | Activation, names: Sequence[str] = NAMES) -> Activation:
-    """Turn a name, an id (int or traced array, indexing ``names``) or a callable into an activation.
+    """Turn a name, an id or a callable into an activation.
 
     This is what the models accept as their ``activation`` argument.
+
+    Args:
+      activation: a name (see :data:`NAMES`), an id (int or traced array, indexing ``names``) or a
+        callable (returned as it is).
+      names: the candidates an id indexes.
+
+    Returns:
+      an elementwise function ``[...] -> [...]``.
+
+    Raises:
+      ValueError: ``activation`` is an unknown name.
     """
     if isinstance(activation, str):
         return get(activation)

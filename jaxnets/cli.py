@@ -233,10 +233,13 @@ def _store_warnings(out: Path) -> Iterator[None]:
         yield
 
 
-def run_sweep(config_path: Path, out: Path, *, quiet: bool, force: bool, top: int, dry_run: bool) -> int:
+def run_sweep(config_path: Path, out: Path, *, quiet: bool, force: bool, top: int, dry_run: bool,
+              compile_cache: bool = True) -> int:
     """``jaxnets sweep``: check, plan, train (resuming), save, plot, print the ranked table.
 
-    The directory's lock is held from before ``out`` is opened until the last file is written.
+    The directory's lock is held from before ``out`` is opened until the last file is written. With
+    ``compile_cache``, :func:`jaxnets.compilation_cache.enable_from_env` turns on the persistent compilation
+    cache before training (after the checks, so a dry run or a refused directory compiles and caches nothing).
     """
     from jaxnets import config, store, sweep
 
@@ -261,6 +264,13 @@ def run_sweep(config_path: Path, out: Path, *, quiet: bool, force: bool, top: in
             done = store.open_run(out, text, force=force)
         except store.DirectoryError as e:
             raise UsageError(str(e)) from None
+        if compile_cache:
+            from jaxnets import compilation_cache
+
+            try:
+                compilation_cache.enable_from_env()
+            except compilation_cache.UnsafeCacheDirError as e:
+                raise UsageError(str(e)) from None
         return _train(p, cfg, out, done, quiet=quiet, top=top)
 
 
@@ -328,6 +338,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    "lock of a run in progress)")
     p.add_argument("--top", type=int, default=10, metavar="K", help="rows of the ranked table to print "
                    "(0: all; default 10)")
+    p.add_argument("--no-compile-cache", action="store_true",
+                   help="do not use the persistent compilation cache (default: on, in $XDG_CACHE_HOME/jaxnets/jax "
+                   "or ~/.cache/jaxnets/jax; JAXNETS_COMPILE_CACHE=0 turns it off, =DIR picks the directory)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -367,13 +380,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "sweep":
             return run_sweep(args.config, args.out, quiet=args.quiet, force=args.force, top=args.top,
-                             dry_run=args.dry_run)
+                             dry_run=args.dry_run, compile_cache=not args.no_compile_cache)
         if args.command == "demo" and args.print_config:
             print(demo_config().read_text(encoding="utf-8"), end="")
             return 0
         if args.command == "demo":
             return run_sweep(demo_config(), args.out, quiet=args.quiet, force=args.force, top=args.top,
-                             dry_run=False)
+                             dry_run=False, compile_cache=not args.no_compile_cache)
         return run_show(args.dir, top=args.top, metric=args.metric)
     except UsageError as e:
         print(f"jaxnets: error: {e}", file=sys.stderr)

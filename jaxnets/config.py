@@ -113,7 +113,13 @@ class ConfigError(ValueError):
 class Axis:
     """One swept key: either ``values`` (a list) or a range ``low``..``high`` (``log``: log-uniform).
 
-    ``name`` is the config key (e.g. ``early_stopping_patience``); ``integer`` says a range samples ints.
+    Attributes:
+      name: the config key (e.g. ``early_stopping_patience``).
+      values: the listed values (lists as tuples), or ``None`` for a range.
+      low: the range's lower bound (``None`` for a list).
+      high: the range's upper bound (``None`` for a list).
+      log: a range samples log-uniformly.
+      integer: a range samples ints.
     """
 
     name: str
@@ -133,15 +139,23 @@ class Axis:
 class Config:
     """A checked sweep configuration.
 
-    ``data``: ``data.load`` keyword arguments including ``name``; ``base``: the fixed [model] / [train] keys
-    (config keys are engine variant keys; unset keys keep the engine's defaults); ``axes``: the swept keys in
-    file order;
-    ``metric``: the ``results.csv`` column random / Bayesian search optimizes and ``show`` ranks by;
-    ``goal``: ``"min"`` or ``"max"``; ``seed``: the search sampler's seed; ``raw``: the parsed TOML.
-    With ``[data] path``, ``data`` holds ``path`` as written (not resolved, so it means the same config on
-    every machine), the other ``[data]`` keys and ``sha256``, the hash of the file's bytes when it could be
-    read (so a changed data file changes the resume fingerprints); ``data_path`` is the file resolved
-    against the config's folder (``None`` for a built-in data set).
+    Attributes:
+      data: ``data.load`` keyword arguments including ``name``. With ``[data] path``, ``data`` holds
+        ``path`` as written (not resolved, so it means the same config on every machine), the other
+        ``[data]`` keys and ``sha256``, the hash of the file's bytes when it could be read (so a changed data
+        file changes the resume fingerprints).
+      base: the fixed [model] / [train] keys (config keys are engine variant keys; unset keys keep the
+        engine's defaults).
+      method: the search method, one of :data:`METHODS`.
+      trials: ``[sweep] trials``, the number of variants of a random / Bayesian search.
+      batch: ``[sweep] batch``, the variants per round of a Bayesian search.
+      metric: the ``results.csv`` column random / Bayesian search optimizes and ``show`` ranks by.
+      goal: ``"min"`` or ``"max"``.
+      axes: the swept keys in file order.
+      seed: the search sampler's seed.
+      raw: the parsed TOML.
+      data_path: with ``[data] path``, the file resolved against the config's folder (``None`` for a
+        built-in data set).
     """
 
     data: dict[str, Any]
@@ -400,15 +414,15 @@ def parse(raw: Mapping[str, Any], *, base_dir: str | Path | None = None) -> Conf
     :func:`jaxnets.sweep.plan`, which loads it). See the module docstring for the schema.
 
     Args:
-        raw: the parsed TOML document.
-        base_dir: the folder a relative ``[data] path`` is relative to: the config file's folder
-            (:func:`load` passes it); ``None``: the current directory.
+      raw: the parsed TOML document.
+      base_dir: the folder a relative ``[data] path`` is relative to: the config file's folder
+        (:func:`load` passes it); ``None``: the current directory.
 
     Returns:
-        The checked :class:`Config`.
+      The checked :class:`Config`.
 
     Raises:
-        ConfigError: naming the bad key and value and listing what is valid.
+      ConfigError: naming the bad key and value and listing what is valid.
     """
     if not isinstance(raw, Mapping):
         raise ConfigError(f"a config is a TOML table, got {type(raw).__name__}")
@@ -428,8 +442,16 @@ def parse(raw: Mapping[str, Any], *, base_dir: str | Path | None = None) -> Conf
 def loads(text: str, *, base_dir: str | Path | None = None) -> Config:
     """Parse TOML text into a checked :class:`Config` (TOML syntax errors become :class:`ConfigError`).
 
-    ``base_dir``: the folder a relative ``[data] path`` is relative to (the config file's folder; ``None``:
-    the current directory), as in :func:`parse`.
+    Args:
+      text: the config file's text.
+      base_dir: the folder a relative ``[data] path`` is relative to (the config file's folder; ``None``:
+        the current directory), as in :func:`parse`.
+
+    Returns:
+      The checked :class:`Config`.
+
+    Raises:
+      ConfigError: the text is not valid TOML, or :func:`parse` rejects it.
     """
     try:
         raw = tomllib.loads(text)
@@ -439,9 +461,17 @@ def loads(text: str, *, base_dir: str | Path | None = None) -> Config:
 
 
 def load(path: str | Path) -> Config:
-    """Read and check a config file; raise :class:`ConfigError` naming the file if it is missing or bad.
+    """Read and check a config file.
 
-    A relative ``[data] path`` is relative to the config file's folder.
+    Args:
+      path: the config file (TOML). A relative ``[data] path`` in it is relative to the config file's
+        folder.
+
+    Returns:
+      The checked :class:`Config`.
+
+    Raises:
+      ConfigError: naming the file, if it is missing (cannot be read) or bad.
     """
     path = Path(path)
     try:
@@ -455,8 +485,15 @@ def load(path: str | Path) -> Config:
 
 
 def data_kwargs(cfg: Config) -> tuple[str, dict[str, Any]]:
-    """``(name, keyword arguments)`` for :func:`jaxnets.data.load` from the ``[data]`` table; with
-    ``[data] path``: ``(the resolved file path, keyword arguments)`` for :func:`jaxnets.data.load_file`."""
+    """The data set's loader arguments from the ``[data]`` table.
+
+    Args:
+      cfg: a checked config.
+
+    Returns:
+      ``(name, keyword arguments)`` for :func:`jaxnets.data.load`; with ``[data] path``:
+      ``(the resolved file path, keyword arguments)`` for :func:`jaxnets.data.load_file`.
+    """
     if cfg.data_path is not None:
         return str(cfg.data_path), {k: v for k, v in cfg.data.items() if k not in ("path", "sha256")}
     kwargs = {k: v for k, v in cfg.data.items() if k != "name"}

@@ -111,15 +111,21 @@ class Dataset:
     (writable) arrays: do not modify them in place. Equality is identity (arrays have no single truth value).
 
     Attributes:
-        name: the data set's name: one of :data:`NAMES`, or the name given to :func:`from_arrays` (for
-            :func:`load_file`, the file's stem by default).
-        task: one of :data:`TASKS`.
-        n_classes: number of classes: ``C`` for multiclass, 2 for binary, 0 for regression.
-        output_dim: units the model's last layer needs: ``C`` for multiclass (logits), 1 for binary (one
-            logit), ``D`` for regression.
-        sequence_output: True when ``y`` has a time axis (many-to-many), so the model must emit
-            ``[N, T, output_dim]``.
-        default_loss: ``"binary_crossentropy"``, ``"sparse_categorical_crossentropy"`` or ``"mse"``.
+      name: the data set's name: one of :data:`NAMES`, or the name given to :func:`from_arrays` (for
+        :func:`load_file`, the file's stem by default).
+      x_train: training features, ``[N, *input_shape]`` (see the shapes above).
+      y_train: training labels / targets (see the shapes above).
+      x_val: validation features, ``[N, *input_shape]``.
+      y_val: validation labels / targets.
+      x_test: test features, ``[N, *input_shape]``.
+      y_test: test labels / targets.
+      task: one of :data:`TASKS`.
+      n_classes: number of classes: ``C`` for multiclass, 2 for binary, 0 for regression.
+      output_dim: units the model's last layer needs: ``C`` for multiclass (logits), 1 for binary (one
+        logit), ``D`` for regression.
+      sequence_output: True when ``y`` has a time axis (many-to-many), so the model must emit
+        ``[N, T, output_dim]``.
+      default_loss: ``"binary_crossentropy"``, ``"sparse_categorical_crossentropy"`` or ``"mse"``.
     """
 
     name: str
@@ -418,27 +424,27 @@ def load(
     """Load, split and (for tabular data) standardize a data set.
 
     Args:
-        name: one of :data:`NAMES`.
-        seed: non-negative integer; fixes the split, the ``n_train`` subsample and, for generated data sets,
-            the data itself. Same seed, same arrays; another seed, another split.
-        val_fraction: share of all examples held out for validation, in ``(0, 1)``.
-        test_fraction: share held out for testing; ``val_fraction + test_fraction`` must be below 1. Split
-            sizes are ``round(N * fraction)``, spread over the classes in proportion (stratified) for data
-            sets with one class label an example.
-        n_train: keep only this many training examples (a seeded, stratified subsample of the training
-            split; validation and test are untouched), e.g. for overfitting experiments. Standardization
-            still uses the whole training split, so the kept rows equal rows of the full ``x_train``.
-        **options: data-set options (generated data sets only): ``adding``: ``length``, ``n_samples``;
-            ``copy``: ``length``, ``n_symbols``, ``n_copy``, ``n_samples``; ``spirals``: ``n_samples``,
-            ``noise``, ``turns``. See the module docstring for meanings and defaults.
+      name: one of :data:`NAMES`.
+      seed: non-negative integer; fixes the split, the ``n_train`` subsample and, for generated data sets,
+        the data itself. Same seed, same arrays; another seed, another split.
+      val_fraction: share of all examples held out for validation, in ``(0, 1)``.
+      test_fraction: share held out for testing; ``val_fraction + test_fraction`` must be below 1. Split
+        sizes are ``round(N * fraction)``, spread over the classes in proportion (stratified) for data
+        sets with one class label an example.
+      n_train: keep only this many training examples (a seeded, stratified subsample of the training
+        split; validation and test are untouched), e.g. for overfitting experiments. Standardization
+        still uses the whole training split, so the kept rows equal rows of the full ``x_train``.
+      **options: data-set options (generated data sets only): ``adding``: ``length``, ``n_samples``;
+        ``copy``: ``length``, ``n_symbols``, ``n_copy``, ``n_samples``; ``spirals``: ``n_samples``,
+        ``noise``, ``turns``. See the module docstring for meanings and defaults.
 
     Returns:
-        A :class:`Dataset`; e.g. ``digits``: ``x_train`` float32 ``[1079, 64]``, ``y_train`` int32 ``[1079]``,
-        359 validation and 359 test examples.
+      A :class:`Dataset`; e.g. ``digits``: ``x_train`` float32 ``[1079, 64]``, ``y_train`` int32 ``[1079]``,
+      359 validation and 359 test examples.
 
     Raises:
-        ValueError: unknown name or option, bad option value, bad fractions, a split that would be empty, or
-            ``n_train`` not in ``1..(size of the training split)``.
+      ValueError: unknown name or option, bad option value, bad fractions, a split that would be empty, or
+        ``n_train`` not in ``1..(size of the training split)``.
     """
     if name not in _SPECS:
         raise ValueError(f"unknown data set {name!r}; valid names: {', '.join(NAMES)}")
@@ -519,8 +525,12 @@ def _shape(a: np.ndarray) -> str:
 def describe(ds: Dataset) -> str:
     """One-line summary: name, task, classes, train shapes, ``y`` dtype, output units, split sizes, loss.
 
-    Example: ``'digits: multiclass, 10 classes, x [1079, 64] -> y [1079] int32, output_dim 10, val 359,
-    test 359, loss sparse_categorical_crossentropy'``.
+    Args:
+      ds: the data set.
+
+    Returns:
+      the summary, e.g. ``'digits: multiclass, 10 classes, x [1079, 64] -> y [1079] int32, output_dim 10,
+      val 359, test 359, loss sparse_categorical_crossentropy'``.
     """
     classes = f", {ds.n_classes} classes" if ds.n_classes else ""
     seq = ", per-step targets" if ds.sequence_output else ""
@@ -549,11 +559,11 @@ class DataError(ValueError):
     The message starts with the file (``source: ``) when there is one. The fields say the same for programs.
 
     Attributes:
-        reason: the message without the ``source: `` prefix.
-        source: the file at fault (its path as a string), or ``None`` for arrays passed in.
-        column: the CSV column or the array (``"x"``, ``"y_val"``, ...) at fault, or ``None``.
-        row: where the first bad value is: for a CSV the 1-based data row (row 1 is the line after the
-            header), for an array the index along its first axis; ``None`` when no single row is at fault.
+      reason: the message without the ``source: `` prefix.
+      source: the file at fault (its path as a string), or ``None`` for arrays passed in.
+      column: the CSV column or the array (``"x"``, ``"y_val"``, ...) at fault, or ``None``.
+      row: where the first bad value is: for a CSV the 1-based data row (row 1 is the line after the
+        header), for an array the index along its first axis; ``None`` when no single row is at fault.
     """
 
     def __init__(self, reason: str, *, source: str | os.PathLike | None = None, column: str | None = None,
@@ -779,39 +789,39 @@ def from_arrays(
     """Your own arrays as a :class:`Dataset`: checked, split, standardized, typed like the built-in sets.
 
     Args:
-        x: features, ``[N, D]`` (tabular), ``[N, H, W, C]`` (images, for ``kind = "cnn"``) or ``[N, T, F]``
-            (sequences, for ``kind = "rnn"``); any numeric dtype (returned as float32).
-        y: ``[N]``: class labels (integers ``0..C-1``; ``[N, 1]`` is flattened) or regression targets
-            (floats); ``[N, D]``: regression targets.
-        task: ``"binary"``, ``"multiclass"`` or ``"regression"``; ``None`` infers it from ``y``: integer (or
-            bool) labels are binary with 2 classes, multiclass with more; floats are regression, except
-            floats that are all whole numbers (``0.0, 1.0, 2.0``), which are ambiguous and raise (pass
-            ``task`` or cast ``y`` to int).
-        x_val: validation features ``[N_val, ...]`` (same example shape as ``x``), used as the validation
-            split instead of splitting one off ``x, y``; needs ``y_val``.
-        y_val: validation labels / targets ``[N_val]`` (or ``[N_val, D]``); needs ``x_val``.
-        x_test: test features ``[N_test, ...]``, used as the test split; needs ``y_test``.
-        y_test: test labels / targets; needs ``x_test``.
-        val_fraction: when ``x_val`` is not given, the share of ``x, y`` split off for validation, in
-            ``(0, 1)`` (``round(N * val_fraction)`` examples).
-        test_fraction: when ``x_test`` is not given, the share of ``x, y`` split off for testing; the shares
-            split off must sum below 1. Splits are seeded and, for classification, stratified (each class in
-            proportion), exactly as :func:`load` splits a built-in data set.
-        seed: non-negative integer fixing the split (and the order of the training examples).
-        standardize: standardize every feature (every pixel / channel or time step / feature) with the
-            mean and std of the training split only (std 0 -> 1); ``False`` leaves ``x`` as it is.
-        name: the data set's name (in messages and plan lines).
+      x: features, ``[N, D]`` (tabular), ``[N, H, W, C]`` (images, for ``kind = "cnn"``) or ``[N, T, F]``
+        (sequences, for ``kind = "rnn"``); any numeric dtype (returned as float32).
+      y: ``[N]``: class labels (integers ``0..C-1``; ``[N, 1]`` is flattened) or regression targets
+        (floats); ``[N, D]``: regression targets.
+      task: ``"binary"``, ``"multiclass"`` or ``"regression"``; ``None`` infers it from ``y``: integer (or
+        bool) labels are binary with 2 classes, multiclass with more; floats are regression, except
+        floats that are all whole numbers (``0.0, 1.0, 2.0``), which are ambiguous and raise (pass
+        ``task`` or cast ``y`` to int).
+      x_val: validation features ``[N_val, ...]`` (same example shape as ``x``), used as the validation
+        split instead of splitting one off ``x, y``; needs ``y_val``.
+      y_val: validation labels / targets ``[N_val]`` (or ``[N_val, D]``); needs ``x_val``.
+      x_test: test features ``[N_test, ...]``, used as the test split; needs ``y_test``.
+      y_test: test labels / targets; needs ``x_test``.
+      val_fraction: when ``x_val`` is not given, the share of ``x, y`` split off for validation, in
+        ``(0, 1)`` (``round(N * val_fraction)`` examples).
+      test_fraction: when ``x_test`` is not given, the share of ``x, y`` split off for testing; the shares
+        split off must sum below 1. Splits are seeded and, for classification, stratified (each class in
+        proportion), exactly as :func:`load` splits a built-in data set.
+      seed: non-negative integer fixing the split (and the order of the training examples).
+      standardize: standardize every feature (every pixel / channel or time step / feature) with the
+        mean and std of the training split only (std 0 -> 1); ``False`` leaves ``x`` as it is.
+      name: the data set's name (in messages and plan lines).
 
     Returns:
-        A :class:`Dataset`: ``x_*`` float32 ``[N, *x.shape[1:]]``; ``y_*`` int32 ``[N]`` (binary /
-        multiclass, ``n_classes`` ``C``, ``output_dim`` 1 / ``C``) or float32 ``[N, D]`` (regression,
-        ``output_dim`` ``D``; ``[N]`` targets become ``[N, 1]``).
+      A :class:`Dataset`: ``x_*`` float32 ``[N, *x.shape[1:]]``; ``y_*`` int32 ``[N]`` (binary /
+      multiclass, ``n_classes`` ``C``, ``output_dim`` 1 / ``C``) or float32 ``[N, D]`` (regression,
+      ``output_dim`` ``D``; ``[N]`` targets become ``[N, 1]``).
 
     Raises:
-        DataError: non-numeric values, NaN / Inf (count and array), one class only, labels that are not
-            ``0..C-1``, ambiguous whole-number float ``y``, mismatched lengths or shapes, ``y_val`` without
-            ``x_val`` (or the reverse), a split that would be empty.
-        ValueError: a bad option (``task``, ``seed``, ``standardize``, fractions, ``name``).
+      DataError: non-numeric values, NaN / Inf (count and array), one class only, labels that are not
+        ``0..C-1``, ambiguous whole-number float ``y``, mismatched lengths or shapes, ``y_val`` without
+        ``x_val`` (or the reverse), a split that would be empty.
+      ValueError: a bad option (``task``, ``seed``, ``standardize``, fractions, ``name``).
 
     Example::
 
@@ -981,22 +991,22 @@ def load_file(path: str | os.PathLike, *, target: str | None = None, **options: 
       to use as given), read with ``allow_pickle=False``; shapes as in :func:`from_arrays`.
 
     Args:
-        path: the file; its suffix (``.csv`` or ``.npz``, see :data:`FILE_SUFFIXES`) picks the reader.
-        target: CSV only, and required there: the name of the label / target column.
-        **options: :func:`from_arrays` keyword arguments (``task``, ``val_fraction``, ``test_fraction``,
-            ``seed``, ``standardize``, ``name``, ...); ``name`` defaults to the file's stem.
+      path: the file; its suffix (``.csv`` or ``.npz``, see :data:`FILE_SUFFIXES`) picks the reader.
+      target: CSV only, and required there: the name of the label / target column.
+      **options: :func:`from_arrays` keyword arguments (``task``, ``val_fraction``, ``test_fraction``,
+        ``seed``, ``standardize``, ``name``, ...); ``name`` defaults to the file's stem.
 
     Returns:
-        A :class:`Dataset`, as :func:`from_arrays` returns it.
+      A :class:`Dataset`, as :func:`from_arrays` returns it.
 
     Raises:
-        DataError: each in one line naming the file: no such file, an unsupported suffix (lists the supported
-            ones), a CSV without ``target`` or without that column (lists the columns), a non-numeric column
-            (names it, shows the first bad value and its row), missing / NaN / Inf values (count and
-            columns), an ``.npz`` without ``x`` / ``y`` or with other arrays, ``target`` for an ``.npz``, an
-            array also passed as an option, and everything :func:`from_arrays` rejects.
-        ValueError: a bad :func:`from_arrays` option.
-        TypeError: an unknown keyword argument.
+      DataError: each in one line naming the file: no such file, an unsupported suffix (lists the supported
+        ones), a CSV without ``target`` or without that column (lists the columns), a non-numeric column
+        (names it, shows the first bad value and its row), missing / NaN / Inf values (count and
+        columns), an ``.npz`` without ``x`` / ``y`` or with other arrays, ``target`` for an ``.npz``, an
+        array also passed as an option, and everything :func:`from_arrays` rejects.
+      ValueError: a bad :func:`from_arrays` option.
+      TypeError: an unknown keyword argument.
 
     Example::
 

@@ -19,7 +19,7 @@ input side first.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -29,16 +29,68 @@ STATS: tuple[str, ...] = ("act_mean", "act_std", "dead_fraction", "saturated_fra
 
 
 def layer_names(params: Mapping[str, Any]) -> list[str]:
-    """Top-level layer names of a model's parameters, input side first (the models' naming sorts so)."""
+    """Top-level layer names of a model's parameters, sorted (the built-in models' naming sorts input side
+    first: ``layer_00, layer_01, ..., output``)."""
     return sorted(params)
 
 
-def grad_norms(grads: Mapping[str, Any]) -> jax.Array:
-    """L2 norm of each top-level layer's gradient pytree -> [L] (L = number of layers incl. the output)."""
+def subtree(tree: Mapping[str, Any], path: str) -> Any:
+    """The entry of a nested mapping at ``path`` (``"blocks/0"`` -> ``tree["blocks"][0]``; integer keys of
+    NNX lists are matched by their text)."""
+    node: Any = tree
+    for part in path.split("/"):
+        node = node[part] if part in node else {str(k): v for k, v in node.items()}[part]
+    return node
+
+
+def grad_norms(grads: Mapping[str, Any], names: Sequence[str] | None = None) -> jax.Array:
+    """L2 norm of each layer's gradient pytree -> [L].
+
+    Args:
+      grads: the gradient of the loss with respect to a model's parameters (a nested mapping).
+      names: the layers, input side first, as paths into ``grads`` (``"layer_00"``, ``"blocks/0"``);
+        default: :func:`layer_names` (the built-in models: hidden layers, then ``output``).
+
+    Returns:
+      [L] float32, one norm per entry of ``names`` (kernel, bias and any other parameters of it together).
+    """
+    names = layer_names(grads) if names is None else names
     return jnp.stack([
-        jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads[name])))
-        for name in layer_names(grads)
+        jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(subtree(grads, name))))
+        for name in names
     ])
+
+
+def collect_recorded(recorded: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """The ``"act"`` / ``"preact"`` values anywhere in a model's recorded collection, in recording order.
+
+    A module records a hidden layer with ``self.sow("intermediates", "act", x)`` (linen; optionally also
+    ``"preact"``, the value the activation was applied to) or ``self.sow(nnx.Intermediate, "act", x)``
+    (NNX). Values are collected module by module in the order the collection lists them (linen: the order
+    the modules recorded them; NNX: attribute order); within a module, in recording order. Where a module
+    records ``act`` without ``preact``, its pre-activations are ``None``.
+
+    Returns:
+      ``{"act": [...], "preact": [...]}``, lists of arrays [B, ..., units] of equal length.
+    """
+    out: dict[str, list[Any]] = {"act": [], "preact": []}
+
+    def walk(node: Any) -> None:
+        if not isinstance(node, Mapping):
+            return
+        acts = node.get("act", ())
+        acts = tuple(acts) if isinstance(acts, tuple | list) else (acts,)
+        pre = node.get("preact", (None,) * len(acts))
+        pre = tuple(pre) if isinstance(pre, tuple | list) else (pre,)
+        if acts:
+            out["act"] += list(acts)
+            out["preact"] += list(pre) if len(pre) == len(acts) else [None] * len(acts)
+        for key, value in node.items():
+            if key not in ("act", "preact"):
+                walk(value)
+
+    walk(recorded)
+    return out
 
 
 def _units(x: jax.Array) -> jax.Array:
@@ -54,16 +106,16 @@ def activation_stats(
     """Statistics of each recorded hidden layer.
 
     Args:
-      recorded: a model's ``"intermediates"`` collection: ``"act"`` (and optionally ``"preact"``), tuples of
-        per-layer arrays [B, ..., units].
+      recorded: a model's recorded collection (see :func:`collect_recorded`): ``"act"`` (and optionally
+        ``"preact"``) entries, tuples of per-layer arrays [B, ..., units], at any depth.
       activation: the activation the layers use (for its derivative).
       saturation_threshold: |pre-activation| beyond which a unit counts as saturated (``inf``: never).
 
     Returns:
       dict of :data:`STATS` -> [L] float32 arrays.
     """
-    acts = recorded.get("act", ())
-    preacts = recorded.get("preact", (None,) * len(acts))
+    found = collect_recorded(recorded)
+    acts, preacts = found["act"], found["preact"]
     out: dict[str, list[jax.Array]] = {k: [] for k in STATS}
     for a, z in zip(acts, preacts, strict=True):
         a = _units(a)

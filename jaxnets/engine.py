@@ -48,14 +48,16 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxnets import activations, diagnostics, events, initializers, losses, optimizers
+from jaxnets import activations, adapters, diagnostics, events, initializers, losses, optimizers
 from jaxnets import variants as variants_lib
 from jaxnets.data import Dataset
-from jaxnets.models import CNN, MLP, RNN, small_kernel_dot_general
-from jaxnets.result import METRICS, STATUS_NAMES, GroupResult, Result
+from jaxnets.hyper import Hyper
+from jaxnets.models import CNN, MLP, OUTPUT, RNN, layer_name, small_kernel_dot_general
+from jaxnets.result import METRICS, STATUS_NAMES, TEST_METRICS, GroupResult, Result
 
 OK, DIVERGED, EARLY_STOPPED = (STATUS_NAMES.index(s) for s in ("ok", "diverged", "early_stopped"))
 
@@ -72,7 +74,9 @@ class Footprint(NamedTuple):
 class TrainState(NamedTuple):
     """One variant's training state (a leading [V] axis on every leaf once vmapped).
 
-    ``best_params`` is ``None`` unless early stopping is on. ``last`` holds the metrics of the latest
+    ``model_state`` holds the model's non-parameter collections (e.g. BatchNorm's ``batch_stats``; ``{}``
+    when it has none). ``best_params`` is ``None`` unless early stopping is on, else the best
+    ``(params, model_state)``. ``last`` holds the metrics of the latest
     evaluation (repeated once the variant stops changing); ``loss0`` the training loss at evaluation 0 (for
     the ``divergence_factor`` rule).
     """
@@ -87,6 +91,7 @@ class TrainState(NamedTuple):
     best_params: Any
     last: dict[str, jax.Array]
     loss0: jax.Array
+    model_state: Any
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -94,8 +99,10 @@ class TrainState(NamedTuple):
 # --------------------------------------------------------------------------------------------------------
 
 
-def _check_data(ds: Dataset, spec: variants_lib.GroupSpec) -> None:
-    for split in ("train", "val"):
+def _check_data(ds: Dataset, spec: variants_lib.GroupSpec, *, builtin_model: bool = True,
+                builtin_loss: bool = True) -> None:
+    splits = ("train", "val", "test") if len(ds.x_test) else ("train", "val")
+    for split in splits:
         x, y = getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}")
         if len(x) != len(y):
             raise ValueError(f"{ds.name}: x_{split} has {len(x)} examples but y_{split} has {len(y)}")
@@ -106,6 +113,18 @@ def _check_data(ds: Dataset, spec: variants_lib.GroupSpec) -> None:
     if ds.x_val.shape[1:] != ds.x_train.shape[1:]:
         raise ValueError(f"{ds.name}: x_val examples have shape {ds.x_val.shape[1:]}, "
                          f"x_train examples {ds.x_train.shape[1:]}")
+    if ds.x_test.shape[1:] != ds.x_train.shape[1:] and len(ds.x_test):
+        raise ValueError(f"{ds.name}: x_test examples have shape {ds.x_test.shape[1:]}, "
+                         f"x_train examples {ds.x_train.shape[1:]}")
+    if spec.batch_size > len(ds.x_train):
+        raise ValueError(f"batch_size {spec.batch_size} is larger than the {len(ds.x_train)} training examples")
+    if not builtin_loss:
+        return
+    for split in splits:
+        y = _labels(spec.loss, getattr(ds, f"y_{split}"), ds)
+        losses.check_labels(spec.loss, y, ds.output_dim)
+    if not builtin_model:
+        return
     need = {"cnn": 4, "rnn": 3}.get(spec.kind)
     if need and ds.x_train.ndim != need:
         layout = "images [N, H, W, C]" if spec.kind == "cnn" else "sequences [N, T, F]"
@@ -113,11 +132,6 @@ def _check_data(ds: Dataset, spec: variants_lib.GroupSpec) -> None:
                          f"{ds.x_train.shape} (try the '_image' / '_sequence' variant of the data set)")
     if ds.sequence_output and spec.kind != "rnn":
         raise ValueError(f"data set {ds.name!r} has a label per time step; only kind 'rnn' can fit it")
-    if spec.batch_size > len(ds.x_train):
-        raise ValueError(f"batch_size {spec.batch_size} is larger than the {len(ds.x_train)} training examples")
-    for split in ("train", "val"):
-        y = _labels(spec.loss, getattr(ds, f"y_{split}"), ds)
-        losses.check_labels(spec.loss, y, ds.output_dim)
 
 
 def _labels(loss: str, y: np.ndarray, ds: Dataset) -> np.ndarray:
@@ -129,7 +143,7 @@ def _labels(loss: str, y: np.ndarray, ds: Dataset) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------------------
-# One variant: model, init, step, evaluation (vmapped and jitted by `_GroupProgram`)
+# One variant: model, init, step, evaluation (vmapped and jitted by `train`)
 # --------------------------------------------------------------------------------------------------------
 
 
@@ -147,19 +161,8 @@ def _build(kind: str, hidden: Sequence[int], dense: Sequence[int], cell: str, ma
         conv_impl = "matmul" if on_cpu else "xla"
         return CNN(channels=tuple(hidden), dense=tuple(dense), conv_impl=conv_impl, dot_general=dot_general,
                    **common)
+    common.pop("norm", None)  # validated: an RNN has norm "none"
     return RNN(hidden=tuple(hidden), cell=cell, many_to_many=many_to_many, **common)
-
-
-def _model(spec: variants_lib.GroupSpec, hp: Mapping[str, jax.Array], output_dim: int, many_to_many: bool,
-           platform: str):
-    return _build(
-        spec.kind, spec.hidden, spec.dense, spec.cell, many_to_many, platform,
-        output_dim=output_dim,
-        activation=hp["activation"],
-        activation_names=spec.activations,
-        kernel_init=initializers.by_index(hp["init"], hp["init_scale"], spec.initializers),
-        dropout=hp["dropout"] if spec.use_dropout else 0.0,
-    )
 
 
 def model(row: Mapping[str, Any], ds: Dataset):
@@ -181,72 +184,176 @@ def model(row: Mapping[str, Any], ds: Dataset):
         activation=row["activation"],
         kernel_init=initializers.get(row["init"], row["init_scale"]),
         dropout=row["dropout"],
+        norm=row["norm"],
     )
 
 
+def _is_key(x: Any) -> bool:
+    return jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
 def _tree_where(cond: jax.Array, a: Any, b: Any) -> Any:
-    return jax.tree.map(lambda x, y: jnp.where(cond, x, y), a, b)
+    """``where(cond, a, b)`` leaf by leaf; PRNG-key leaves (an NNX model's rng streams) always take ``a``."""
+    return jax.tree.map(lambda x, y: x if _is_key(x) else jnp.where(cond, x, y), a, b)
 
 
 def _all_finite(tree: Any) -> jax.Array:
-    """True when every element of ``tree`` is finite: ``sum(x * 0)`` is 0, or NaN if any x is NaN/Inf.
+    """True when every floating element of ``tree`` is finite: ``sum(x * 0)`` is 0, or NaN if any x is
+    NaN/Inf.
 
     One fused reduction per leaf (no boolean temporaries).
     """
-    return jnp.isfinite(sum(jnp.sum(x * 0.0) for x in jax.tree.leaves(tree)))
+    leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.isfinite(sum((jnp.sum(x * 0.0) for x in leaves), jnp.float32(0.0)))
 
 
-class _GroupProgram:
-    """The per-variant functions of one static group, and their vmapped, jitted, sharded versions."""
+def _n_hidden(spec: variants_lib.GroupSpec) -> int:
+    """Hidden layers of a built-in model (conv blocks and dense layers for the CNN)."""
+    return len(spec.hidden) + (len(spec.dense) if spec.kind == "cnn" else 0)
 
-    def __init__(self, spec: variants_lib.GroupSpec, ds: Dataset, n_eval_train: int, *, platform: str):
+
+def _builtin_factory(spec: variants_lib.GroupSpec, output_dim: int, many_to_many: bool, platform: str
+                     ) -> Callable[[Hyper], Any]:
+    """The built-in MLP / CNN / RNN of a group as a model factory, like a user's."""
+
+    def factory(hp: Hyper):
+        return _build(spec.kind, spec.hidden, spec.dense, spec.cell, many_to_many, platform,
+                      output_dim=output_dim, activation=hp["activation"], activation_names=spec.activations,
+                      kernel_init=hp.kernel_init, dropout=hp.dropout_rate, norm=spec.norm)
+
+    return factory
+
+
+def _raw_labels(y: np.ndarray, ds: Dataset) -> np.ndarray:
+    """Labels for a user loss: as the data set holds them (int32 classes, float32 regression targets)."""
+    return np.asarray(y, np.float32 if ds.task == "regression" else np.int32)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+class Program:
+    """The pure per-variant functions of one static group: ``init``, ``train_chunk``, ``evaluate``.
+
+    Everything here is a function of ONE variant (its hyperparameters ``hp``: a dict of scalars, one entry
+    per vmapped key, as :meth:`stack` gives them with a leading [V] axis), so ``jax.jit(jax.vmap(...))``
+    of it trains many; :func:`train` does exactly that (plus padding, sharding, blocks and the host loop).
+    Build one with :func:`program`.
+
+    Attributes:
+      spec: the group's static part (:class:`jaxnets.variants.GroupSpec`).
+      rows: the group's variants (normalized rows).
+      data: the arrays the functions read, as NumPy: ``x_train``, ``y_train``, ``x_eval`` / ``y_eval`` (the
+        first ``n_eval_train`` training examples, for the evaluation-time train loss and diagnostics),
+        ``x_val``, ``y_val``, ``x_test``, ``y_test`` (labels in the form the loss takes).
+      layer_names: the entries of ``grad_norm``, input side first (paths into the parameter tree).
+      custom: True for a user model factory (False for the built-in MLP / CNN / RNN).
+
+    Example (a hand-written loop over 8 variants, what :func:`train` does for you)::
+
+        prog = engine.program(variants, ds)                 # one static group
+        hp = prog.stack()                                   # {key: [8]}
+        data = jax.device_put(prog.data)
+        state = jax.jit(jax.vmap(prog.init))(hp)
+        chunk = jax.jit(jax.vmap(prog.train_chunk, in_axes=(0, 0, None)))
+        for _ in range(prog.spec.n_evals - 1):
+            state, metrics = chunk(state, hp, data)        # eval_every steps, then one evaluation
+    """
+
+    def __init__(self, group: variants_lib.Group, ds: Dataset, *, model: Callable[..., Any] | None = None,
+                 loss: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
+                 metric: Callable[[jax.Array, jax.Array], jax.Array] | None = None, n_eval_train: int = 1024,
+                 platform: str):
+        spec = group.spec
         self.spec = spec
+        self.rows = tuple(group.rows)
+        self.indices = tuple(group.indices)
         self.platform = platform
-        self.output_dim = ds.output_dim
+        self.custom = model is not None
         self.many_to_many = ds.sequence_output
-        self.loss_fn = losses.get(spec.loss)
-        self.has_accuracy = losses.has_accuracy(spec.loss)
+        self.output_dim = ds.output_dim
+        if model is None:
+            model = _builtin_factory(spec, ds.output_dim, ds.sequence_output, platform)
+        self.adapter = adapters.adapter_for(model)
+        self.user_loss, self.user_metric = loss, metric
+        self.has_accuracy = metric is not None if loss is not None else losses.has_accuracy(spec.loss)
         self.n_train = len(ds.x_train)
+        self.has_test = len(ds.x_test) > 0
         self.x_sample = jnp.zeros((1,) + ds.x_train.shape[1:], jnp.float32)
+        labels = (lambda y: _raw_labels(y, ds)) if loss is not None else (lambda y: _labels(spec.loss, y, ds))
         self.data = {
             "x_train": np.asarray(ds.x_train, np.float32),
-            "y_train": _labels(spec.loss, ds.y_train, ds),
+            "y_train": labels(ds.y_train),
             "x_eval": np.asarray(ds.x_train[:n_eval_train], np.float32),
-            "y_eval": _labels(spec.loss, ds.y_train[:n_eval_train], ds),
+            "y_eval": labels(ds.y_train[:n_eval_train]),
             "x_val": np.asarray(ds.x_val, np.float32),
-            "y_val": _labels(spec.loss, ds.y_val, ds),
+            "y_val": labels(ds.y_val),
         }
+        if self.has_test:
+            self.data |= {"x_test": np.asarray(ds.x_test, np.float32), "y_test": labels(ds.y_test)}
         self.sat = activations.saturation_threshold(spec.activations)
+        self.layer_names = self._layer_names()
 
-    def model(self, hp: Mapping[str, jax.Array]):
-        """The Flax model of one variant (activation and initializer ids from ``hp``)."""
-        return _model(self.spec, hp, self.output_dim, self.many_to_many, self.platform)
+    # -- hyperparameters -----------------------------------------------------------------------------
+    def stack(self, rows: Sequence[Mapping[str, Any]] | None = None) -> dict[str, np.ndarray]:
+        """The vmapped keys of ``rows`` (default: the group's) as [V] arrays: the ``hp`` the functions take."""
+        return variants_lib.stack(self.spec, self.rows if rows is None else rows)
+
+    def hyper(self, hp: Mapping[str, jax.Array]) -> Hyper:
+        """What a model factory sees: ``hp`` plus the group's static keys and the :class:`Hyper` helpers."""
+        s = self.spec
+        static = {k: getattr(s, k) for k in variants_lib.STATIC_KEYS}
+        return Hyper({**static, **dict(s.static_extra), **hp}, s.activations, s.initializers, s.use_dropout)
+
+    def _layer_names(self) -> list[str]:
+        if not self.custom:
+            return [layer_name(i) for i in range(_n_hidden(self.spec))] + [OUTPUT]
+        hp = {k: v[0] for k, v in self.stack(self.rows[:1]).items()}
+        return self.adapter.layer_names(self.hyper(hp), jax.random.key(0), self.x_sample)
 
     # -- pieces --------------------------------------------------------------------------------------
-    def optimizer(self, hp: Mapping[str, jax.Array]):
+    def optimizer(self, hp: Mapping[str, jax.Array]) -> optax.GradientTransformation:
+        """The variant's optimizer (hyperparameters injected as state)."""
         s = self.spec
         hyper = {k: hp[k] for k in optimizers.HYPERPARAMETERS}
         return optimizers.with_hyperparameters(s.optimizer, hyper, clip=s.use_clip, decay=s.use_weight_decay)
 
-    def data_loss(self, logits: jax.Array, y: jax.Array) -> jax.Array:
-        return jnp.mean(self.loss_fn(losses.fit_logits(self.spec.loss, logits, y), y))
+    def per_example_loss(self, outputs: jax.Array, y: jax.Array) -> jax.Array:
+        """The loss of each example: the user's ``loss(outputs, labels)``, or the built-in loss by name."""
+        if self.user_loss is not None:
+            return self.user_loss(outputs, y)
+        return losses.get(self.spec.loss)(losses.fit_logits(self.spec.loss, outputs, y), y)
 
-    def accuracy(self, logits: jax.Array, y: jax.Array) -> jax.Array:
+    def data_loss(self, outputs: jax.Array, y: jax.Array) -> jax.Array:
+        """The mean loss of a batch."""
+        return jnp.mean(self.per_example_loss(outputs, y))
+
+    def accuracy(self, outputs: jax.Array, y: jax.Array) -> jax.Array:
+        """The mean accuracy (or the user's metric) of a batch; NaN where none applies."""
         if not self.has_accuracy:
             return jnp.float32(jnp.nan)
-        return jnp.mean(losses.accuracy(self.spec.loss, losses.fit_logits(self.spec.loss, logits, y), y))
+        if self.user_loss is not None:
+            return jnp.mean(self.user_metric(outputs, y)).astype(jnp.float32)
+        return jnp.mean(losses.accuracy(self.spec.loss, losses.fit_logits(self.spec.loss, outputs, y), y))
+
+    def apply(self, params: Any, model_state: Any, hp: Mapping[str, jax.Array], x: jax.Array) -> jax.Array:
+        """The variant's outputs on ``x`` [B, ...] in evaluation mode (no dropout, running statistics)."""
+        return self.adapter.apply(params, model_state, self.hyper(hp), x, train=False)[0]
 
     # -- per variant ---------------------------------------------------------------------------------
-    def init_params(self, hp: Mapping[str, jax.Array]) -> Any:
-        """The variant's initial parameters, from ``fold_in(key(seed), 0)``."""
-        model = self.model(hp)
+    def init_params(self, hp: Mapping[str, jax.Array]) -> tuple[Any, Any]:
+        """The variant's initial ``(params, model_state)``, from ``fold_in(key(seed), 0)``."""
         key = jax.random.fold_in(jax.random.key(hp["seed"]), 0)
-        return model.init({"params": key, "dropout": key}, self.x_sample)["params"]
+        return self.adapter.init(self.hyper(hp), key, self.x_sample)
 
-    def init(self, params: Any, hp: Mapping[str, jax.Array], data: Mapping[str, jax.Array]) -> TrainState:
-        """A variant's training state before step 0, for initial ``params`` (evaluation 0 is the chunk
-        program run with ``train=False``, so evaluation is compiled once)."""
-        metrics = jax.eval_shape(self.evaluate, params, hp, data)
+    def init_state(self, variables: tuple[Any, Any], hp: Mapping[str, jax.Array],
+                   data: Mapping[str, Any] | None = None) -> TrainState:
+        """A variant's training state before step 0 for initial ``(params, model_state)``."""
+        params, model_state = variables
+        metrics = jax.eval_shape(self.evaluate, params, hp, self._shapes(data), model_state)
+        keep_best = self.spec.early_stopping_patience > 0
         return TrainState(
             params=params,
             opt_state=self.optimizer(hp).init(params),
@@ -255,10 +362,19 @@ class _GroupProgram:
             stopped_step=jnp.int32(self.spec.steps),
             best_val=jnp.float32(jnp.inf),
             bad_evals=jnp.int32(0),
-            best_params=params if self.spec.early_stopping_patience > 0 else None,
+            best_params=(params, model_state) if keep_best else None,
             last=jax.tree.map(lambda m: jnp.full(m.shape, jnp.nan, m.dtype), metrics),
             loss0=jnp.float32(jnp.nan),
+            model_state=model_state,
         )
+
+    def init(self, hp: Mapping[str, jax.Array], data: Mapping[str, Any] | None = None) -> TrainState:
+        """One variant's training state before step 0 (parameters from its seed, initializer and scale)."""
+        return self.init_state(self.init_params(hp), hp, data)
+
+    def _shapes(self, data: Mapping[str, Any] | None) -> Mapping[str, Any]:
+        src = self.data if data is None else data
+        return {k: jax.ShapeDtypeStruct(np.shape(v), v.dtype) for k, v in src.items()}
 
     def init_batch(self, hp: Mapping[str, jax.Array], data: Mapping[str, jax.Array]) -> TrainState:
         """Initialize a batch of variants ([V] hyperparameters): the [V]-stacked :class:`TrainState`.
@@ -269,8 +385,8 @@ class _GroupProgram:
         split a batch over XLA's intra-op thread pool and block waiting for it, which deadlocks when
         several run at once on a small pool (2 cores). Init runs once, so the loop costs little.
         """
-        params = jax.lax.map(self.init_params, hp)
-        return jax.vmap(self.init, in_axes=(0, 0, None))(params, hp, data)
+        variables = jax.lax.map(self.init_params, hp)
+        return jax.vmap(self.init_state, in_axes=(0, 0, None))(variables, hp, data)
 
     def footprint(self, hp1: Mapping[str, np.ndarray], data: Mapping[str, Any]) -> Footprint:
         """Estimated bytes one variant needs, from shapes only (nothing runs or compiles).
@@ -283,15 +399,15 @@ class _GroupProgram:
         """
         state = jax.eval_shape(self.init_batch, hp1, data)
         row = jax.tree.map(lambda a: a[0], hp1)
-        model = self.model(row)
         params = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), state.params)
+        model_state = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), state.model_state)
 
-        def forward(p, x):
-            return model.apply({"params": p}, x, mutable=["intermediates"])
+        def forward(p, s, x):
+            return self.adapter.apply(p, s, self.hyper(row), x, train=False, record=True)
 
-        acts = [jax.eval_shape(forward, params, data[k]) for k in ("x_eval", "x_val")]
+        acts = [jax.eval_shape(forward, params, model_state, data[k]) for k in ("x_eval", "x_val")]
         batch = jax.ShapeDtypeStruct((self.spec.batch_size,) + data["x_train"].shape[1:], jnp.float32)
-        batch_acts = jax.eval_shape(forward, params, batch)
+        batch_acts = jax.eval_shape(forward, params, model_state, batch)
         nbytes = lambda tree: sum(a.size * a.dtype.itemsize for a in jax.tree.leaves(tree))  # noqa: E731
         return Footprint(memory=4 * nbytes(state) + 3 * nbytes(acts),
                          step=nbytes((state.params, state.opt_state)) + nbytes(params) + 2 * nbytes(batch_acts))
@@ -313,66 +429,84 @@ class _GroupProgram:
              idx: jax.Array) -> TrainState:
         """One training step on the minibatch ``idx`` [batch_size] of the training split."""
         spec = self.spec
-        model = self.model(hp)
+        h = self.hyper(hp)
         base = jax.random.key(hp["seed"])
         xb, yb = data["x_train"][idx], data["y_train"][idx]
-        rngs = {"dropout": jax.random.fold_in(jax.random.fold_in(base, 2), state.step)}
+        rng = jax.random.fold_in(jax.random.fold_in(base, 2), state.step)
 
         def objective(params):
-            logits = model.apply({"params": params}, xb, train=True, rngs=rngs)
-            loss = self.data_loss(logits, yb)
+            out, model_state, _ = self.adapter.apply(params, state.model_state, h, xb, train=True, rng=rng)
+            loss = self.data_loss(out, yb)
             if spec.use_l2:
                 kernels = [p["kernel"] for p in jax.tree.leaves(params, is_leaf=lambda t: "kernel" in t)
                            if isinstance(p, Mapping)]
                 loss = loss + 0.5 * hp["l2"] * sum(jnp.sum(jnp.square(k)) for k in kernels)
-            return loss
+            return loss, model_state
 
-        loss, grads = jax.value_and_grad(objective)(state.params)
+        (loss, model_state), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
         tx = self.optimizer(hp)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = jax.tree.map(jnp.add, state.params, updates)
-        finite = jnp.isfinite(loss) & _all_finite(grads) & _all_finite(params)
+        finite = jnp.isfinite(loss) & _all_finite(grads) & _all_finite(params) & _all_finite(model_state)
         active = (state.status == OK) & (state.step < spec.steps)
         take = active & finite
         diverged = active & ~finite
-        # Only the parameters are masked: a frozen (diverged / stopped / finished) variant's optimizer
-        # state may keep moving, but it never touches its parameters again. Masking the optimizer state
-        # too would cost two more parameter-sized passes per step (Adam's moments).
+        # Only the parameters (and the model's state, e.g. batch statistics) are masked: a frozen (diverged /
+        # stopped / finished) variant's optimizer state may keep moving, but it never touches its parameters
+        # again. Masking the optimizer state too would cost two more parameter-sized passes per step.
         return state._replace(
             params=_tree_where(take, params, state.params),
+            model_state=_tree_where(take, model_state, state.model_state),
             opt_state=opt_state,
             step=state.step + 1,
             status=jnp.where(diverged, DIVERGED, state.status),
             stopped_step=jnp.where(diverged, state.step, state.stopped_step),
         )
 
-    def evaluate(self, params: Any, hp: Mapping[str, jax.Array], data: Mapping[str, jax.Array]) -> dict:
-        model = self.model(hp)
+    def evaluate(self, params: Any, hp: Mapping[str, jax.Array], data: Mapping[str, jax.Array],
+                 model_state: Any = None) -> dict[str, jax.Array]:
+        """Metrics of one variant's ``params``: ``train_loss`` (on ``x_eval``), ``val_loss``,
+        ``val_accuracy`` (NaN without accuracy), ``grad_norm`` [L+1] and the activation statistics [L].
+
+        ``model_state``: the model's non-parameter collections (``{}`` / ``None`` when it has none); read, not
+        updated.
+        """
+        h = self.hyper(hp)
+        model_state = {} if model_state is None else model_state
 
         def train_loss(p):
-            logits, rec = model.apply({"params": p}, data["x_eval"], mutable=["intermediates"])
-            return self.data_loss(logits, data["y_eval"]), rec["intermediates"]
+            out, _, rec = self.adapter.apply(p, model_state, h, data["x_eval"], train=False, record=True)
+            return self.data_loss(out, data["y_eval"]), rec
 
         (loss, recorded), grads = jax.value_and_grad(train_loss, has_aux=True)(params)
-        val_logits = model.apply({"params": params}, data["x_val"])
-        act_fn = lambda x: activations.by_index(hp["activation"], x, self.spec.activations)  # noqa: E731
-        stats = diagnostics.activation_stats(recorded, act_fn, self.sat[hp["activation"]])
+        val_out = self.adapter.apply(params, model_state, h, data["x_val"], train=False)[0]
+        stats = diagnostics.activation_stats(recorded, h.activation, self.sat[hp["activation"]])
         return {
             "train_loss": loss,
-            "val_loss": self.data_loss(val_logits, data["y_val"]),
-            "val_accuracy": self.accuracy(val_logits, data["y_val"]),
-            "grad_norm": diagnostics.grad_norms(grads),
+            "val_loss": self.data_loss(val_out, data["y_val"]),
+            "val_accuracy": self.accuracy(val_out, data["y_val"]),
+            "grad_norm": diagnostics.grad_norms(grads, self.layer_names),
             **stats,
         }
 
-    def after_eval(self, state: TrainState, hp, data, was_ok: jax.Array, first: jax.Array
+    def test_metrics(self, params: Any, model_state: Any, hp: Mapping[str, jax.Array],
+                     data: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+        """``test_loss`` and ``test_accuracy`` (NaN without accuracy) of one variant; NaN without a test split."""
+        if not self.has_test:
+            return {"test_loss": jnp.float32(jnp.nan), "test_accuracy": jnp.float32(jnp.nan)}
+        out = self.apply(params, model_state, hp, data["x_test"])
+        return {"test_loss": self.data_loss(out, data["y_test"]).astype(jnp.float32),
+                "test_accuracy": self.accuracy(out, data["y_test"]).astype(jnp.float32)}
+
+    def after_eval(self, state: TrainState, hp, data, was_ok: jax.Array, first: jax.Array, final: jax.Array
                    ) -> tuple[TrainState, dict]:
         """Evaluate, then apply divergence / early-stopping rules; report repeated values once stopped.
 
-        ``was_ok``: the variant was training at the start of the chunk; ``first``: this is evaluation 0.
+        ``was_ok``: the variant was training at the start of the chunk; ``first``: this is evaluation 0;
+        ``final``: the last evaluation (the test split is evaluated then, once).
         """
         spec = self.spec
-        m = self.evaluate(state.params, hp, data)
+        m = self.evaluate(state.params, hp, data, state.model_state)
         ok = state.status == OK
         # a finite blow-up (training loss above divergence_factor x its evaluation-0 loss) counts as divergence
         factor = hp["divergence_factor"]
@@ -382,27 +516,31 @@ class _GroupProgram:
         stopped_step = jnp.where(ok & ~finite, jnp.minimum(state.step, spec.steps), state.stopped_step)
         improved = ok & finite & (m["val_loss"] < state.best_val)
         best_val = jnp.where(improved, m["val_loss"], state.best_val)
-        params, best_params, bad = state.params, state.best_params, state.bad_evals
+        variables, best, bad = (state.params, state.model_state), state.best_params, state.bad_evals
         if spec.early_stopping_patience > 0:
-            best_params = _tree_where(improved, params, best_params)
+            best = _tree_where(improved, variables, best)
             bad = jnp.where(improved, 0, jnp.where(ok, bad + 1, bad))
             stop = ok & finite & (bad >= spec.early_stopping_patience) & (state.step < spec.steps)
             status = jnp.where(stop, EARLY_STOPPED, status)
             stopped_step = jnp.where(stop, state.step, stopped_step)
-            params = _tree_where(stop, best_params, params)
+            variables = _tree_where(stop, best, variables)
         # once a variant has stopped or diverged, and at the evaluation where it diverges, report its last
         # (finite) values again
         reported = _tree_where((was_ok & finite) | first, m, state.last)
-        new = state._replace(params=params, status=status, stopped_step=stopped_step, best_val=best_val,
-                             bad_evals=bad, best_params=best_params, last=reported,
-                             loss0=jnp.where(first, m["train_loss"], state.loss0))
-        return new, reported
+        new = state._replace(params=variables[0], model_state=variables[1], status=status,
+                             stopped_step=stopped_step, best_val=best_val, bad_evals=bad, best_params=best,
+                             last=reported, loss0=jnp.where(first, m["train_loss"], state.loss0))
+        nan = {"test_loss": jnp.float32(jnp.nan), "test_accuracy": jnp.float32(jnp.nan)}
+        test = jax.lax.cond(final, lambda: self.test_metrics(new.params, new.model_state, hp, data), lambda: nan)
+        return new, {**reported, **test}
 
-    def chunk(self, state: TrainState, hp, data, train: jax.Array) -> tuple[TrainState, dict]:
+    def chunk(self, state: TrainState, hp, data, train: jax.Array, final: jax.Array = False
+              ) -> tuple[TrainState, dict]:
         """``eval_every`` steps in a ``lax.scan`` (none when ``train`` is False), then one evaluation.
 
         ``train`` is one unbatched bool for all variants: ``False`` gives evaluation 0 from the same compiled
-        program (a ``lax.cond``, so no steps are computed).
+        program (a ``lax.cond``, so no steps are computed); ``final`` (unbatched bool) adds the test split's
+        metrics (``test_loss``, ``test_accuracy``; NaN otherwise).
         """
         was_ok = state.status == OK
 
@@ -411,7 +549,56 @@ class _GroupProgram:
             return jax.lax.scan(lambda s, i: (self.step(s, hp, data, i), None), s, idx)[0]
 
         state = jax.lax.cond(train, steps, lambda s: s, state)
-        return self.after_eval(state, hp, data, was_ok, first=~train)
+        return self.after_eval(state, hp, data, was_ok, first=~jnp.asarray(train), final=jnp.asarray(final))
+
+    def train_chunk(self, state: TrainState, hp: Mapping[str, jax.Array], data: Mapping[str, jax.Array]
+                    ) -> tuple[TrainState, dict]:
+        """``eval_every`` training steps of one variant, then one evaluation: ``(new state, metrics)``."""
+        return self.chunk(state, hp, data, True, False)
+
+    def check(self) -> None:
+        """Trace init, a training step and an evaluation from shapes only (nothing runs), so a bad model
+        factory or loss fails before any compute with a message naming the problem.
+
+        Raises:
+          ValueError: the model, its outputs or the loss do not fit the data (the message says how).
+        """
+        hp1 = {k: v[:1] for k, v in self.stack(self.rows[:1]).items()}
+        data = self._shapes(None)
+        try:
+            state = jax.eval_shape(self.init_batch, hp1, data)
+        except Exception as e:  # noqa: BLE001 - the user's factory may raise anything: name it, don't crash
+            raise ValueError(f"the model could not be initialized: {type(e).__name__}: {_first_line(e)}") from None
+        row = jax.tree.map(lambda a: a[0], hp1)
+        one = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), state)
+        batch = jax.ShapeDtypeStruct((self.spec.batch_size,) + data["x_train"].shape[1:], jnp.float32)
+        try:
+            out = jax.eval_shape(lambda p, s, x: self.adapter.apply(p, s, self.hyper(row), x, train=True,
+                                                                   rng=jax.random.key(0))[0],
+                                 one.params, one.model_state, batch)
+        except Exception as e:  # noqa: BLE001
+            raise ValueError(f"the model failed in training mode: {type(e).__name__}: {_first_line(e)}") from None
+        y = self.data["y_train"][: self.spec.batch_size]
+        if self.user_loss is None:
+            fitted = jax.eval_shape(lambda o: losses.fit_logits(self.spec.loss, o, jnp.asarray(y)), out)
+            try:
+                losses.check_labels(self.spec.loss, y, self.output_dim,
+                                    logits_shape=fitted.shape)
+            except ValueError as e:
+                raise ValueError(f"model output shape {tuple(out.shape)} does not fit the labels: {e}") from None
+        else:
+            try:
+                per = jax.eval_shape(self.per_example_loss, out, jax.ShapeDtypeStruct(y.shape, y.dtype))
+            except Exception as e:  # noqa: BLE001
+                raise ValueError(f"the loss failed on outputs {tuple(out.shape)} and labels {y.shape}: "
+                                 f"{type(e).__name__}: {_first_line(e)}") from None
+            if tuple(per.shape) != tuple(y.shape[: max(per.ndim, 1)]) or per.ndim == 0:
+                raise ValueError(f"the loss returned shape {tuple(per.shape)}; it must return one value per "
+                                 f"example, shape {y.shape[:1]} (reduce over the other axes, not the batch)")
+        try:
+            jax.eval_shape(jax.vmap(self.chunk, in_axes=(0, 0, None, None, None)), state, hp1, data, True, True)
+        except Exception as e:  # noqa: BLE001
+            raise ValueError(f"a training step failed: {type(e).__name__}: {_first_line(e)}") from None
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -441,35 +628,36 @@ def clear_cache() -> None:
     _CACHE.clear()
 
 
-def _signature(prog: _GroupProgram, size: int, devices: Sequence[Any]) -> tuple:
+def _signature(prog: Program, size: int, devices: Sequence[Any]) -> tuple:
     shapes = tuple((k, v.shape, v.dtype.str) for k, v in sorted(prog.data.items()))
     return (prog.spec, prog.output_dim, prog.many_to_many, prog.n_train, shapes, size,
-            tuple(d.id for d in devices))
+            tuple(d.id for d in devices), prog.adapter.factory if prog.custom else None, prog.user_loss,
+            prog.user_metric)
 
 
 def _unbatched(fn: Callable) -> Callable:
-    """``fn(state, hp, data, train)`` of one variant applied to [1]-stacked ``state`` and ``hp``, without
-    ``vmap``.
+    """``fn(state, hp, data, train, final)`` of one variant applied to [1]-stacked ``state`` and ``hp``,
+    without ``vmap``.
 
     A program of one variant then holds plain arrays: XLA:CPU runs a vmapped program whose variant axis has
     size 1 much slower (digits MLP 4x1024, one variant: 36 model-steps/s vmapped, 109 for a plain jitted
     step), and the activation and initializer switches become real branches.
     """
 
-    def one(state, hp, data, train):
+    def one(state, hp, data, train, final):
         first = lambda tree: jax.tree.map(lambda a: a[0], tree)  # noqa: E731
-        return jax.tree.map(lambda a: a[None], fn(first(state), first(hp), data, train))
+        return jax.tree.map(lambda a: a[None], fn(first(state), first(hp), data, train, final))
 
     return one
 
 
-def _compile(prog: _GroupProgram, hp: Any, data: Any, shard: NamedSharding) -> _Compiled:
+def _compile(prog: Program, hp: Any, data: Any, shard: NamedSharding) -> _Compiled:
     """Lower and compile the init and chunk programs for [size] variants sharded by ``shard``."""
     init = jax.jit(prog.init_batch, out_shardings=shard).lower(hp, data).compile()
     size = len(hp["seed"])
-    per_variant = _unbatched(prog.chunk) if size == 1 else jax.vmap(prog.chunk, in_axes=(0, 0, None, None))
+    per_variant = _unbatched(prog.chunk) if size == 1 else jax.vmap(prog.chunk, in_axes=(0, 0, None, None, None))
     chunk = jax.jit(per_variant, donate_argnums=0, out_shardings=shard)
-    return _Compiled(init, chunk.lower(init.out_info, hp, data, jnp.bool_(True)).compile())
+    return _Compiled(init, chunk.lower(init.out_info, hp, data, jnp.bool_(True), jnp.bool_(True)).compile())
 
 
 def memory_budget(devices: Sequence[Any]) -> int:
@@ -509,18 +697,16 @@ def _block_size(v: int, n_dev: int, footprint: Footprint, budget: int, max_varia
     return -(-size // n_dev) * n_dev
 
 
-def _run_group(group: variants_lib.Group, ds: Dataset, *, max_variants: int | None, devices: Sequence[Any],
-               n_eval_train: int, budget: int | None, block_bytes: int | None, progress: ProgressFn | None,
-               group_index: int) -> GroupResult:
-    spec = group.spec
+def _run_group(prog: Program, *, max_variants: int | None, devices: Sequence[Any], budget: int | None,
+               block_bytes: int | None, progress: ProgressFn | None, group_index: int) -> GroupResult:
+    spec = prog.spec
     t0 = time.perf_counter()
     report = progress or (lambda event: None)
-    prog = _GroupProgram(spec, ds, n_eval_train, platform=devices[0].platform)
     n_dev = len(devices)
     mesh = jax.make_mesh((n_dev,), ("variants",), devices=devices, axis_types=(AxisType.Auto,))
     shard, replicated = NamedSharding(mesh, P("variants")), NamedSharding(mesh, P())
-    v = len(group.rows)
-    hyper = variants_lib.stack(spec, group.rows)
+    v = len(prog.rows)
+    hyper = prog.stack()
     footprint = prog.footprint({k: a[:1] for k, a in hyper.items()}, prog.data)
     if block_bytes is None:
         block_bytes = CPU_BLOCK_BYTES if devices[0].platform == "cpu" else 0
@@ -529,6 +715,7 @@ def _run_group(group: variants_lib.Group, ds: Dataset, *, max_variants: int | No
     key = _signature(prog, size, devices)
     compile_s = run_s = 0.0
     parts: list[dict[str, Any]] = []
+    yes, no = np.bool_(True), np.bool_(False)
     for start in range(0, v, size):
         hp = jax.device_put(_pad({k: a[start:start + size] for k, a in hyper.items()}, size), shard)
         if key not in _CACHE:
@@ -541,28 +728,31 @@ def _run_group(group: variants_lib.Group, ds: Dataset, *, max_variants: int | No
         _CACHE.move_to_end(key)
         programs = _CACHE[key]
         tr = time.perf_counter()
-        state, m = programs.chunk(programs.init(hp, data), hp, data, np.bool_(False))
+        state, m = programs.chunk(programs.init(hp, data), hp, data, no, no)
         history = [jax.device_get(m)]
         run_s += time.perf_counter() - tr
         for e in range(1, spec.n_evals):
             tr = time.perf_counter()
-            state, m = programs.chunk(state, hp, data, np.bool_(True))
+            state, m = programs.chunk(state, hp, data, yes, np.bool_(e == spec.n_evals - 1))
             history.append(jax.device_get(m))
             run_s += time.perf_counter() - tr
             report(events.Evaluated(group=group_index, block_start=start, eval=e, n_evals=spec.n_evals,
                                     step=int(spec.eval_steps[e]), val_loss=history[-1]["val_loss"][: v - start]))
         n = min(size, v - start)
-        final = jax.device_get((state.params, state.status, state.stopped_step, state.best_val))
+        final = jax.device_get((state.params, state.model_state, state.status, state.stopped_step,
+                                state.best_val))
         parts.append({
             "params": jax.tree.map(lambda a, n=n: a[:n], final[0]),
-            "status": final[1][:n], "stopped_step": final[2][:n], "best_val_loss": final[3][:n],
+            "model_state": jax.tree.map(lambda a, n=n: a[:n], final[1]),
+            "status": final[2][:n], "stopped_step": final[3][:n], "best_val_loss": final[4][:n],
             "history": {k: np.stack([h[k] for h in history], axis=1)[:n] for k in METRICS},
+            "test": {k: history[-1][k][:n] for k in TEST_METRICS},
         })
     cat = lambda *xs: np.concatenate(xs)  # noqa: E731
     return GroupResult(
         spec=spec,
-        indices=np.asarray(group.indices),
-        rows=list(group.rows),
+        indices=np.asarray(prog.indices),
+        rows=list(prog.rows),
         params=jax.tree.map(cat, *[p["params"] for p in parts]),
         status=cat(*[p["status"] for p in parts]),
         stopped_step=cat(*[p["stopped_step"] for p in parts]),
@@ -573,6 +763,10 @@ def _run_group(group: variants_lib.Group, ds: Dataset, *, max_variants: int | No
         run_s=run_s,
         wall_s=time.perf_counter() - t0,
         n_blocks=-(-v // size),
+        model_state=jax.tree.map(cat, *[p["model_state"] for p in parts]),
+        test={k: cat(*[p["test"][k] for p in parts]) for k in TEST_METRICS},
+        layer_names=list(prog.layer_names),
+        program=prog,
     )
 
 
@@ -580,19 +774,20 @@ def _run_group(group: variants_lib.Group, ds: Dataset, *, max_variants: int | No
 class Options:
     """Engine settings that do not change results.
 
-    max_variants_per_program: most variants one compiled program trains at once; larger groups run in
-      blocks of this size, one after another (one compilation per group; results identical). ``None``: set
-      by ``block_bytes`` and the memory budget.
-    memory_budget_bytes: memory one device may use; a group whose estimated need (shapes only, see
-      ``_GroupProgram.footprint``) exceeds it is split into blocks automatically. ``None``: half of the
-      device's memory (:func:`memory_budget`).
-    block_bytes: when ``max_variants_per_program`` is None, the most training-step working set (state,
-      gradients and a minibatch's activations, estimated from shapes) of the variants one device trains at
-      once (at least :data:`MIN_BLOCK`). On the CPU, keeping a block in cache is faster than one program over
-      every variant.
-      ``None``: :data:`CPU_BLOCK_BYTES` on the CPU, no limit on accelerators; ``0``: no limit.
-    devices: devices to shard the variant axis over (default: all of ``jax.devices()``).
-    n_eval_train: training examples used for the evaluation-time train loss and diagnostics.
+    Attributes:
+      max_variants_per_program: most variants one compiled program trains at once; larger groups run in
+        blocks of this size, one after another (one compilation per group; results identical). ``None``:
+        set by ``block_bytes`` and the memory budget.
+      devices: devices to shard the variant axis over (default: all of ``jax.devices()``).
+      n_eval_train: training examples used for the evaluation-time train loss and diagnostics.
+      memory_budget_bytes: memory one device may use; a group whose estimated need (shapes only, see
+        :meth:`Program.footprint`) exceeds it is split into blocks automatically. ``None``: half of the
+        device's memory (:func:`memory_budget`).
+      block_bytes: when ``max_variants_per_program`` is None, the most training-step working set (state,
+        gradients and a minibatch's activations, estimated from shapes) of the variants one device trains at
+        once (at least :data:`MIN_BLOCK`). On the CPU, keeping a block in cache is faster than one program
+        over every variant. ``None``: :data:`CPU_BLOCK_BYTES` on the CPU, no limit on accelerators; ``0``: no
+        limit.
     """
 
     max_variants_per_program: int | None = None
@@ -602,30 +797,124 @@ class Options:
     block_bytes: int | None = None
 
 
-def prepare(variants: Sequence[Mapping[str, Any]], ds: Dataset) -> list[variants_lib.Group]:
-    """Validate every variant and the data, and split into static groups — all before any compute."""
+ModelFactory = Callable[..., Any]
+"""``factory(hp) -> flax.linen.Module`` or ``factory(hp, rngs) -> flax.nnx.Module`` (see :mod:`jaxnets.adapters`)."""
+LossFn = Callable[[jax.Array, jax.Array], jax.Array]
+"""``loss(outputs, labels) -> per-example loss [B]`` (or a metric: per-example values, e.g. 1.0 / 0.0)."""
+
+
+def _programs(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, model: ModelFactory | None,
+              loss: str | LossFn | None, metric: LossFn | None, extra_keys: Mapping[str, str] | None,
+              n_eval_train: int, platform: str) -> list[Program]:
+    """Validate everything (variants, data, model, loss) and build one :class:`Program` per static group."""
+    groups = prepare(variants, ds, model=model, loss=loss, extra_keys=extra_keys)
+    user_loss = loss if callable(loss) else None
+    if metric is not None and not callable(metric):
+        raise TypeError(f"metric= must be a callable (outputs, labels) -> per-example values, got {metric!r}")
+    if metric is not None and user_loss is None:
+        raise ValueError("metric= goes with a loss callable (loss=); the built-in losses have their accuracy")
+    programs = []
+    for g in groups:
+        try:
+            prog = Program(g, ds, model=model, loss=user_loss, metric=metric, n_eval_train=n_eval_train,
+                           platform=platform)
+            if prog.custom or user_loss is not None:
+                prog.check()
+        except (ValueError, TypeError) as e:
+            raise variants_lib.VariantError(g.indices[0], str(e), g.indices) from None
+        programs.append(prog)
+    return programs
+
+
+def prepare(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, model: ModelFactory | None = None,
+            loss: str | LossFn | None = None, extra_keys: Mapping[str, str] | None = None
+            ) -> list[variants_lib.Group]:
+    """Validate every variant and the data, and split into static groups — all before any compute.
+
+    Args:
+      variants: rows of hyperparameters.
+      ds: the data set.
+      model: a model factory (``None``: the built-in model of each variant's ``kind``); the data's layout is
+        then the factory's business, not checked here.
+      loss: a loss name used where a row sets none, or a callable (then the rows' ``loss`` is not used).
+      extra_keys: declared user keys (see :func:`jaxnets.variants.check_extra_keys`).
+
+    Returns:
+      the static groups, in order of first appearance.
+
+    Raises:
+      VariantError: a bad variant, or data a group's variants cannot train on (``.indices``: the group).
+      ValueError: an empty variant list or a bad ``extra_keys``.
+      TypeError: ``ds`` is not a :class:`jaxnets.data.Dataset`.
+    """
     if not isinstance(ds, Dataset):
         raise TypeError(f"expected a jaxnets.data.Dataset, got {type(ds).__name__}")
     if len(variants) == 0:
         raise ValueError("no variants to train: the variant list is empty")
-    rows = [variants_lib.normalize(v, i, ds.default_loss) for i, v in enumerate(variants)]
-    groups = variants_lib.group(rows)
+    extra = variants_lib.check_extra_keys(extra_keys)
+    default_loss = loss if isinstance(loss, str) else ds.default_loss
+    if loss is not None and not isinstance(loss, str) and not callable(loss):
+        raise TypeError(f"loss= must be a loss name or a callable (outputs, labels) -> per-example loss, "
+                        f"got {loss!r}")
+    rows = [variants_lib.normalize(v, i, default_loss, extra) for i, v in enumerate(variants)]
+    groups = variants_lib.group(rows, extra)
     for g in groups:
         try:
-            _check_data(ds, g.spec)
+            _check_data(ds, g.spec, builtin_model=model is None, builtin_loss=not callable(loss))
         except ValueError as e:
             raise variants_lib.VariantError(g.indices[0], str(e), g.indices) from None
     return groups
 
 
-def train(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, options: Options | None = None,
+def program(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, model: ModelFactory | None = None,
+            loss: str | LossFn | None = None, metric: LossFn | None = None,
+            extra_keys: Mapping[str, str] | None = None, n_eval_train: int = 1024,
+            platform: str | None = None) -> Program:
+    """The pure per-variant :class:`Program` (``init``, ``train_chunk``, ``evaluate``) of ONE static group.
+
+    Args:
+      variants: rows that form one static group (same model structure, optimizer kind, loss, batch size,
+        steps, ...); :meth:`Program.stack` gives their ``hp`` arrays.
+      ds: the data set; :attr:`Program.data` holds its arrays in the form the functions read them.
+      model, loss, metric, extra_keys: as in :func:`train`.
+      n_eval_train: training examples of the evaluation-time train loss and diagnostics.
+      platform: the backend the functions will run on (``"cpu"`` picks CPU-friendly kernels); default: that
+        of ``jax.devices()[0]``.
+
+    Returns:
+      the group's :class:`Program`.
+
+    Raises:
+      ValueError: bad input (as :func:`train`), or variants that form more than one static group.
+    """
+    platform = platform or jax.devices()[0].platform
+    progs = _programs(variants, ds, model=model, loss=loss, metric=metric, extra_keys=extra_keys,
+                      n_eval_train=n_eval_train, platform=platform)
+    if len(progs) != 1:
+        raise ValueError(f"the variants form {len(progs)} static groups; program() takes the variants of one "
+                         "(split them with engine.prepare(...), or use engine.train)")
+    return progs[0]
+
+
+def train(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, model: ModelFactory | None = None,
+          loss: str | LossFn | None = None, metric: LossFn | None = None,
+          extra_keys: Mapping[str, str] | None = None, options: Options | None = None,
           progress: ProgressFn | None = None) -> Result:
     """Train every variant on ``ds``; one compiled program per static group, the variant axis sharded.
 
     Args:
       variants: rows of hyperparameters (see :data:`jaxnets.variants.KEYS`; missing keys take
         :data:`jaxnets.variants.DEFAULTS`).
-      ds: a :class:`jaxnets.data.Dataset`.
+      ds: a :class:`jaxnets.data.Dataset` (your own arrays: :func:`jaxnets.data.from_arrays`).
+      model: your own model factory, ``factory(hp) -> flax.linen.Module`` or ``factory(hp, rngs) ->
+        flax.nnx.Module`` (see :mod:`jaxnets.adapters` for the calling convention and :mod:`jaxnets.hyper`
+        for ``hp``); ``None``: the built-in MLP / CNN / RNN of each variant's ``kind``.
+      loss: a loss name (for rows that set none), or your own ``loss(outputs, labels) -> [B]`` per-example
+        loss; labels are then the data set's (int32 classes or float32 targets).
+      metric: with a loss callable, an accuracy-like ``metric(outputs, labels) -> [B]`` reported as
+        ``val_accuracy`` / ``test_accuracy``.
+      extra_keys: your own hyperparameters, ``{name: "vmapped" | "static"}``: vmapped ones are numbers that
+        become [V] arrays in ``hp``, static ones any hashable value that splits static groups.
       options: :class:`Options`.
       progress: called with a :class:`jaxnets.events.Compiling` before a group compiles and a
         :class:`jaxnets.events.Evaluated` after every evaluation of a block of variants.
@@ -634,16 +923,17 @@ def train(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, options: Option
       a :class:`jaxnets.result.Result` with rows in the order of ``variants``.
 
     Raises:
-      ValueError: on any bad variant or data, before anything is compiled.
+      ValueError: on any bad variant, data, model factory or loss, before anything is compiled
+        (:class:`jaxnets.variants.VariantError` names the variants).
     """
     options = options or Options()
-    groups = prepare(variants, ds)
     devices = list(options.devices or jax.devices())
+    progs = _programs(variants, ds, model=model, loss=loss, metric=metric, extra_keys=extra_keys,
+                      n_eval_train=options.n_eval_train, platform=devices[0].platform)
     results = [
-        _run_group(g, ds, max_variants=options.max_variants_per_program, devices=devices,
-                   n_eval_train=options.n_eval_train, budget=options.memory_budget_bytes,
-                   block_bytes=options.block_bytes, progress=progress,
+        _run_group(prog, max_variants=options.max_variants_per_program, devices=devices,
+                   budget=options.memory_budget_bytes, block_bytes=options.block_bytes, progress=progress,
                    group_index=gi)
-        for gi, g in enumerate(groups)
+        for gi, prog in enumerate(progs)
     ]
     return Result.from_groups(results, n_variants=len(variants))

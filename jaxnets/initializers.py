@@ -150,11 +150,20 @@ def index(name: str) -> int:
 def get(name: str, scale: float | jax.Array = 1.0) -> Initializer:
     """The initializer called ``name`` with gain ``scale``: ``init(key, shape, dtype=jnp.float32)``.
 
-    The output is the ``jax.nn.initializers`` base initializer's output times ``scale`` (see the module
-    table), so ``scale`` multiplies the standard deviation and the bounds and may be a traced array.
-
     ``orthogonal`` with a half-precision dtype (bfloat16, float16) draws in float32 and casts, because the
     QR decomposition it uses has no half-precision kernel on CPU.
+
+    Args:
+      name: one of :data:`NAMES` or an alias in :data:`ALIASES`.
+      scale: the gain: the output is the ``jax.nn.initializers`` base initializer's output times
+        ``scale`` (see the module table), so ``scale`` multiplies the standard deviation and the bounds and
+        may be a traced array.
+
+    Returns:
+      ``init(key, shape, dtype=jnp.float32)``, returning an array of ``shape``.
+
+    Raises:
+      ValueError: ``name`` is unknown (the message lists the valid names).
     """
     name = canonical(name)
     base = _BASE[name]
@@ -172,18 +181,28 @@ def get(name: str, scale: float | jax.Array = 1.0) -> Initializer:
 def by_index(i: int | jax.Array, scale: float | jax.Array = 1.0, names: Sequence[str] = NAMES) -> Initializer:
     """Initializer number ``i`` of ``names`` with gain ``scale``.
 
-    ``i`` may be a traced int32 scalar, so one compiled program can initialize variants with different
-    initializers; the result is the same array as ``get(names[i], scale)(key, shape, dtype)`` for the same
-    key — bit for bit when both are computed the same way (a Python ``int`` ``i`` eagerly, or both under
-    ``jit``; a traced ``i`` is always compiled, and compiled vs. eager float arithmetic can differ in the
-    last bit because XLA fuses the constant multiplications). ``names`` restricts the candidates (aliases
-    allowed; ``i`` then indexes into ``names``).
+    The result is the same array as ``get(names[i], scale)(key, shape, dtype)`` for the same key — bit for
+    bit when both are computed the same way (a Python ``int`` ``i`` eagerly, or both under ``jit``; a traced
+    ``i`` is always compiled, and compiled vs. eager float arithmetic can differ in the last bit because XLA
+    fuses the constant multiplications).
 
     Cost: a Python ``int`` runs one initializer. A traced, unbatched ``i`` becomes a ``lax.switch`` (one
     branch runs). Under ``vmap`` with a *batched* ``i`` — one id per variant — ``lax.switch`` turns into a
     select: every initializer in ``names`` is computed and the right one picked per variant. That cost is
     paid at init time only, once per run, so it is negligible next to training; pass only the names a
     group of variants uses to keep it small.
+
+    Args:
+      i: the initializer's id, an index into ``names``: a Python ``int`` or a traced int32 scalar, so one
+        compiled program can initialize variants with different initializers.
+      scale: the gain, as in :func:`get` (may be a traced array).
+      names: restricts the candidates (aliases allowed; ``i`` then indexes into ``names``).
+
+    Returns:
+      ``init(key, shape, dtype=jnp.float32)``.
+
+    Raises:
+      ValueError: ``names`` is empty or holds an unknown name, or a Python ``int`` ``i`` is out of range.
     """
     inits = [get(n, scale) for n in names]
     if not inits:
@@ -206,6 +225,18 @@ def std_formula(name: str, fan_in: int, fan_out: int, scale: float = 1.0) -> flo
     """Theoretical standard deviation of the entries of a 2-D ``[fan_in, fan_out]`` kernel from ``name``.
 
     Truncated normals are included: JAX rescales them so their standard deviation is exactly the target.
+
+    Args:
+      name: one of :data:`NAMES` or an alias in :data:`ALIASES`.
+      fan_in: the kernel's input size (its first axis).
+      fan_out: the kernel's output size (its last axis).
+      scale: the gain (only its absolute value matters).
+
+    Returns:
+      the standard deviation, the module table's formula (``abs(scale)`` times the gain-1 value).
+
+    Raises:
+      ValueError: ``name`` is unknown.
     """
     name = canonical(name)
     fan_avg = (fan_in + fan_out) / 2.0

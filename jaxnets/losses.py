@@ -75,13 +75,16 @@ def binary_crossentropy(logits: jax.typing.ArrayLike, labels: jax.typing.ArrayLi
     ``max(z, 0) - z y + log(1 + exp(-|z|))``; pairs with a sigmoid output.
 
     Args:
-        logits: float logits, shape ``[...]``.
-        labels: labels in ``{0, 1}`` (int, bool or float), the same shape as ``logits``. Shapes must match
-            exactly: ``[N]`` labels against ``[N, 1]`` logits would silently broadcast to ``[N, N]``, so this
-            raises instead.
+      logits: float logits, shape ``[...]``.
+      labels: labels in ``{0, 1}`` (int, bool or float), the same shape as ``logits``. Shapes must match
+        exactly: ``[N]`` labels against ``[N, 1]`` logits would silently broadcast to ``[N, N]``, so this
+        raises instead.
 
     Returns:
-        The loss per element, shape ``[...]`` (float, the dtype of ``logits``).
+      The loss per element, shape ``[...]`` (float, the dtype of ``logits``).
+
+    Raises:
+      ValueError: ``labels`` and ``logits`` differ in shape.
     """
     logits = jnp.asarray(logits)
     labels = jnp.asarray(labels)
@@ -95,11 +98,14 @@ def categorical_crossentropy(logits: jax.typing.ArrayLike, labels: jax.typing.Ar
     ``logsumexp(z) - sum_c y_c z_c``; pairs with a softmax output over the last axis.
 
     Args:
-        logits: float logits, shape ``[..., C]``.
-        labels: one-hot labels or class probabilities, shape ``[..., C]`` (rows summing to 1).
+      logits: float logits, shape ``[..., C]``.
+      labels: one-hot labels or class probabilities, shape ``[..., C]`` (rows summing to 1).
 
     Returns:
-        The loss per example, shape ``[...]``.
+      The loss per example, shape ``[...]``.
+
+    Raises:
+      ValueError: ``labels`` and ``logits`` differ in shape.
     """
     logits = jnp.asarray(logits)
     labels = jnp.asarray(labels)
@@ -114,12 +120,16 @@ def sparse_categorical_crossentropy(logits: jax.typing.ArrayLike, labels: jax.ty
     :func:`categorical_crossentropy` with ``to_one_hot(labels, C)``, without building the one-hot array.
 
     Args:
-        logits: float logits, shape ``[..., C]``.
-        labels: integer class ids in ``[0, C - 1]``, shape ``[...]``. Out-of-range ids are not checked here
-            (they cannot be, inside ``jit``); run :func:`check_labels` on the data first.
+      logits: float logits, shape ``[..., C]``.
+      labels: integer class ids in ``[0, C - 1]``, shape ``[...]``. Out-of-range ids are not checked here
+        (they cannot be, inside ``jit``); run :func:`check_labels` on the data first.
 
     Returns:
-        The loss per example, shape ``[...]``.
+      The loss per example, shape ``[...]``.
+
+    Raises:
+      ValueError: ``labels``' shape is not the logits shape without its class axis (or ``logits`` is a
+        scalar).
     """
     logits = jnp.asarray(logits)
     labels = jnp.asarray(labels)
@@ -137,11 +147,15 @@ def mse(predictions: jax.typing.ArrayLike, targets: jax.typing.ArrayLike) -> jax
     ``mean_d (z_d - y_d)^2``; pairs with the identity output.
 
     Args:
-        predictions: float predictions (raw outputs), shape ``[..., D]``.
-        targets: targets, the same shape ``[..., D]``.
+      predictions: float predictions (raw outputs), shape ``[..., D]``.
+      targets: targets, the same shape ``[..., D]``.
 
     Returns:
-        The mean squared error per example, shape ``[...]``.
+      The mean squared error per example, shape ``[...]``.
+
+    Raises:
+      ValueError: ``targets`` and ``predictions`` differ in shape, or ``predictions`` is a scalar (it needs
+        a feature axis).
     """
     predictions = jnp.asarray(predictions)
     targets = jnp.asarray(targets)
@@ -177,11 +191,14 @@ def _check_name(name: str) -> str:
 def get(name: str) -> Loss:
     """The loss function called ``name`` (one of :data:`NAMES`).
 
+    Args:
+      name: the loss (one of :data:`NAMES`).
+
     Returns:
-        ``loss(logits, labels) -> per-example loss``, with the shapes documented in the module docstring.
+      ``loss(logits, labels) -> per-example loss``, with the shapes documented in the module docstring.
 
     Raises:
-        ValueError: ``name`` is not a known loss (the message lists the valid names).
+      ValueError: ``name`` is not a known loss (the message lists the valid names).
     """
     return _LOSSES[_check_name(name)]
 
@@ -210,21 +227,33 @@ _OUTPUT_ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 def output_activation(name: str) -> Callable[[jax.Array], jax.Array]:
     """The activation that turns logits into predictions for loss ``name``.
 
-    ``binary_crossentropy`` -> sigmoid (``[...] -> [...]``); ``categorical_crossentropy`` and
-    ``sparse_categorical_crossentropy`` -> softmax over the last axis (``[..., C] -> [..., C]``);
-    ``mse`` -> identity.
+    Args:
+      name: the loss (one of :data:`NAMES`).
+
+    Returns:
+      ``binary_crossentropy`` -> sigmoid (``[...] -> [...]``); ``categorical_crossentropy`` and
+      ``sparse_categorical_crossentropy`` -> softmax over the last axis (``[..., C] -> [..., C]``);
+      ``mse`` -> identity.
 
     Raises:
-        ValueError: ``name`` is not a known loss.
+      ValueError: ``name`` is not a known loss.
     """
     return _OUTPUT_ACTIVATIONS[_check_name(name)]
 
 
 def predict(name: str, logits: jax.typing.ArrayLike) -> jax.Array:
-    """Predictions from logits for loss ``name``: ``output_activation(name)(logits)``, shape of ``logits``.
+    """Predictions from logits for loss ``name``: ``output_activation(name)(logits)``.
 
-    Probabilities for the cross-entropies (per element for binary, per row for categorical), the raw
-    outputs for ``mse``.
+    Args:
+      name: the loss (one of :data:`NAMES`).
+      logits: the model's raw outputs.
+
+    Returns:
+      the predictions, the shape of ``logits``: probabilities for the cross-entropies (per element for
+      binary, per row for categorical), the raw outputs for ``mse``.
+
+    Raises:
+      ValueError: ``name`` is not a known loss.
     """
     return output_activation(name)(jnp.asarray(logits))
 
@@ -235,8 +264,14 @@ def predict(name: str, logits: jax.typing.ArrayLike) -> jax.Array:
 def has_accuracy(name: str) -> bool:
     """Whether :func:`accuracy` applies to loss ``name`` (every classification loss; not ``mse``).
 
+    Args:
+      name: the loss (one of :data:`NAMES`).
+
+    Returns:
+      ``True`` for the cross-entropies, ``False`` for ``mse``.
+
     Raises:
-        ValueError: ``name`` is not a known loss.
+      ValueError: ``name`` is not a known loss.
     """
     return _check_name(name) != "mse"
 
@@ -250,8 +285,17 @@ def accuracy(name: str, logits: jax.typing.ArrayLike, labels: jax.typing.ArrayLi
     * ``sparse_categorical_crossentropy``: ``argmax(logits, -1) == labels``; logits ``[..., C]``, labels
       ``[...]`` -> ``[...]``.
 
+    Args:
+      name: a classification loss (see :func:`has_accuracy`).
+      logits: the model's raw outputs, shaped as above.
+      labels: the labels in the form loss ``name`` takes, shaped as above.
+
+    Returns:
+      the correctness per example, float32, shape ``[...]``.
+
     Raises:
-        ValueError: for ``mse`` (accuracy does not apply; see :func:`has_accuracy`) or an unknown name.
+      ValueError: for ``mse`` (accuracy does not apply; see :func:`has_accuracy`) or an unknown name, or
+        when the shapes of ``labels`` and ``logits`` do not fit as above.
     """
     if not has_accuracy(name):
         raise ValueError(f"accuracy does not apply to loss {name!r} (regression); check has_accuracy() first")
@@ -281,8 +325,16 @@ def to_one_hot(
 ) -> jax.Array:
     """One-hot encode integer class ids (``jax.nn.one_hot``): ``[...]`` -> ``[..., n_classes]``.
 
-    Turns ``sparse_categorical_crossentropy`` labels into ``categorical_crossentropy`` ones. An id outside
-    ``[0, n_classes - 1]`` becomes an all-zero row (``jax.nn.one_hot``'s behaviour).
+    Turns ``sparse_categorical_crossentropy`` labels into ``categorical_crossentropy`` ones.
+
+    Args:
+      labels: integer class ids, shape ``[...]``. An id outside ``[0, n_classes - 1]`` becomes an all-zero
+        row (``jax.nn.one_hot``'s behaviour).
+      n_classes: the number of classes ``C``.
+      dtype: the dtype of the result.
+
+    Returns:
+      the one-hot labels, shape ``[..., n_classes]``.
     """
     return jax.nn.one_hot(jnp.asarray(labels), n_classes, dtype=dtype)
 
@@ -333,9 +385,17 @@ def labels_for(name: str, y: np.ndarray, output_dim: int, task: str) -> np.ndarr
 def fit_logits(name: str, logits: jax.Array, labels: jax.Array) -> jax.Array:
     """The model's outputs in the shape loss ``name`` pairs with ``labels``.
 
-    A binary model's single output unit ``[..., 1]`` against labels ``[...]`` loses its unit axis (the
-    elementwise ``binary_crossentropy`` would otherwise see mismatched shapes); everything else is
-    returned unchanged. Works on traced arrays (shapes are static).
+    Works on traced arrays (shapes are static).
+
+    Args:
+      name: the loss (one of :data:`NAMES`).
+      logits: the model's outputs.
+      labels: the labels they will meet.
+
+    Returns:
+      ``logits``, except that a binary model's single output unit ``[..., 1]`` against labels ``[...]``
+      loses its unit axis (the elementwise ``binary_crossentropy`` would otherwise see mismatched shapes);
+      everything else is returned unchanged.
     """
     if name == "binary_crossentropy" and logits.ndim == labels.ndim + 1 and logits.shape[-1] == 1:
         return logits[..., 0]
@@ -373,15 +433,15 @@ def check_labels(
     * ``mse``: last axis of size ``output_dim``.
 
     Args:
-        name: the loss (one of :data:`NAMES`).
-        labels: the labels / targets, a NumPy or (concrete) JAX array, shape as the loss expects.
-        output_dim: the model's output size: the number of classes ``C``, of regression outputs ``D``, or of
-            sigmoid outputs (usually 1) for binary cross-entropy.
-        logits_shape: optionally, the shape of the logits the labels will meet.
+      name: the loss (one of :data:`NAMES`).
+      labels: the labels / targets, a NumPy or (concrete) JAX array, shape as the loss expects.
+      output_dim: the model's output size: the number of classes ``C``, of regression outputs ``D``, or of
+        sigmoid outputs (usually 1) for binary cross-entropy.
+      logits_shape: optionally, the shape of the logits the labels will meet.
 
     Raises:
-        ValueError: the labels do not fit the loss; the message names the loss and the problem.
-        TypeError: ``labels`` is a tracer (called under ``jit`` / ``vmap``).
+      ValueError: the labels do not fit the loss; the message names the loss and the problem.
+      TypeError: ``labels`` is a tracer (called under ``jit`` / ``vmap``).
     """
     _check_name(name)
     if isinstance(output_dim, bool) or not isinstance(output_dim, int | np.integer) or output_dim < 1:

@@ -70,8 +70,19 @@ def make(kind: str, *, clip: bool = True, decay: bool = True) -> optax.GradientT
     """Build optimizer ``kind`` with every hyperparameter injected as state, at :data:`DEFAULTS`.
 
     Use :func:`with_hyperparameters` to get one with given (possibly traced, per-variant) values.
-    ``clip=False`` / ``decay=False`` leave out the clipping / weight-decay stage when a whole group of
-    variants does not use it (saves work; the numbers are the same as with ``inf`` / ``0``).
+
+    Args:
+      kind: one of :data:`NAMES`.
+      clip: ``False`` leaves out the clipping stage when a whole group of variants does not use it (saves
+        work; the numbers are the same as with ``clip_norm = inf``).
+      decay: ``False`` leaves out the weight-decay stage when a whole group of variants does not use it
+        (saves work; the numbers are the same as with ``weight_decay = 0``).
+
+    Returns:
+      the ``optax.GradientTransformation`` (``optax.inject_hyperparams`` around the chain).
+
+    Raises:
+      ValueError: ``kind`` is not a known optimizer.
     """
     return with_hyperparameters(kind, DEFAULTS, clip=clip, decay=decay)
 
@@ -81,9 +92,19 @@ def with_hyperparameters(
 ) -> optax.GradientTransformation:
     """Optimizer ``kind`` whose injected hyperparameters start at ``hyper`` (scalars or traced arrays).
 
-    Keys of ``hyper``: any of :data:`HYPERPARAMETERS`; missing ones take :data:`DEFAULTS`. The returned
-    transformation's state holds them as float32 arrays (``state.hyperparams``), so they can differ per
-    variant under ``vmap`` without recompiling.
+    Args:
+      kind: one of :data:`NAMES`.
+      hyper: hyperparameter values, scalars or traced arrays. Keys: any of :data:`HYPERPARAMETERS`;
+        missing ones take :data:`DEFAULTS`.
+      clip: ``False`` leaves out the clipping stage (as in :func:`make`).
+      decay: ``False`` leaves out the weight-decay stage (as in :func:`make`).
+
+    Returns:
+      the ``optax.GradientTransformation``; its state holds the hyperparameters as float32 arrays
+      (``state.hyperparams``), so they can differ per variant under ``vmap`` without recompiling.
+
+    Raises:
+      ValueError: ``kind`` is not a known optimizer, or ``hyper`` has a key not in :data:`HYPERPARAMETERS`.
     """
     canonical(kind)
     unknown = set(hyper) - set(HYPERPARAMETERS)

@@ -60,9 +60,19 @@ def _labels(table, names: Sequence[str]) -> list[str]:
 
 
 def variant_groups(table, axes: Sequence[str], metric: str, goal: str) -> list[tuple[str, np.ndarray]]:
-    """Columns for the heatmaps: ``(label, row indices)`` per combination of the swept values except
-    ``seed`` (in order of first appearance), or at most :data:`MAX_COLUMNS` single variants spread over
-    the ranking by ``metric`` when there are more combinations than that."""
+    """Columns for the heatmaps: variant groups, or single variants when there are too many groups.
+
+    Args:
+      table: the results table.
+      axes: the swept axis names.
+      metric: the column the ranking uses (when there are more than :data:`MAX_COLUMNS` groups).
+      goal: ``"min"`` or ``"max"``.
+
+    Returns:
+      ``(label, row indices)`` per combination of the swept values except ``seed`` (in order of first
+      appearance), or at most :data:`MAX_COLUMNS` single variants spread over the ranking by ``metric``
+      (labelled ``#<variant id>``) when there are more combinations than that.
+    """
     labels = _labels(table, _label_axes(axes))
     unique = list(dict.fromkeys(labels))
     if len(unique) <= MAX_COLUMNS:
@@ -134,6 +144,14 @@ def loss_curves_figure(table, history, axes: Sequence[str]) -> Figure:
     Panels: the first swept axis with at most 8 values, when another axis is left to colour by; colour:
     a continuous axis (colour bar), else the combination of the remaining axes (legend). Seeds share a
     colour, so their spread shows as a band.
+
+    Args:
+      table: the results table.
+      history: the history (``val_loss`` and ``eval_step`` [V, E]).
+      axes: the swept axis names.
+
+    Returns:
+      the figure.
     """
     names = _label_axes(axes)
     facets = [n for n in names if table[n].nunique() <= 8 and not _continuous(table, n)]
@@ -221,7 +239,18 @@ def _group_means(values: np.ndarray, groups) -> np.ndarray:
 
 
 def grad_norm_figure(table, history, axes: Sequence[str], metric: str, goal: str) -> Figure:
-    """log10 of the gradient norm per layer (rows) and variant group (columns), at init and at the end."""
+    """log10 of the gradient norm per layer (rows) and variant group (columns), at init and at the end.
+
+    Args:
+      table: the results table.
+      history: the history (``grad_norm`` [V, E, L] and ``eval_step``).
+      axes: the swept axis names.
+      metric: the ranking column, for :func:`variant_groups`.
+      goal: ``"min"`` or ``"max"``, for :func:`variant_groups`.
+
+    Returns:
+      the figure.
+    """
     groups = variant_groups(table, axes, metric, goal)
     cols = [lab for lab, _ in groups]
     with np.errstate(divide="ignore"):
@@ -242,7 +271,18 @@ def grad_norm_figure(table, history, axes: Sequence[str], metric: str, goal: str
 
 
 def activation_health_figure(table, history, axes: Sequence[str], metric: str, goal: str) -> Figure:
-    """Dead-unit and saturated-unit fractions per hidden layer and variant group, at init and at the end."""
+    """Dead-unit and saturated-unit fractions per hidden layer and variant group, at init and at the end.
+
+    Args:
+      table: the results table.
+      history: the history (``dead_fraction`` and ``saturated_fraction`` [V, E, L], and ``eval_step``).
+      axes: the swept axis names.
+      metric: the ranking column, for :func:`variant_groups`.
+      goal: ``"min"`` or ``"max"``, for :func:`variant_groups`.
+
+    Returns:
+      the figure.
+    """
     groups = variant_groups(table, axes, metric, goal)
     cols = [lab for lab, _ in groups]
     n_layers = history["dead_fraction"].shape[2]
@@ -268,7 +308,16 @@ def activation_health_figure(table, history, axes: Sequence[str], metric: str, g
 
 
 def best_so_far_figure(table, metric: str, goal: str) -> Figure:
-    """Every trial's metric in trial order (crosses: diverged) and the best so far."""
+    """Every trial's metric in trial order (crosses: diverged) and the best so far.
+
+    Args:
+      table: the results table.
+      metric: the column to plot.
+      goal: ``"min"`` or ``"max"``: what "best" means.
+
+    Returns:
+      the figure.
+    """
     values = table[metric].to_numpy(dtype=float)
     trial = table["variant"].to_numpy()
     order = np.argsort(trial, kind="stable")
@@ -306,7 +355,20 @@ def _save(fig: Figure, path: Path) -> Path:
 
 def save_all(out: str | Path, table, history, axes: Sequence[str], metric: str, goal: str,
              method: str) -> list[Path]:
-    """Write every figure for a results directory into ``DIR/plots``; return the paths."""
+    """Write every figure for a results directory into ``DIR/plots``.
+
+    Args:
+      out: the results directory.
+      table: the results table.
+      history: the history.
+      axes: the swept axis names.
+      metric: the ranking column.
+      goal: ``"min"`` or ``"max"``.
+      method: the search method; ``"random"`` and ``"bayesian"`` add ``best_so_far.png``.
+
+    Returns:
+      the paths of the PNGs written.
+    """
     folder = Path(out) / store.PLOTS
     paths = [
         _save(loss_curves_figure(table, history, axes), folder / "loss_curves.png"),

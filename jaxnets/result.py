@@ -27,10 +27,14 @@ LAYER_METRICS: tuple[str, ...] = ("grad_norm",) + diagnostics.STATS
 #: Every metric recorded at each evaluation (the keys of :attr:`Result.history`).
 METRICS: tuple[str, ...] = SCALAR_METRICS + LAYER_METRICS
 
+#: Metrics of the test split, computed once at the end for every variant (never used for selection or early
+#: stopping); NaN where the data set has no test split (accuracy: where the loss has none).
+TEST_METRICS: tuple[str, ...] = ("test_loss", "test_accuracy")
+
 #: Per-variant summary columns (besides the variant id and its hyperparameters), as in ``results.csv``.
 COLUMNS: tuple[str, ...] = (
     "status", "stopped_step", "final_train_loss", "final_val_loss", "best_val_loss", "val_accuracy",
-    "group_wall_s",
+    "test_loss", "test_accuracy", "group_wall_s",
 )
 
 
@@ -58,6 +62,10 @@ class GroupResult:
     run_s: float
     wall_s: float
     n_blocks: int
+    model_state: Any = None
+    test: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    layer_names: list[str] = dataclasses.field(default_factory=list)
+    program: Any = None
 
 
 def _place(parts: list[tuple[np.ndarray, np.ndarray]], n: int) -> np.ndarray:
@@ -112,8 +120,7 @@ class Result:
 
     def params(self, i: int) -> Any:
         """Parameters of variant ``i`` (a pytree without the variant axis)."""
-        g = self.groups[self.group_of[i]]
-        j = int(np.flatnonzero(g.indices == i)[0])
+        g, j = self._locate(i)
         return jax.tree.map(lambda a: a[j], g.params)
 
     def final(self, metric: str) -> np.ndarray:
@@ -121,6 +128,52 @@ class Result:
         h = self.history[metric]
         last = np.array([len(self.groups[gi].eval_steps) - 1 for gi in self.group_of])
         return h[np.arange(len(self)), last]
+
+    def _place_test(self, key: str) -> np.ndarray:
+        out = np.full(len(self), np.nan)
+        for g in self.groups:
+            if key in g.test:
+                out[g.indices] = g.test[key]
+        return out
+
+    def _locate(self, i: int) -> tuple[GroupResult, int]:
+        g = self.groups[self.group_of[i]]
+        return g, int(np.flatnonzero(g.indices == i)[0])
+
+    def model_state(self, i: int) -> Any:
+        """The model's non-parameter collections of variant ``i`` (e.g. ``{"batch_stats": ...}``; ``{}``)."""
+        g, j = self._locate(i)
+        return jax.tree.map(lambda a: a[j], g.model_state) if g.model_state is not None else {}
+
+    def layer_names(self, i: int = 0) -> list[str]:
+        """The entries of variant ``i``'s ``grad_norm`` history, input side first (parameter-tree paths)."""
+        return list(self._locate(i)[0].layer_names)
+
+    def predict(self, i: int, x: Any) -> np.ndarray:
+        """Variant ``i``'s outputs (logits for the classification losses) on ``x`` [B, ...], in evaluation
+        mode (no dropout; BatchNorm's running statistics): [B, ...outputs]."""
+        g, j = self._locate(i)
+        prog = g.program
+        hp = {k: v[j] for k, v in prog.stack(g.rows).items()}
+        fn = jax.jit(prog.apply)
+        return np.asarray(fn(self.params(i), self.model_state(i), hp, np.asarray(x, np.float32)))
+
+    def predict_all(self, x: Any) -> np.ndarray:
+        """Every variant's outputs on ``x`` [B, ...], one vectorized call per static group: [V, B, ...]."""
+        x = np.asarray(x, np.float32)
+        parts = []
+        for g in self.groups:
+            prog = g.program
+            fn = jax.jit(jax.vmap(prog.apply, in_axes=(0, 0, 0, None)))
+            state = g.model_state if g.model_state is not None else {}
+            parts.append((g.indices, np.asarray(fn(g.params, state, prog.stack(g.rows), x))))
+        shapes = {p.shape[1:] for _, p in parts}
+        if len(shapes) != 1:
+            raise ValueError(f"the static groups' outputs differ in shape ({sorted(shapes)}); use predict(i, x)")
+        out = np.empty((len(self), *parts[0][1].shape[1:]), parts[0][1].dtype)
+        for idx, p in parts:
+            out[idx] = p
+        return out
 
     def group_wall_s(self) -> np.ndarray:
         """Wall time of each variant's group, [V]."""
@@ -137,6 +190,7 @@ class Result:
             "final_val_loss": final["val_loss"],
             "best_val_loss": np.asarray(self.best_val_loss, np.float64),
             "val_accuracy": final["val_accuracy"],
+            **{k: self._place_test(k) for k in TEST_METRICS},
             "group_wall_s": self.group_wall_s(),
         }
         assert tuple(cols) == COLUMNS
@@ -152,7 +206,7 @@ class Result:
             entry.update({k: (list(v) if isinstance(v, tuple) else v) for k, v in row.items()})
             for k, values in cols.items():
                 v = values[i].item()
-                entry[k] = None if isinstance(v, float) and np.isnan(v) and k == "val_accuracy" else v
+                entry[k] = None if isinstance(v, float) and np.isnan(v) and k.endswith("_accuracy") else v
             entry["group"] = int(self.group_of[i])
             out.append(entry)
         return out

@@ -72,9 +72,9 @@ class LockedError(DirectoryError):
     """Another run holds the directory's lock.
 
     Attributes:
-        path: The lock file, ``DIR/.lock``.
-        pid: The holder's process id (``None`` if the lock is still being written).
-        host: The holder's host name (``None`` if unknown).
+      path: The lock file, ``DIR/.lock``.
+      pid: The holder's process id (``None`` if the lock is still being written).
+      host: The holder's host name (``None`` if unknown).
     """
 
     def __init__(self, path: Path, pid: int | None, host: str | None):
@@ -93,8 +93,8 @@ class CorruptUnitError(ValueError):
     """A saved unit file is damaged (unreadable, inconsistent, or failing its checksum).
 
     Attributes:
-        path: The unit file.
-        reason: Why it is considered damaged, in a few words (e.g. ``"truncated zip archive"``).
+      path: The unit file.
+      reason: Why it is considered damaged, in a few words (e.g. ``"truncated zip archive"``).
     """
 
     def __init__(self, path: str | Path, reason: str):
@@ -106,8 +106,8 @@ class CorruptUnitWarning(UserWarning):
     """:func:`load_units` skipped a damaged unit file (so the sweep retrains that unit).
 
     Attributes:
-        path: The unit file.
-        reason: Why it is considered damaged (see :class:`CorruptUnitError`).
+      path: The unit file.
+      reason: Why it is considered damaged (see :class:`CorruptUnitError`).
     """
 
     def __init__(self, path: str | Path, reason: str):
@@ -119,9 +119,9 @@ class StaleLockWarning(UserWarning):
     """:func:`lock` took over a stale lock (its process is gone, or the lock file was unreadable).
 
     Attributes:
-        path: The lock file, ``DIR/.lock``.
-        pid: The process id it named (``None`` if unreadable).
-        reason: Why it is stale, in a few words.
+      path: The lock file, ``DIR/.lock``.
+      pid: The process id it named (``None`` if unreadable).
+      reason: Why it is stale, in a few words.
     """
 
     def __init__(self, path: str | Path, pid: int | None, reason: str):
@@ -144,7 +144,15 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
-    """Write a file through ``write(binary file)`` to a temporary name, fsync it, rename it into place."""
+    """Write a file through ``write(binary file)`` to a temporary name, fsync it, rename it into place.
+
+    Args:
+      path: The final file name (its folder is created if missing).
+      write: Called once with the temporary file, open for binary writing.
+
+    Returns:
+      ``path``, as a :class:`~pathlib.Path`.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -181,7 +189,7 @@ def _read_lock(path: Path) -> dict[str, Any] | None:
     """The owner recorded in a lock file, or ``None`` if it cannot be read or parsed.
 
     Raises:
-        FileNotFoundError: The lock file does not exist (any more).
+      FileNotFoundError: The lock file does not exist (any more).
     """
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
@@ -301,14 +309,14 @@ def lock(out: str | Path) -> Iterator[Path]:
     ``open_run(..., force=True)``. Take it before :func:`open_run` and hold it until the last file is written.
 
     Args:
-        out: The results directory.
+      out: The results directory.
 
     Yields:
-        The lock file's path.
+      The lock file's path.
 
     Raises:
-        LockedError: Another live process (or a process on another host) holds the lock.
-        DirectoryError: ``out`` is a file.
+      LockedError: Another live process (or a process on another host) holds the lock.
+      DirectoryError: ``out`` is a file.
     """
     path, token = _acquire(Path(out))
     try:
@@ -344,7 +352,17 @@ def _clear(out: Path) -> None:
 
 
 def read_config_text(out: str | Path) -> str:
-    """The text of ``DIR/config.toml``; :class:`DirectoryError` if it is missing."""
+    """The text of ``DIR/config.toml``.
+
+    Args:
+      out: The results directory.
+
+    Returns:
+      The config's text.
+
+    Raises:
+      DirectoryError: ``config.toml`` is missing.
+    """
     path = Path(out) / CONFIG
     if not path.is_file():
         raise DirectoryError(f"{str(out)!r} is not a jaxnets results directory (no {CONFIG})")
@@ -363,15 +381,15 @@ def open_run(out: str | Path, config_text: str, *, force: bool = False) -> dict[
     sweep retrains them. The lock file (:func:`lock`) does not make a folder non-empty and is never deleted.
 
     Args:
-        out: The results directory.
-        config_text: The config's text, written to ``config.toml`` byte for byte.
-        force: Delete another config's results (or write into a foreign non-empty folder) instead of refusing.
+      out: The results directory.
+      config_text: The config's text, written to ``config.toml`` byte for byte.
+      force: Delete another config's results (or write into a foreign non-empty folder) instead of refusing.
 
     Returns:
-        The finished units by key (empty for a fresh directory).
+      The finished units by key (empty for a fresh directory).
 
     Raises:
-        DirectoryError: ``out`` is a file, holds another config's results, or is a foreign non-empty folder.
+      DirectoryError: ``out`` is a file, holds another config's results, or is a foreign non-empty folder.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -432,11 +450,11 @@ def save_unit(out: str | Path, res: UnitResult) -> Path:
     """Atomically save a finished unit as ``DIR/units/<key>.npz``, with a checksum in its metadata.
 
     Args:
-        out: The results directory.
-        res: The finished unit.
+      out: The results directory.
+      res: The finished unit.
 
     Returns:
-        The unit file's path.
+      The unit file's path.
     """
     arrays = {
         "variant": np.asarray(res.variant),
@@ -538,14 +556,14 @@ def load_unit(path: str | Path) -> UnitResult:
     written before checksums existed has none: it loads unverified (its shapes are still checked).
 
     Args:
-        path: The unit file (``DIR/units/<key>.npz``).
+      path: The unit file (``DIR/units/<key>.npz``).
 
     Returns:
-        The unit.
+      The unit.
 
     Raises:
-        CorruptUnitError: The file is damaged: truncated, not an archive, missing or ill-shaped arrays,
-            unreadable metadata, a checksum mismatch, or it cannot be read at all (``reason`` says which).
+      CorruptUnitError: The file is damaged: truncated, not an archive, missing or ill-shaped arrays,
+        unreadable metadata, a checksum mismatch, or it cannot be read at all (``reason`` says which).
     """
     path = Path(path)
     try:
@@ -565,10 +583,10 @@ def load_units(out: str | Path) -> dict[str, UnitResult]:
     (``.*.tmp``) are never read.
 
     Args:
-        out: The results directory.
+      out: The results directory.
 
     Returns:
-        The intact units by key.
+      The intact units by key.
     """
     units = {}
     for path in sorted((Path(out) / UNITS).glob("*.npz")):
@@ -589,7 +607,16 @@ def load_units(out: str | Path) -> dict[str, UnitResult]:
 
 
 def write_results(out: str | Path, table, history: Mapping[str, np.ndarray]) -> tuple[Path, Path]:
-    """Atomically write ``results.csv`` (pandas; NaN as an empty cell) and ``history.npz``."""
+    """Atomically write ``results.csv`` (pandas; NaN as an empty cell) and ``history.npz``.
+
+    Args:
+      out: The results directory.
+      table: The results table (a pandas DataFrame, see :func:`jaxnets.sweep.assemble`).
+      history: The history arrays by name.
+
+    Returns:
+      The paths of ``results.csv`` and ``history.npz``.
+    """
     out = Path(out)
     csv = write_text(out / RESULTS, table.to_csv(index=False))
     npz = save_npz(out / HISTORY, history)
@@ -597,7 +624,17 @@ def write_results(out: str | Path, table, history: Mapping[str, np.ndarray]) -> 
 
 
 def read_results(out: str | Path):
-    """``(table, history)`` of a results directory: a pandas DataFrame and a dict of arrays."""
+    """Read the final results of a results directory.
+
+    Args:
+      out: The results directory.
+
+    Returns:
+      ``(table, history)``: a pandas DataFrame and a dict of arrays.
+
+    Raises:
+      DirectoryError: ``results.csv`` or ``history.npz`` is missing (the sweep is not finished).
+    """
     import pandas as pd
 
     out = Path(out)

@@ -66,9 +66,14 @@ EventFn = Callable[[events.Event], None]
 class Unit:
     """Variants trained by one ``engine.train`` call and saved together.
 
-    ``variant_ids``: the variants' ids (rows of ``results.csv``); ``points``: each variant's axis values
-    (config keys, JSON-able); ``rows``: the engine variants; ``fingerprint``: a hash of the rows and the
-    data options, so a saved unit is reused only for exactly the same variants.
+    Attributes:
+      key: the unit's name: ``group-NNN`` (a static group, grid / random search) or ``round-NNN`` (a
+        Bayesian round).
+      variant_ids: the variants' ids (rows of ``results.csv``).
+      points: each variant's axis values (config keys, JSON-able).
+      rows: the engine variants.
+      fingerprint: a hash of the rows and the data options, so a saved unit is reused only for exactly the
+        same variants.
     """
 
     key: str
@@ -82,10 +87,16 @@ class Unit:
 class UnitResult:
     """A trained unit: per-variant columns (:data:`COLUMNS`) and histories.
 
-    ``columns[k]``: [n] arrays (``status`` str, ``stopped_step`` int, the rest float; ``val_accuracy`` NaN
-    where the loss has no accuracy); ``history[m]``: [n, E] or [n, E, L] float (NaN-padded where the unit's
-    static groups differ); ``eval_step``: [n, E] float, the step of each evaluation of each variant (NaN
-    where padded); ``group``: [n] int, the static group within the unit.
+    Attributes:
+      key: the unit's key (:attr:`Unit.key`).
+      fingerprint: the unit's fingerprint (:attr:`Unit.fingerprint`).
+      variant: [n] int, the variants' ids.
+      points: each variant's axis values (config keys).
+      columns: ``columns[k]``: [n] arrays (``status`` str, ``stopped_step`` int, the rest float;
+        ``val_accuracy`` NaN where the loss has no accuracy).
+      history: ``history[m]``: [n, E] or [n, E, L] float (NaN-padded where the unit's static groups differ).
+      eval_step: [n, E] float, the step of each evaluation of each variant (NaN where padded).
+      group: [n] int, the static group within the unit.
     """
 
     key: str
@@ -102,9 +113,14 @@ class UnitResult:
 class Plan:
     """What a config will train: the loaded data set and, for grid / random search, every unit.
 
-    ``units`` is ``None`` for Bayesian search (its rounds are asked one by one during :func:`run`);
-    ``n_variants`` counts all variants (trials); ``evals`` is the number of evaluations after step 0
-    (progress total; an estimate for Bayesian search).
+    Attributes:
+      config: the config.
+      dataset: the loaded data set.
+      units: every unit, in order; ``None`` for Bayesian search (its rounds are asked one by one during
+        :func:`run`).
+      n_variants: counts all variants (trials).
+      n_units: the number of units (static groups, or Bayesian rounds).
+      evals: the number of evaluations after step 0 (progress total; an estimate for Bayesian search).
     """
 
     config: Config
@@ -125,7 +141,14 @@ def _json_value(v: Any) -> Any:
 
 
 def grid_points(axes: Sequence[Axis]) -> list[dict[str, Any]]:
-    """The Cartesian product of list axes, the last axis varying fastest; ``[{}]`` with no axes."""
+    """The Cartesian product of list axes, the last axis varying fastest.
+
+    Args:
+      axes: list axes (``values`` set).
+
+    Returns:
+      one point (``{axis name: value}``, lists as lists) per combination; ``[{}]`` with no axes.
+    """
     names = [a.name for a in axes]
     return [dict(zip(names, map(_json_value, combo), strict=True))
             for combo in itertools.product(*(a.values for a in axes))]
@@ -157,8 +180,15 @@ def _encodable(values: Sequence[Any]) -> bool:
 
 
 def distributions(axes: Sequence[Axis]) -> dict[str, Any]:
-    """Optuna distributions for the axes: lists -> categorical (lists of lists as JSON text), ranges ->
-    ``IntDistribution`` (integer keys) or ``FloatDistribution``, log-scaled when ``log = true``."""
+    """Optuna distributions for the axes.
+
+    Args:
+      axes: the swept axes.
+
+    Returns:
+      ``{axis name: distribution}``: lists -> categorical (lists of lists as JSON text), ranges ->
+      ``IntDistribution`` (integer keys) or ``FloatDistribution``, log-scaled when ``log = true``.
+    """
     import optuna
 
     out: dict[str, Any] = {}
@@ -200,7 +230,16 @@ def _tpe(seed: int):
 
 
 def random_points(axes: Sequence[Axis], trials: int, seed: int) -> list[dict[str, Any]]:
-    """``trials`` points sampled independently from the axes with Optuna's ``RandomSampler(seed)``."""
+    """``trials`` points sampled independently from the axes with Optuna's ``RandomSampler(seed)``.
+
+    Args:
+      axes: the swept axes (lists or ranges).
+      trials: the number of points.
+      seed: the sampler's seed.
+
+    Returns:
+      the points (``{axis name: value}``), in sampling order.
+    """
     import optuna
 
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
@@ -214,8 +253,18 @@ def random_points(axes: Sequence[Axis], trials: int, seed: int) -> list[dict[str
 
 
 def load_data(cfg: Config) -> data_lib.Dataset:
-    """The ``[data]`` data set (built-in, or your own file with ``[data] path``); a bad option or bad data
-    becomes a :class:`ConfigError` naming it (for a file: the path, and the column / row at fault)."""
+    """The ``[data]`` data set (built-in, or your own file with ``[data] path``).
+
+    Args:
+      cfg: a checked config.
+
+    Returns:
+      the loaded :class:`~jaxnets.data.Dataset`.
+
+    Raises:
+      ConfigError: a bad option or bad data, naming it (for a file: the path, and the column / row at
+        fault).
+    """
     name, kwargs = config_lib.data_kwargs(cfg)
     if cfg.data_path is not None:
         try:
@@ -282,8 +331,15 @@ def _probe_points(axes: Sequence[Axis]) -> list[dict[str, Any]]:
 def plan(cfg: Config) -> Plan:
     """Load the data and list (grid / random) or probe (Bayesian) every variant; validate all of it.
 
-    Raises :class:`ConfigError` for anything the engine would reject (loss vs. task, model kind vs. data
-    layout, batch size vs. data size, ...), before any compute.
+    Args:
+      cfg: a checked config.
+
+    Returns:
+      the :class:`Plan`.
+
+    Raises:
+      ConfigError: for anything the engine would reject (loss vs. task, model kind vs. data layout, batch
+        size vs. data size, ...), before any compute; or bad data (see :func:`load_data`).
     """
     ds = load_data(cfg)
     if cfg.method == "bayesian":
@@ -305,7 +361,16 @@ def plan(cfg: Config) -> Plan:
 
 
 def train_unit(unit: Unit, ds: data_lib.Dataset, on_event: EventFn | None = None) -> UnitResult:
-    """Train one unit with one ``engine.train`` call, passing the engine's progress events to ``on_event``."""
+    """Train one unit with one ``engine.train`` call, passing the engine's progress events to ``on_event``.
+
+    Args:
+      unit: the unit.
+      ds: the data set.
+      on_event: called with each of the engine's progress events (``None``: none).
+
+    Returns:
+      the trained :class:`UnitResult`.
+    """
     result = engine.train(list(unit.rows), ds, progress=on_event)
     return UnitResult(
         key=unit.key,
@@ -366,11 +431,17 @@ def run(p: Plan, done: Mapping[str, UnitResult] | None = None, on_event: EventFn
         ) -> list[UnitResult]:
     """Train every unit of the plan not already in ``done``; return all unit results in order.
 
-    ``on_event`` receives :mod:`jaxnets.events`: :class:`~jaxnets.events.SweepStarted`, then per unit
-    :class:`~jaxnets.events.UnitStarted`, the engine's :class:`~jaxnets.events.Compiling` /
-    :class:`~jaxnets.events.Evaluated` while it trains, and :class:`~jaxnets.events.UnitDone` (its ``result``
-    is the :class:`UnitResult`). Save a result when its ``UnitDone`` arrives (before the next unit starts) to
-    lose nothing if the process is killed.
+    Args:
+      p: the plan.
+      done: saved unit results by key; a unit with the same key and fingerprint is reused, not trained.
+      on_event: receives :mod:`jaxnets.events`: :class:`~jaxnets.events.SweepStarted`, then per unit
+        :class:`~jaxnets.events.UnitStarted`, the engine's :class:`~jaxnets.events.Compiling` /
+        :class:`~jaxnets.events.Evaluated` while it trains, and :class:`~jaxnets.events.UnitDone` (its
+        ``result`` is the :class:`UnitResult`). Save a result when its ``UnitDone`` arrives (before the next
+        unit starts) to lose nothing if the process is killed.
+
+    Returns:
+      all unit results, in unit order.
     """
     done = done or {}
     emit = on_event if on_event is not None else (lambda _: None)
@@ -410,11 +481,19 @@ def _pad_concat(parts: Sequence[np.ndarray]) -> np.ndarray:
 def assemble(results: Sequence[UnitResult], cfg: Config):
     """One table (pandas DataFrame, one row per variant, in variant order) and one history dict.
 
-    Table columns: ``variant``, one per swept axis (named as the axis), :data:`COLUMNS`, ``unit`` (the
-    unit's key) and ``group`` (``unit/static group``). History: ``step`` [E] (the evaluation steps of the
-    longest variant), ``eval_step`` [V, E] (each variant's own steps, NaN-padded), ``variant`` [V] and
-    :data:`HISTORY_METRICS` [V, E] / [V, E, L]; units with fewer evaluations or layers are NaN-padded, as in
-    :class:`jaxnets.result.Result`.
+    Args:
+      results: the unit results (from :func:`run`).
+      cfg: the config (its axes name the table's axis columns).
+
+    Returns:
+      ``(table, history)``. Table columns: ``variant``, one per swept axis (named as the axis),
+      :data:`COLUMNS`, ``unit`` (the unit's key) and ``group`` (``unit/static group``). History: ``step`` [E]
+      (the evaluation steps of the longest variant), ``eval_step`` [V, E] (each variant's own steps,
+      NaN-padded), ``variant`` [V] and :data:`HISTORY_METRICS` [V, E] / [V, E, L]; units with fewer
+      evaluations or layers are NaN-padded, as in :class:`jaxnets.result.Result`.
+
+    Raises:
+      ValueError: ``results`` is empty.
     """
     import pandas as pd
 
@@ -442,6 +521,15 @@ def assemble(results: Sequence[UnitResult], cfg: Config):
 
 
 def rank(table, metric: str, goal: str):
-    """The table sorted best first by ``metric`` (``goal`` ``"min"`` or ``"max"``); NaN last, ties by id."""
+    """The table sorted best first by ``metric``; NaN last, ties by id.
+
+    Args:
+      table: a results table (with a ``variant`` column).
+      metric: the column to rank by.
+      goal: ``"min"`` or ``"max"``.
+
+    Returns:
+      the sorted table (a new DataFrame, index reset).
+    """
     return table.sort_values([metric, "variant"], ascending=[goal == "min", True], na_position="last",
                              kind="stable").reset_index(drop=True)

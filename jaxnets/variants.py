@@ -27,7 +27,7 @@ from jaxnets import activations, initializers, losses, optimizers
 from jaxnets.models import CELLS, KINDS
 
 STATIC_KEYS: tuple[str, ...] = (
-    "kind", "hidden", "dense", "cell", "optimizer", "loss", "batch_size", "steps", "eval_every",
+    "kind", "hidden", "dense", "cell", "norm", "optimizer", "loss", "batch_size", "steps", "eval_every",
     "early_stopping_patience",
 )
 VMAPPED_KEYS: tuple[str, ...] = (
@@ -44,6 +44,7 @@ DEFAULTS: dict[str, Any] = {
     "hidden": (64, 64),
     "dense": (),
     "cell": "lstm",
+    "norm": "none",
     "optimizer": "adam",
     "loss": None,  # None: the data set's default loss
     "batch_size": 128,
@@ -60,6 +61,29 @@ DEFAULTS: dict[str, Any] = {
     "seed": 0,
 }
 KEYS: tuple[str, ...] = STATIC_KEYS + VMAPPED_KEYS
+
+#: Values of the static ``norm`` key (the built-in MLP and CNN): no normalization, LayerNorm or BatchNorm
+#: after each hidden layer's linear part, before its activation.
+NORMS: tuple[str, ...] = ("none", "layer", "batch")
+#: How a declared user key is treated (``extra_keys={"temperature": "vmapped", "width": "static"}``).
+EXTRA_KINDS: tuple[str, ...] = ("vmapped", "static")
+
+
+def check_extra_keys(extra_keys: Mapping[str, str] | None) -> dict[str, str]:
+    """Check a declaration of user keys ``{name: "vmapped" | "static"}``; return it as a dict.
+
+    Raises:
+      ValueError: a name that is already a jaxnets key, or a kind other than :data:`EXTRA_KINDS`.
+    """
+    out = dict(extra_keys or {})
+    for name, kind in out.items():
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"extra_keys: {name!r} is not a valid key name (use a Python identifier)")
+        if name in KEYS:
+            raise ValueError(f"extra_keys: {name!r} is already a jaxnets key; declare only keys of your own")
+        if kind not in EXTRA_KINDS:
+            raise ValueError(f"extra_keys: {name!r} = {kind!r}; the kind must be one of {', '.join(EXTRA_KINDS)}")
+    return out
 
 _POSITIVE_INT = ("batch_size", "steps", "eval_every")
 _NONNEGATIVE_FLOAT = ("init_scale", "weight_decay", "l2", "divergence_factor")
@@ -114,13 +138,17 @@ def _number(i: int, key: str, value: Any) -> float:
     return float(value)
 
 
-def normalize(variant: Mapping[str, Any], i: int = 0, default_loss: str | None = None) -> dict[str, Any]:
+def normalize(variant: Mapping[str, Any], i: int = 0, default_loss: str | None = None,
+              extra_keys: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Check one variant and fill in defaults; return a new dict with canonical names and Python types.
 
     Args:
       variant: the variant's hyperparameters (missing keys take :data:`DEFAULTS`).
       i: its index in the caller's list (named in errors).
       default_loss: replaces a missing / ``None`` loss (usually the data set's default).
+      extra_keys: declared user keys (see :func:`check_extra_keys`): a ``"vmapped"`` one must be a number
+        (it becomes a float32 [V] array), a ``"static"`` one any hashable value (it splits static groups);
+        a declared key missing from the row is an error.
 
     Returns:
       a new dict with every key of :data:`KEYS`.
@@ -131,9 +159,21 @@ def normalize(variant: Mapping[str, Any], i: int = 0, default_loss: str | None =
     """
     if not isinstance(variant, Mapping):
         raise TypeError(f"variant {i}: expected a mapping of hyperparameters, got {type(variant).__name__}")
-    unknown = sorted(set(variant) - set(KEYS))
+    extra = dict(extra_keys or {})
+    unknown = sorted(set(variant) - set(KEYS) - set(extra))
     if unknown:
-        _fail(i, f"unknown key(s) {unknown}; valid keys: {', '.join(KEYS)}")
+        hint = "; declare your own keys with extra_keys={name: 'vmapped' | 'static'}" if not extra else ""
+        _fail(i, f"unknown key(s) {unknown}; valid keys: {', '.join(KEYS + tuple(extra))}{hint}")
+    for key, kind in extra.items():
+        if key not in variant:
+            _fail(i, f"declared key {key!r} is missing")
+        if kind == "vmapped":
+            _number(i, key, variant[key])
+        else:
+            try:
+                hash(variant[key])
+            except TypeError:
+                _fail(i, f"static key {key!r} must be hashable (e.g. a tuple, not a list), got {variant[key]!r}")
     row = {**DEFAULTS, **variant}
     if row["loss"] is None:
         row["loss"] = default_loss
@@ -142,6 +182,10 @@ def normalize(variant: Mapping[str, Any], i: int = 0, default_loss: str | None =
             raise ValueError(f"unknown model kind {row['kind']!r}; valid kinds: {', '.join(KINDS)}")
         if row["cell"] not in CELLS:
             raise ValueError(f"unknown RNN cell {row['cell']!r}; valid cells: {', '.join(CELLS)}")
+        if row["norm"] not in NORMS:
+            raise ValueError(f"unknown norm {row['norm']!r}; valid norms: {', '.join(NORMS)}")
+        if row["norm"] != "none" and row["kind"] == "rnn":
+            raise ValueError(f"norm = {row['norm']!r} applies to kinds mlp and cnn, not rnn")
         if row["loss"] is None:
             raise ValueError(f"no loss given; valid losses: {', '.join(losses.NAMES)}")
         losses.get(row["loss"])
@@ -185,13 +229,15 @@ class GroupSpec:
 
     ``activations`` / ``initializers``: the names used in the group, in registry order; per-variant ids
     index these tuples. ``use_*`` flags drop a stage that no variant of the group uses (dropout, L2,
-    weight decay, clipping), which saves work without changing any number.
+    weight decay, clipping), which saves work without changing any number. ``static_extra``: the declared
+    static user keys and their values; ``vmapped_extra``: the declared vmapped user keys.
     """
 
     kind: str
     hidden: tuple[int, ...]
     dense: tuple[int, ...]
     cell: str
+    norm: str
     optimizer: str
     loss: str
     batch_size: int
@@ -204,6 +250,8 @@ class GroupSpec:
     use_l2: bool
     use_weight_decay: bool
     use_clip: bool
+    static_extra: tuple[tuple[str, Any], ...] = ()
+    vmapped_extra: tuple[str, ...] = ()
 
     @property
     def n_evals(self) -> int:
@@ -225,14 +273,19 @@ class Group:
     rows: tuple[dict[str, Any], ...]
 
 
-def group(rows: Sequence[Mapping[str, Any]]) -> list[Group]:
-    """Split normalized rows into static groups, in order of first appearance."""
+def group(rows: Sequence[Mapping[str, Any]], extra_keys: Mapping[str, str] | None = None) -> list[Group]:
+    """Split normalized rows into static groups (static keys and declared static user keys), in order of
+    first appearance."""
+    extra = dict(extra_keys or {})
+    static_extra = tuple(k for k, kind in extra.items() if kind == "static")
+    vmapped_extra = tuple(k for k, kind in extra.items() if kind == "vmapped")
     buckets: dict[tuple, list[int]] = {}
     for i, row in enumerate(rows):
-        buckets.setdefault(tuple(row[k] for k in STATIC_KEYS), []).append(i)
+        buckets.setdefault(tuple(row[k] for k in STATIC_KEYS + static_extra), []).append(i)
     groups = []
     for key, idx in buckets.items():
         members = [rows[i] for i in idx]
+        key, extra_values = key[:len(STATIC_KEYS)], key[len(STATIC_KEYS):]
         used = {r["activation"] for r in members}
         used_init = {r["init"] for r in members}
         spec = GroupSpec(
@@ -243,6 +296,8 @@ def group(rows: Sequence[Mapping[str, Any]]) -> list[Group]:
             use_l2=any(r["l2"] > 0 for r in members),
             use_weight_decay=any(r["weight_decay"] > 0 for r in members),
             use_clip=any(math.isfinite(r["clip_norm"]) for r in members),
+            static_extra=tuple(zip(static_extra, extra_values, strict=True)),
+            vmapped_extra=vmapped_extra,
         )
         groups.append(Group(spec, tuple(idx), tuple(dict(r) for r in members)))
     return groups
@@ -252,14 +307,14 @@ def stack(spec: GroupSpec, rows: Sequence[Mapping[str, Any]]) -> dict[str, np.nd
     """The vmapped keys of ``rows`` as arrays with a leading variant axis [V].
 
     ``activation`` and ``init`` become int32 ids into ``spec.activations`` / ``spec.initializers``;
-    ``seed`` uint32; everything else float32.
+    ``seed`` uint32; everything else (declared vmapped user keys included) float32.
     """
     out: dict[str, np.ndarray] = {
         "activation": np.array([spec.activations.index(r["activation"]) for r in rows], np.int32),
         "init": np.array([spec.initializers.index(r["init"]) for r in rows], np.int32),
         "seed": np.array([r["seed"] for r in rows], np.uint32),
     }
-    for key in VMAPPED_KEYS:
+    for key in VMAPPED_KEYS + spec.vmapped_extra:
         if key not in out:
             out[key] = np.array([r[key] for r in rows], np.float32)
     return out

@@ -23,7 +23,10 @@ if str(ROOT) not in sys.path:  # benchmarks/ is not an installed package; `pytho
 
 from benchmarks import CONTENDERS, RECORD_KEYS, WORKLOAD_NAMES, WORKLOADS, Config, run  # noqa: E402
 from benchmarks.__main__ import parse_args  # noqa: E402
+from benchmarks.report import speed_targets  # noqa: E402
 from benchmarks.suite import make_plan  # noqa: E402
+from benchmarks.workloads import ALL_ACTIVATIONS, load_data  # noqa: E402
+from jaxnets import activations  # noqa: E402
 from jaxnets.models import CNN, MLP, RNN  # noqa: E402
 
 
@@ -57,6 +60,21 @@ def test_flop_formula():
     assert [r["seed"] for r in rows] == list(range(5))
 
 
+def test_wine_mlp_9act_mixes_all_nine_activations_for_jaxnets_only():
+    assert ALL_ACTIVATIONS == activations.NAMES  # the plain-Python copy the planner uses
+    wl, base = WORKLOADS["wine_mlp_9act"], WORKLOADS["wine_mlp"]
+    assert (wl.hidden, wl.batch_size, wl.dataset, wl.param_count()) == (base.hidden, base.batch_size, base.dataset,
+                                                                       base.param_count())
+    rows = wl.jaxnets_rows(20, steps=10, eval_every=5)
+    assert [r["activation"] for r in rows] == [activations.NAMES[i % 9] for i in range(20)]
+    assert [r["init"] for r in rows[:9]] == ["glorot_uniform"] * 9 and rows[9]["init"] == "he_normal"
+    # the one-activation contenders train the first activation, with the same initializers and seeds
+    assert {wl.variant(i)["activation"] for i in range(20)} == {"sigmoid"} == set(wl.contender_activations())
+    assert [(wl.variant(i)["init"], wl.variant(i)["seed"]) for i in range(20)] == [(r["init"], r["seed"])
+                                                                                   for r in rows]
+    assert base.contender_activations() == ("relu", "tanh") and base.variant(3) == base.jaxnets_variant(3)
+
+
 def test_plan_skips_what_cannot_fit_and_missing_torch():
     cfg = Config(ns=(1, 1024))
     plan = make_plan(cfg, accelerator=False, peak_gflops=500.0, memory_bytes=8 * 2**30, torch_ok=False,
@@ -83,6 +101,8 @@ def test_cli_flags():
     assert parse_args([])[0].isolate == "all" and parse_args(["--quick", "--in-process"])[0].isolate == "none"
     with pytest.raises(SystemExit):
         parse_args(["--workloads", "mnist"])
+    cfg, _ = parse_args(["--workloads", "wine_mlp_9act", "--contenders", "jaxnets,jax_vmap"])
+    assert cfg.workloads == ("wine_mlp_9act",) and cfg.contenders == ("jaxnets", "jax_vmap")
 
 
 def _check_results_file(path: Path, contenders: set[str], ns: tuple[int, ...]) -> dict:
@@ -105,11 +125,12 @@ def _check_results_file(path: Path, contenders: set[str], ns: tuple[int, ...]) -
                                                                  for n in ns}
     md = path.with_suffix(".md").read_text()
     assert "| N | jaxnets |" in md and "## Targets" in md
+    assert "| (a) wine_mlp_9act per-step time" in md and "| (d) jaxnets compile_s" in md
     return res
 
 
 def test_tiny_suite_writes_the_contract(tmp_path):
-    contenders = ("jaxnets", "jax_loop", "jax_scan")
+    contenders = ("jaxnets", "jax_loop", "jax_scan", "jax_vmap")
     out = tmp_path / "cpu-test.json"
     cfg = Config(workloads=("wine_mlp",), contenders=contenders, ns=(2,), steps=5, target_s=0.02,
                  isolate="none", quick=True, out=str(out), plot=False)
@@ -119,6 +140,68 @@ def test_tiny_suite_writes_the_contract(tmp_path):
     assert jx["n_timed"] == 2 and not jx["extrapolated"] and jx["steps"] == 5 and jx["eval_subtracted"] in (True, False)
     loop = next(r for r in res["records"] if r["contender"] == "jax_loop" and r["n"] == 2)
     assert loop["steps"] >= 50 and 1 <= loop["n_timed"] <= 2
+    vm = next(r for r in res["records"] if r["contender"] == "jax_vmap")
+    assert vm["n_timed"] == 2 and not vm["extrapolated"] and vm["steps"] == 5 and vm["n_calls"] >= 1
+    assert (vm["activation"], vm["init"]) == ("relu", "glorot_uniform")
+
+
+def test_jax_vmap_trains_n_different_models():
+    """The hand-written jit(vmap(scan)) program: every model's loss goes down, and N models are N different
+    trainings (own init and minibatch keys), all with the workload's first activation and initializer."""
+    from benchmarks.jax_contenders import run_jax_vmap, vmap_program
+
+    wl, n, steps = WORKLOADS["wine_mlp"], 4, 80
+    program, (params, opt_state, x, y, keys) = vmap_program(wl, load_data(wl), n, steps)
+    first = np.asarray(params["output"]["kernel"])
+    assert first.shape == (n, 32, 3) and len({a.tobytes() for a in first}) == n  # n different inits
+    params, opt_state, losses = program(params, opt_state, x, y, keys)
+    losses = np.asarray(losses)
+    assert losses.shape == (n, steps) and np.isfinite(losses).all()
+    assert (losses[:, -10:].mean(axis=1) < 0.5 * losses[:, :10].mean(axis=1)).all()  # every model learns
+    assert len({round(float(v), 6) for v in losses[:, -1]}) == n  # n different minibatch streams / results
+    final = np.asarray(params["output"]["kernel"])
+    assert all(not np.allclose(final[i], final[j]) for i in range(n) for j in range(i))
+    assert int(opt_state[0].count[0]) == steps  # Adam's own step count, per model
+
+    rec = run_jax_vmap(wl, n, 20, target_s=0.01)
+    assert rec["model_steps_per_s"] > 0 and rec["compile_s"] > 0 and rec["n_timed"] == n
+    assert rec["loss_last"] < rec["loss_first"] and not rec["extrapolated"]
+
+
+def _rec(workload: str, contender: str, n: int, rate: float, compile_s: float = 1.0) -> dict:
+    return {"workload": workload, "contender": contender, "n": n, "model_steps_per_s": rate, "compile_s": compile_s}
+
+
+def test_speed_targets_from_hand_made_records():
+    good = [
+        _rec("wine_mlp", "jaxnets", 1, 5_000), _rec("wine_mlp", "jax_loop", 1, 10_000),  # N < 8: not judged
+        _rec("wine_mlp", "jaxnets", 8, 8_000, 3.0), _rec("wine_mlp", "jax_loop", 8, 1_000),
+        _rec("wine_mlp", "jaxnets", 64, 64_000), _rec("wine_mlp", "jax_vmap", 64, 50_000),
+        _rec("wine_mlp_9act", "jaxnets", 8, 7_500), _rec("wine_mlp_9act", "jaxnets", 64, 60_000, 4.5),
+        _rec("wine_mlp_9act", "jax_vmap", 64, 30_000),
+    ]
+    a, b, c, d = speed_targets(good)
+    assert [t["met"] for t in (a, b, c, d)] == [True, True, True, True]
+    assert a["value"] == pytest.approx(64_000 / 60_000) and "N=8 1.07x" in a["display"]
+    assert b["value"] == pytest.approx(64_000 / 50_000) and "3 pairs" in b["display"]
+    assert c["value"] == pytest.approx(64_000 / 50_000) and "wine_mlp N=64 vs jax_vmap" in c["display"]
+    assert d["value"] == 4.5 and "wine_mlp_9act N=64" in d["display"]
+
+    bad = [r for r in good if not (r["workload"] == "wine_mlp_9act" and r["n"] == 64)] + [
+        _rec("wine_mlp_9act", "jaxnets", 64, 50_000, 6.0),  # 1.28x the per-step time; compiles for 6 s
+        _rec("wine_mlp", "torch_func", 8, 9_000),  # faster than jaxnets at N = 8
+        _rec("wine_mlp_9act", "jax_vmap", 64, 70_000),  # faster than jaxnets at N = 64
+    ]
+    a, b, c, d = speed_targets(bad)
+    assert [t["met"] for t in (a, b, c, d)] == [False, False, False, False]
+    assert a["value"] == pytest.approx(1.28) and a["failures"] == [{"n": 64, "slowdown": pytest.approx(1.28)}]
+    assert {(f["workload"], f["n"], f["contender"]) for f in b["failures"]} == {
+        ("wine_mlp", 8, "torch_func"), ("wine_mlp_9act", 64, "jax_vmap")}
+    assert [(f["workload"], f["contender"]) for f in c["failures"]] == [("wine_mlp_9act", "jax_vmap")]
+    assert c["value"] == pytest.approx(50_000 / 70_000) and d["value"] == 6.0 and "1 over" in d["display"]
+
+    for t in speed_targets([_rec("digits_mlp", "jaxnets", 1, 100.0)])[:3]:  # nothing to compare
+        assert t["met"] is None and t["value"] is None and t["display"] == "not measured"
 
 
 def test_torch_twins_match_the_workloads():

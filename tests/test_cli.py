@@ -46,7 +46,7 @@ seed = [0, 1]
 """
 
 CONTRACT_COLUMNS = ["variant", "hidden", "activation", "seed", "status", "stopped_step", "final_train_loss",
-                    "final_val_loss", "best_val_loss", "val_accuracy", "group_wall_s"]
+                    "final_val_loss", "best_val_loss", "val_accuracy", "test_loss", "test_accuracy", "group_wall_s"]
 HISTORY_KEYS = {"step", "train_loss", "val_loss", "val_accuracy", "grad_norm", "act_std", "dead_fraction",
                 "saturated_fraction"}
 

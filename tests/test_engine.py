@@ -87,7 +87,7 @@ def test_one_compilation_for_a_mixed_grid(monkeypatch):
     """4 activations x 4 initializers x 4 seeds: one group, compiled once, the step traced once."""
     engine.clear_cache()
     traces = {"step": 0, "compile": 0}
-    real_step, real_compile = engine._GroupProgram.step, engine._compile
+    real_step, real_compile = engine.Program.step, engine._compile
 
     def counting_step(self, *args):
         traces["step"] += 1
@@ -97,7 +97,7 @@ def test_one_compilation_for_a_mixed_grid(monkeypatch):
         traces["compile"] += 1
         return real_compile(*args)
 
-    monkeypatch.setattr(engine._GroupProgram, "step", counting_step)
+    monkeypatch.setattr(engine.Program, "step", counting_step)
     monkeypatch.setattr(engine, "_compile", counting_compile)
     acts = ["sigmoid", "tanh", "relu", "elu"]
     inits = ["uniform", "glorot_uniform", "he_normal", "orthogonal"]
@@ -141,9 +141,8 @@ def test_blocks_give_the_same_results(mixed_result):
 
 
 def test_groups_too_big_for_memory_are_split_into_blocks(mixed_result):
-    group = engine.prepare(MIXED, DIGITS)[0]
-    prog = engine._GroupProgram(group.spec, DIGITS, n_eval_train=1024, platform="cpu")
-    hyper = variants.stack(group.spec, group.rows)
+    prog = engine.program(MIXED, DIGITS, platform="cpu")
+    hyper = prog.stack()
     per_variant = prog.footprint({k: a[:1] for k, a in hyper.items()}, prog.data).memory
     assert per_variant > 4 * sum(a.size * 4 for a in jax.tree.leaves(mixed_result.params(0)))
     chunked = engine.train(MIXED, DIGITS, options=engine.Options(memory_budget_bytes=4 * per_variant + 1))
@@ -177,9 +176,8 @@ def test_blocks_of_variants_give_the_same_results(mixed_result):
     assert whole.groups[0].n_blocks == 1
     for k in METRICS:
         np.testing.assert_allclose(whole.history[k], mixed_result.history[k], rtol=1e-5)
-    group = engine.prepare(MIXED, DIGITS)[0]
-    prog = engine._GroupProgram(group.spec, DIGITS, n_eval_train=1024, platform="cpu")
-    hyper = variants.stack(group.spec, group.rows)
+    prog = engine.program(MIXED, DIGITS, platform="cpu")
+    hyper = prog.stack()
     fp = prog.footprint({k: a[:1] for k, a in hyper.items()}, prog.data)
     params_bytes = sum(a.size * 4 for a in jax.tree.leaves(mixed_result.params(0)))
     assert fp.step >= 4 * params_bytes  # params, two Adam moments, gradients

@@ -54,6 +54,39 @@ def layer_name(i: int) -> str:
     return f"layer_{i:02d}"
 
 
+def apply_norm(module: nn.Module, z: jax.Array, norm: str, train: bool) -> jax.Array:
+    """Normalize a hidden layer's pre-activation ``z`` [B, ..., units] inside ``module``: ``"none"`` (as is),
+    ``"layer"`` (``flax.linen.LayerNorm``) or ``"batch"`` (``flax.linen.BatchNorm`` over every axis but the
+    last, running averages in the ``batch_stats`` collection: batch statistics in training, the running ones
+    in evaluation)."""
+    if norm == "layer":
+        return nn.LayerNorm(name="norm")(z)
+    if norm == "batch":
+        return nn.BatchNorm(use_running_average=not train, momentum=0.9, name="norm")(z)
+    return z
+
+
+class NormedDense(nn.Module):
+    """``flax.linen.Dense`` (``dense``) followed by a normalization (``norm``), as one hidden layer.
+
+    Attributes:
+      features: output units.
+      norm: ``"layer"`` or ``"batch"`` (see :func:`apply_norm`).
+      kernel_init: the Dense kernel's initializer.
+      dot_general: passed to ``flax.linen.Dense``.
+    """
+
+    features: int
+    norm: str
+    kernel_init: Callable[..., jax.Array]
+    dot_general: Callable[..., jax.Array] | None = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        z = nn.Dense(self.features, kernel_init=self.kernel_init, dot_general=self.dot_general, name="dense")(x)
+        return apply_norm(self, z, self.norm, train)
+
+
 OUTPUT = "output"
 """Parameter-tree name of every model's last (output) layer; sorts after every ``layer_NN``."""
 

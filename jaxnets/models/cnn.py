@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 import flax.linen as nn
@@ -13,6 +14,8 @@ from jaxnets.models._common import (
     OUTPUT,
     ActivationLike,
     InitializerLike,
+    NormedDense,
+    apply_norm,
     dropout,
     layer_name,
     record,
@@ -49,6 +52,17 @@ def matmul_conv(lhs: jax.Array, rhs: jax.Array, window_strides, padding, lhs_dil
     return out.reshape(b, oh, ow, o)
 
 
+class _NormedConv(nn.Module):
+    """A conv layer (``conv``, built by ``make``) followed by a normalization (``norm``)."""
+
+    make: Callable[..., nn.Module]
+    norm: str
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        return apply_norm(self, self.make(name="conv")(x), self.norm, train)
+
+
 CONV_IMPLS = {"xla": None, "matmul": matmul_conv}
 """How :class:`CNN` computes convolutions: ``"xla"`` (``lax.conv_general_dilated``, best for one model and on
 GPU) or ``"matmul"`` (:func:`matmul_conv`, best for many vmapped variants on CPU)."""
@@ -70,6 +84,8 @@ class CNN(nn.Module):
         (dropout applies after the dense head's activations).
       dot_general: passed to every ``flax.linen.Dense`` (``None``: ``lax.dot_general``); the engine uses
         :func:`jaxnets.models.small_kernel_dot_general` on the CPU.
+      norm: ``"none"``, ``"layer"`` or ``"batch"``, after every conv and dense hidden layer (as in
+        :class:`jaxnets.models.MLP`).
 
     Call: ``x`` [B, H, W, C] (NHWC) -> logits [B, output_dim]. Records each conv block's and dense
     layer's pre-activation and activation under ``"intermediates"``.
@@ -85,6 +101,7 @@ class CNN(nn.Module):
     kernel_init: InitializerLike = "lecun_normal"
     dropout: float | jax.Array = 0.0
     dot_general: Callable[..., jax.Array] | None = None
+    norm: str = "none"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -94,16 +111,21 @@ class CNN(nn.Module):
         init = resolve_init(self.kernel_init)
         k = (self.kernel_size, self.kernel_size)
         for i, ch in enumerate(self.channels):
-            z = nn.Conv(ch, k, padding="SAME", kernel_init=init, conv_general_dilated=CONV_IMPLS[self.conv_impl],
-                        name=layer_name(i))(x)
+            conv = functools.partial(nn.Conv, ch, k, padding="SAME", kernel_init=init,
+                                     conv_general_dilated=CONV_IMPLS[self.conv_impl])
+            z = conv(name=layer_name(i))(x) if self.norm == "none" else \
+                _NormedConv(conv, self.norm, name=layer_name(i))(x, train)
             x = act(z)
             record(self, z, x)
             if min(x.shape[1:3]) >= 2:
                 x = nn.max_pool(x, (2, 2), strides=(2, 2))
         x = x.reshape(x.shape[0], -1)
         for j, width in enumerate(self.dense):
-            z = nn.Dense(width, kernel_init=init, dot_general=self.dot_general,
-                         name=layer_name(len(self.channels) + j))(x)
+            name = layer_name(len(self.channels) + j)
+            if self.norm == "none":
+                z = nn.Dense(width, kernel_init=init, dot_general=self.dot_general, name=name)(x)
+            else:
+                z = NormedDense(width, self.norm, init, self.dot_general, name=name)(x, train)
             x = act(z)
             record(self, z, x)
             x = dropout(self, x, self.dropout, train)

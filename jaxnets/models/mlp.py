@@ -12,6 +12,7 @@ from jaxnets.models._common import (
     OUTPUT,
     ActivationLike,
     InitializerLike,
+    NormedDense,
     dropout,
     layer_name,
     record,
@@ -32,9 +33,12 @@ class MLP(nn.Module):
       dropout: dropout rate after each hidden activation (float or traced scalar), used when ``train=True``.
       dot_general: passed to every ``flax.linen.Dense`` (``None``: ``lax.dot_general``); the engine uses
         :func:`jaxnets.models.small_kernel_dot_general` on the CPU.
+      norm: ``"none"``, ``"layer"`` or ``"batch"``: a LayerNorm / BatchNorm between each hidden layer's Dense
+        and its activation (then the layer's parameters are ``layer_NN/dense`` and ``layer_NN/norm``;
+        BatchNorm keeps running statistics in the ``batch_stats`` collection).
 
     Call: ``x`` [B, ...] (flattened to [B, D]) -> logits [B, output_dim]. Records each hidden layer's
-    pre-activation and activation under ``"intermediates"`` when that collection is mutable.
+    (normalized) pre-activation and activation under ``"intermediates"`` when that collection is mutable.
 
     Example::
 
@@ -50,6 +54,7 @@ class MLP(nn.Module):
     kernel_init: InitializerLike = "lecun_normal"
     dropout: float | jax.Array = 0.0
     dot_general: Callable[..., jax.Array] | None = None
+    norm: str = "none"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -57,7 +62,10 @@ class MLP(nn.Module):
         init = resolve_init(self.kernel_init)
         x = x.reshape(x.shape[0], -1)
         for i, width in enumerate(self.hidden):
-            z = nn.Dense(width, kernel_init=init, dot_general=self.dot_general, name=layer_name(i))(x)
+            if self.norm == "none":
+                z = nn.Dense(width, kernel_init=init, dot_general=self.dot_general, name=layer_name(i))(x)
+            else:
+                z = NormedDense(width, self.norm, init, self.dot_general, name=layer_name(i))(x, train)
             x = act(z)
             record(self, z, x)
             x = dropout(self, x, self.dropout, train)

@@ -1,0 +1,122 @@
+"""``hp``: one variant's hyperparameters as a model factory sees them, with ready-made helpers.
+
+A model factory (``factory(hp) -> flax.linen.Module`` or ``factory(hp, rngs) -> flax.nnx.Module``) is called
+inside the engine's traced functions with a :class:`Hyper`: every key of the variant's row, the vmapped ones
+as traced scalars (``hp["learning_rate"]``, a user key ``hp["temperature"]``) and the static ones as Python
+values (``hp["hidden"]``, a user key ``hp["width"]``), plus three helpers that make a module heterogeneous
+across variants with one line each:
+
+* ``hp.activation`` — a callable applying this variant's activation (``activation`` key), the same per-variant
+  machinery as the built-in models (:func:`jaxnets.activations.by_index`);
+* ``hp.kernel_init`` — this variant's initializer at its ``init_scale`` (a ``jax.nn.initializers``-style
+  function ``(key, shape, dtype) -> array``);
+* ``hp.dropout(x, rng)`` — inverted dropout at this variant's ``dropout`` rate (a traced rate works, unlike
+  ``flax.linen.Dropout`` / ``flax.nnx.Dropout``, which branch on the rate in Python). ``rng`` is a key: in
+  linen ``self.make_rng("dropout")``, in NNX ``rngs.dropout()``. Call it only in training.
+
+Example (linen)::
+
+    class Net(nn.Module):
+        hp: Hyper
+
+        @nn.compact
+        def __call__(self, x, train: bool = False):
+            x = nn.Dense(64, kernel_init=self.hp.kernel_init)(x)
+            x = self.hp.activation(x)
+            if train:
+                x = self.hp.dropout(x, self.make_rng("dropout"))
+            return nn.Dense(10, kernel_init=self.hp.kernel_init)(x)
+
+    result = engine.train(variants, ds, model=lambda hp: Net(hp))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxnets import activations, initializers
+
+__all__ = ["Hyper", "inverted_dropout"]
+
+
+def inverted_dropout(x: jax.Array, rate: float | jax.Array, rng: jax.Array) -> jax.Array:
+    """Drop each element of ``x`` with probability ``rate`` and scale the rest by ``1 / (1 - rate)``.
+
+    Args:
+      x: any shape.
+      rate: a Python float or a traced scalar in [0, 1); a Python ``0.0`` returns ``x`` and draws nothing, a
+        traced 0 keeps every element.
+      rng: a PRNG key.
+
+    Returns:
+      an array of ``x``'s shape and dtype.
+    """
+    if isinstance(rate, int | float) and rate == 0.0:
+        return x
+    keep = 1.0 - jnp.clip(jnp.asarray(rate, x.dtype), 0.0, 0.999)
+    mask = jax.random.bernoulli(rng, keep, x.shape)
+    return jnp.where(mask, x / keep, jnp.zeros_like(x))
+
+
+class Hyper(Mapping):
+    """One variant's hyperparameters inside a traced function (see the module docstring).
+
+    Attributes:
+      activation: this variant's activation, a callable ``[...] -> [...]``.
+      kernel_init: this variant's initializer at its scale, ``(key, shape, dtype) -> array``.
+      dropout_rate: this variant's dropout rate (a traced scalar, or ``0.0`` when no variant of the group uses
+        dropout, so a module can skip it statically).
+    """
+
+    def __init__(self, values: Mapping[str, Any], activation_names: Sequence[str],
+                 initializer_names: Sequence[str], use_dropout: bool = True):
+        self._values = dict(values)
+        self._activation_names = tuple(activation_names)
+        self._initializer_names = tuple(initializer_names)
+        self._use_dropout = use_dropout
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return self._values[key]
+        except KeyError:
+            raise KeyError(f"hp has no key {key!r}; it has: {', '.join(self._values)} (declare your own keys "
+                           "with engine.train(..., extra_keys={...}))") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"Hyper({', '.join(self._values)})"
+
+    # Hyper objects are passed as flax.linen Module attributes: hash and compare by identity.
+    __hash__ = object.__hash__
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    @property
+    def activation(self) -> activations.Activation:
+        """This variant's activation (a per-variant switch over the group's activations)."""
+        i, names = self._values["activation"], self._activation_names
+        return lambda x: activations.by_index(i, x, names)
+
+    @property
+    def kernel_init(self) -> initializers.Initializer:
+        """This variant's kernel initializer at its ``init_scale``."""
+        return initializers.by_index(self._values["init"], self._values["init_scale"], self._initializer_names)
+
+    @property
+    def dropout_rate(self) -> float | jax.Array:
+        """This variant's dropout rate (``0.0``, a Python float, when the group uses no dropout)."""
+        return self._values["dropout"] if self._use_dropout else 0.0
+
+    def dropout(self, x: jax.Array, rng: jax.Array) -> jax.Array:
+        """Inverted dropout of ``x`` at this variant's rate (:func:`inverted_dropout`); call it in training."""
+        return inverted_dropout(x, self.dropout_rate, rng)
