@@ -90,12 +90,12 @@ def unrolled(params, x: jax.Array, eps: jax.Array) -> jax.Array:
 
     def step(h, inputs):
         xt, e = inputs
-        h = jnp.tanh(xt @ wi + bi + h @ wh) + e
+        h = jnp.tanh(xt @ wi + bi[None, :] + h @ wh) + e
         return h, None
 
     h0 = jnp.zeros((x.shape[0], wh.shape[0]), x.dtype)
     h, _ = jax.lax.scan(step, h0, (jnp.swapaxes(x, 0, 1), eps))
-    return h @ params["output"]["kernel"] + params["output"]["bias"]
+    return h @ params["output"]["kernel"] + params["output"]["bias"][None, :]
 
 
 def bptt_profile(ds: data.Dataset, cfg: dict) -> pd.DataFrame:

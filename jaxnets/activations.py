@@ -33,10 +33,12 @@ Example::
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Activation = Callable[[jax.Array], jax.Array]
 
@@ -78,15 +80,79 @@ def index(name: str) -> int:
     return NAMES.index(canonical(name))
 
 
-def by_index(i: int | jax.Array, x: jax.Array, names: Sequence[str] = NAMES) -> jax.Array:
+def derivative(name: str) -> Activation:
+    """The elementwise derivative of activation ``name``: ``x -> f'(x)`` (``jax.jvp`` with unit tangents)."""
+    f = get(name)
+    return lambda x: jax.jvp(f, (x,), (jnp.ones_like(x),))[1]
+
+
+Layout = tuple[tuple[int, int], ...]
+"""How a batch of variants is ordered by activation: ``((id, count), ...)`` for each device's contiguous share
+of the variant axis (the same on every device): the first ``count`` variants of a share have activation ``id``,
+and so on. See :func:`by_index`."""
+
+
+def _switch_vmap(fns: Sequence[Activation], layout: Layout | None):
+    """``op(i, x) = fns[i](x)`` with a batching rule that applies each function to its own variants only."""
+
+    @jax.custom_batching.custom_vmap
+    def op(i, x):
+        return jax.lax.switch(i, fns, x)
+
+    @op.def_vmap
+    def rule(axis_size, in_batched, i, x):
+        i_batched, x_batched = in_batched
+        if not x_batched:
+            x = jnp.broadcast_to(x, (axis_size, *x.shape))
+        if not i_batched:  # one id for the whole batch: a real branch
+            return jax.lax.switch(i, [jax.vmap(f) for f in fns], x), True
+        share = sum(c for _, c in layout) if layout else 0
+        if share and axis_size % share == 0:
+            # each device's share holds the activations in contiguous slices: one function per slice
+            xr = x.reshape((axis_size // share, share) + x.shape[1:])
+            parts, start = [], 0
+            for k, count in layout:
+                parts.append(fns[k](xr[:, start:start + count]))
+                start += count
+            return jnp.concatenate(parts, axis=1).reshape(x.shape), True
+        return jax.vmap(lambda i, x: jax.lax.switch(i, fns, x))(i, x), True  # a select over every function
+
+    return op
+
+
+@functools.lru_cache(maxsize=256)
+def _ordered(names: tuple[str, ...], layout: Layout | None) -> Activation:
+    forward = _switch_vmap([get(n) for n in names], layout)
+    slope = _switch_vmap([derivative(n) for n in names], layout)
+
+    @jax.custom_vjp
+    def apply(i, x):
+        return forward(i, x)
+
+    def fwd(i, x):
+        return forward(i, x), (i, x)
+
+    def bwd(res, g):
+        i, x = res
+        return np.zeros(np.shape(i), jax.dtypes.float0), g * slope(i, x)
+
+    apply.defvjp(fwd, bwd)
+    apply.derivative = slope
+    return apply
+
+
+def by_index(i: int | jax.Array, x: jax.Array, names: Sequence[str] = NAMES, layout: Layout | None = None
+             ) -> jax.Array:
     """Apply activation number ``i`` of ``names`` to ``x`` (any shape); differentiable in ``x``.
 
-    Cost: a Python ``int`` costs one activation. A traced, unbatched ``i`` becomes a ``lax.switch``
-    (a real branch, one activation at run time). Under ``vmap`` with a *batched* ``i`` — one id per
-    variant — ``lax.switch`` turns into a select: every activation in ``names`` is computed on the whole
-    array and the right one picked per variant, so the elementwise cost grows with ``len(names)``
-    (matmuls are unaffected). All branches here are NaN-safe at extreme inputs, so the zero cotangent
-    that flows into untaken branches never turns into NaN gradients.
+    Cost: a Python ``int`` costs one activation; a traced, unbatched ``i`` is a ``lax.switch`` (a real
+    branch, one activation at run time). Under ``vmap`` with a *batched* ``i`` — one id per variant — a
+    plain ``lax.switch`` would become a select that computes every activation on every variant; here, when
+    ``layout`` says how the batch is ordered by activation, each activation is applied to its own contiguous
+    slice of variants only (a ``jax.custom_batching.custom_vmap`` rule), so a batch mixing nine activations
+    costs about as much as one. Without ``layout`` (or when the batch does not match it) it falls back to the
+    select. The gradient is ``g * f_i'(x)`` (a ``jax.custom_vjp``; reverse mode only), computed the same way,
+    so no untaken branch can put NaN into it.
 
     Args:
       i: the activation's id, an index into ``names``: a Python ``int`` or a traced int32 scalar, so one
@@ -94,6 +160,8 @@ def by_index(i: int | jax.Array, x: jax.Array, names: Sequence[str] = NAMES) -> 
       x: the pre-activations, any shape.
       names: restricts the candidates (``i`` then indexes into ``names``); pass only the activations a
         group of variants actually uses.
+      layout: how the batch that ``i`` is vmapped over is ordered by activation (:data:`Layout`), or
+        ``None``. A wrong layout gives wrong activations: the engine builds it from the variants' ids.
 
     Returns:
       the activation applied elementwise, the shape of ``x``.
@@ -101,12 +169,21 @@ def by_index(i: int | jax.Array, x: jax.Array, names: Sequence[str] = NAMES) -> 
     Raises:
       ValueError: a name in ``names`` is not a known activation.
     """
-    fns = [get(n) for n in names]
     if isinstance(i, int):
-        return fns[i](x)
-    if len(fns) == 1:
-        return fns[0](x)
-    return jax.lax.switch(jnp.asarray(i, jnp.int32), fns, x)
+        return get(names[i])(x)
+    if len(names) == 1:
+        return get(names[0])(x)
+    return _ordered(tuple(names), layout)(jnp.asarray(i, jnp.int32), x)
+
+
+def slope_by_index(i: int | jax.Array, x: jax.Array, names: Sequence[str] = NAMES, layout: Layout | None = None
+                   ) -> jax.Array:
+    """The derivative ``f_i'(x)`` of activation number ``i`` of ``names`` (as :func:`by_index`, elementwise)."""
+    if isinstance(i, int):
+        return derivative(names[i])(x)
+    if len(names) == 1:
+        return derivative(names[0])(x)
+    return _ordered(tuple(names), layout).derivative(jnp.asarray(i, jnp.int32), x)
 
 
 def resolve(activation: str | int | jax.Array | Activation, names: Sequence[str] = NAMES) -> Activation:

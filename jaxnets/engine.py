@@ -662,12 +662,32 @@ def _compile(prog: Program, hp: Any, data: Any, shard: NamedSharding) -> _Compil
 
 def memory_budget(devices: Sequence[Any]) -> int:
     """Bytes one device may use for a program: half of an accelerator's memory limit, or on the CPU half of
-    the host's available memory shared by the emulated CPU devices."""
-    stats = devices[0].memory_stats() if devices[0].platform != "cpu" else None
+    the host's available memory shared by this process's emulated CPU devices.
+
+    Only this process's devices among ``devices`` are queried (another host's cannot be). When ``devices``
+    span several processes, the budget is the smallest over the processes, so that every process picks the
+    same block size: then every process must call this function at the same point (a collective).
+
+    Args:
+      devices: the devices a program runs on (e.g. every device of the mesh).
+
+    Returns:
+      the budget in bytes.
+    """
+    me = jax.process_index()
+    local = [d for d in devices if d.process_index == me] or jax.local_devices()
+    stats = local[0].memory_stats() if local[0].platform != "cpu" else None
     if stats and "bytes_limit" in stats:
-        return int(stats["bytes_limit"] * 0.5)
-    available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-    return int(available * 0.5 / len(devices))
+        budget = int(stats["bytes_limit"] * 0.5)
+    else:
+        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+        budget = int(available * 0.5 / len(local))
+    if any(d.process_index != me for d in devices):
+        from jax.experimental import multihost_utils
+
+        mib = multihost_utils.process_allgather(np.int32(min(budget // 2**20, 2**31 - 1)))  # [processes]
+        budget = int(np.min(mib)) * 2**20
+    return budget
 
 
 #: Default :attr:`Options.block_bytes` on the CPU: about half the last-level cache of a desktop / server core
@@ -697,6 +717,72 @@ def _block_size(v: int, n_dev: int, footprint: Footprint, budget: int, max_varia
     return -(-size // n_dev) * n_dev
 
 
+#: :func:`_to_host`'s all-gather programs (a jitted identity with replicated outputs), by input shardings.
+_GATHERERS: dict[tuple[NamedSharding, ...], Callable] = {}
+
+
+def _to_device(tree: Any, sharding: NamedSharding) -> Any:
+    """Host arrays onto ``sharding``'s devices: ``jax.device_put`` when this process holds all of them, else
+    the global array built from the host value, which must be the same on every process (each process
+    places only its own devices' shards).
+
+    Args:
+      tree: a pytree of NumPy arrays (or anything ``np.asarray`` takes).
+      sharding: where every leaf goes (e.g. replicated, or sharded on the variant axis).
+
+    Returns:
+      the pytree of ``jax.Array`` s.
+    """
+    if sharding.is_fully_addressable:
+        return jax.device_put(tree, sharding)
+
+    def put(leaf: Any) -> jax.Array:
+        value = np.asarray(leaf)
+        return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
+
+    return jax.tree.map(put, tree)
+
+
+def _to_host(tree: Any) -> Any:
+    """Fetch a pytree of arrays to the host, whole on every process: ``jax.device_get`` when this process
+    holds every shard, else one all-gather over the processes (a collective: every process must call it at
+    the same point).
+
+    PRNG-key leaves (an NNX model's rng state) travel as their key data and come back as key arrays.
+
+    Args:
+      tree: a pytree of ``jax.Array`` s (and host values, returned as they are).
+
+    Returns:
+      the same pytree with NumPy arrays (key arrays for key leaves).
+    """
+    from jax.experimental import multihost_utils
+
+    leaves, treedef = jax.tree.flatten(tree)
+    spread = [isinstance(x, jax.Array) and not x.is_fully_addressable for x in leaves]
+    if not any(spread):
+        return jax.device_get(tree)
+    impls = [jax.random.key_impl(x) if s and _is_key(x) else None for x, s in zip(leaves, spread, strict=True)]
+    raw = [jax.random.key_data(x) if impl is not None else x for x, impl in zip(leaves, impls, strict=True)]
+    todo = [i for i, s in enumerate(spread) if s and not raw[i].is_fully_replicated]
+    named = [i for i in todo if isinstance(raw[i].sharding, NamedSharding)]
+    if named:  # one program for the whole tree
+        key = tuple(raw[i].sharding for i in named)
+        if key not in _GATHERERS:
+            if len(_GATHERERS) >= 64:
+                _GATHERERS.clear()
+            _GATHERERS[key] = jax.jit(lambda xs: xs, out_shardings=[s.update(spec=P()) for s in key])
+        gathered = _GATHERERS[key]([raw[i] for i in named])
+        for i, x in zip(named, gathered, strict=True):
+            raw[i] = x
+    for i in sorted(set(todo) - set(named)):
+        raw[i] = multihost_utils.process_allgather(raw[i], tiled=True)
+        spread[i] = False
+    out = [np.asarray(x.addressable_data(0)) if s else jax.device_get(x) for x, s in zip(raw, spread, strict=True)]
+    out = [x if impl is None else jax.random.wrap_key_data(x, impl=impl) for x, impl in zip(out, impls, strict=True)]
+    return jax.tree.unflatten(treedef, out)
+
+
 def _run_group(prog: Program, *, max_variants: int | None, devices: Sequence[Any], budget: int | None,
                block_bytes: int | None, progress: ProgressFn | None, group_index: int) -> GroupResult:
     spec = prog.spec
@@ -711,13 +797,13 @@ def _run_group(prog: Program, *, max_variants: int | None, devices: Sequence[Any
     if block_bytes is None:
         block_bytes = CPU_BLOCK_BYTES if devices[0].platform == "cpu" else 0
     size = _block_size(v, n_dev, footprint, budget or memory_budget(devices), max_variants, block_bytes)
-    data = jax.device_put(prog.data, replicated)
+    data = _to_device(prog.data, replicated)
     key = _signature(prog, size, devices)
     compile_s = run_s = 0.0
     parts: list[dict[str, Any]] = []
     yes, no = np.bool_(True), np.bool_(False)
     for start in range(0, v, size):
-        hp = jax.device_put(_pad({k: a[start:start + size] for k, a in hyper.items()}, size), shard)
+        hp = _to_device(_pad({k: a[start:start + size] for k, a in hyper.items()}, size), shard)
         if key not in _CACHE:
             report(events.Compiling(group=group_index, n_variants=v))
             tc = time.perf_counter()
@@ -729,17 +815,17 @@ def _run_group(prog: Program, *, max_variants: int | None, devices: Sequence[Any
         programs = _CACHE[key]
         tr = time.perf_counter()
         state, m = programs.chunk(programs.init(hp, data), hp, data, no, no)
-        history = [jax.device_get(m)]
+        history = [_to_host(m)]
         run_s += time.perf_counter() - tr
         for e in range(1, spec.n_evals):
             tr = time.perf_counter()
             state, m = programs.chunk(state, hp, data, yes, np.bool_(e == spec.n_evals - 1))
-            history.append(jax.device_get(m))
+            history.append(_to_host(m))
             run_s += time.perf_counter() - tr
             report(events.Evaluated(group=group_index, block_start=start, eval=e, n_evals=spec.n_evals,
                                     step=int(spec.eval_steps[e]), val_loss=history[-1]["val_loss"][: v - start]))
         n = min(size, v - start)
-        final = jax.device_get((state.params, state.model_state, state.status, state.stopped_step,
+        final = _to_host((state.params, state.model_state, state.status, state.stopped_step,
                                 state.best_val))
         parts.append({
             "params": jax.tree.map(lambda a, n=n: a[:n], final[0]),

@@ -12,3 +12,7 @@ os.environ["JAX_NUMPY_RANK_PROMOTION"] = "raise"
 import jax  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+# The CLI turns JAX's persistent compilation cache on by default (a per-user directory); the tests' own
+# subprocesses leave the user's cache alone.
+os.environ.setdefault("JAXNETS_COMPILE_CACHE", "0")

@@ -41,6 +41,8 @@ EXPECTED: dict[str, tuple[int, set[str], dict[str, int]]] = {
                               "test_accuracy", "stopped_step"}, {}),
     "08_search.py": (3, {"method", "seed", "n_trained", "best_val_loss", "best_learning_rate", "n_to_best"},
                      {"curve.csv": 3 * 16}),
+    "09_your_own_model.py": (8, {"api", "activation", "learning_rate", "final_val_loss", "val_accuracy",
+                                 "test_accuracy", "n_seeds"}, {}),
     "10_your_own_data.py": (4, {"activation", "learning_rate", "final_train_loss", "final_val_loss", "best_val_loss",
                                 "val_accuracy", "n_seeds", "n_ok"}, {"sweep/results.csv": 4}),
 }
