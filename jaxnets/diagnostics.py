@@ -108,7 +108,8 @@ def activation_stats(
     Args:
       recorded: a model's recorded collection (see :func:`collect_recorded`): ``"act"`` (and optionally
         ``"preact"``) entries, tuples of per-layer arrays [B, ..., units], at any depth.
-      activation: the activation the layers use (for its derivative).
+      activation: the activation the layers use (for its derivative: its ``slope`` attribute when it has one,
+        as ``hp.activation`` does, else ``jax.jvp``).
       saturation_threshold: |pre-activation| beyond which a unit counts as saturated (``inf``: never).
 
     Returns:
@@ -126,7 +127,8 @@ def activation_stats(
             out["saturated_fraction"].append(jnp.float32(jnp.nan))
             continue
         z = _units(z)
-        slope = jax.jvp(activation, (z,), (jnp.ones_like(z),))[1]
+        derivative = getattr(activation, "slope", None)
+        slope = derivative(z) if derivative is not None else jax.jvp(activation, (z,), (jnp.ones_like(z),))[1]
         out["dead_fraction"].append(jnp.mean(jnp.all(slope == 0, axis=0)))
         out["saturated_fraction"].append(jnp.mean(jnp.abs(z) > saturation_threshold))
     return {k: jnp.stack(v).astype(jnp.float32) if v else jnp.zeros((0,), jnp.float32) for k, v in out.items()}

@@ -218,8 +218,8 @@ def _builtin_factory(spec: variants_lib.GroupSpec, output_dim: int, many_to_many
 
     def factory(hp: Hyper):
         return _build(spec.kind, spec.hidden, spec.dense, spec.cell, many_to_many, platform,
-                      output_dim=output_dim, activation=hp["activation"], activation_names=spec.activations,
-                      kernel_init=hp.kernel_init, dropout=hp.dropout_rate, norm=spec.norm)
+                      output_dim=output_dim, activation=hp.activation, kernel_init=hp.kernel_init,
+                      dropout=hp.dropout_rate, norm=spec.norm)
 
     return factory
 
@@ -294,6 +294,9 @@ class Program:
         if self.has_test:
             self.data |= {"x_test": np.asarray(ds.x_test, np.float32), "y_test": labels(ds.y_test)}
         self.sat = activations.saturation_threshold(spec.activations)
+        #: how the engine orders a block's variants by activation (:func:`jaxnets.activations.by_index`);
+        #: ``None``: no ordering assumed (then a batch mixing activations computes all of them)
+        self.layout: activations.Layout | None = None
         self.layer_names = self._layer_names()
 
     # -- hyperparameters -----------------------------------------------------------------------------
@@ -305,7 +308,8 @@ class Program:
         """What a model factory sees: ``hp`` plus the group's static keys and the :class:`Hyper` helpers."""
         s = self.spec
         static = {k: getattr(s, k) for k in variants_lib.STATIC_KEYS}
-        return Hyper({**static, **dict(s.static_extra), **hp}, s.activations, s.initializers, s.use_dropout)
+        return Hyper({**static, **dict(s.static_extra), **hp}, s.activations, s.initializers, s.use_dropout,
+                     layout=self.layout)
 
     def _layer_names(self) -> list[str]:
         if not self.custom:
@@ -606,11 +610,6 @@ class Program:
 # --------------------------------------------------------------------------------------------------------
 
 
-def _pad(hyper: Mapping[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
-    """Pad every [V] array to [size] by repeating the last variant (padding is dropped from results)."""
-    return {k: np.concatenate([v, np.repeat(v[-1:], size - len(v))]) for k, v in hyper.items()}
-
-
 class _Compiled(NamedTuple):
     init: Any
     chunk: Any
@@ -632,7 +631,7 @@ def _signature(prog: Program, size: int, devices: Sequence[Any]) -> tuple:
     shapes = tuple((k, v.shape, v.dtype.str) for k, v in sorted(prog.data.items()))
     return (prog.spec, prog.output_dim, prog.many_to_many, prog.n_train, shapes, size,
             tuple(d.id for d in devices), prog.adapter.factory if prog.custom else None, prog.user_loss,
-            prog.user_metric)
+            prog.user_metric, prog.layout)
 
 
 def _unbatched(fn: Callable) -> Callable:
@@ -783,6 +782,43 @@ def _to_host(tree: Any) -> Any:
     return jax.tree.unflatten(treedef, out)
 
 
+def _block_order(ids: np.ndarray, size: int, n_dev: int, n_activations: int
+                 ) -> tuple[np.ndarray, np.ndarray, activations.Layout | None, int]:
+    """Which variant sits where in the blocks, so that each activation is applied to its own variants only.
+
+    Args:
+      ids: [V] each variant's activation id.
+      size: variants per block from the memory / cache rules (a multiple of ``n_dev``).
+      n_dev: devices the variant axis is sharded over.
+      n_activations: activations of the group.
+
+    Returns:
+      ``(order, real, layout, block)``: ``order`` [n_blocks * block] the variant at each position (padding
+      repeats a variant of the same activation), ``real`` [same] False on padding, the
+      :data:`jaxnets.activations.Layout` of every device's share (the same for every block and device, so one
+      compiled program serves all blocks; ``None`` for one activation, one variant, or when ordering would pad
+      the blocks by more than half: then each block computes every activation), and the block size.
+    """
+    v = len(ids)
+    n_blocks = -(-v // size)
+    plain = (np.concatenate([np.arange(v), np.full(n_blocks * size - v, v - 1)]), np.arange(n_blocks * size) < v,
+             None, size)
+    if n_activations == 1 or size == 1:
+        return plain
+    shares = n_blocks * n_dev
+    members = {int(k): np.flatnonzero(ids == k) for k in np.unique(ids)}
+    layout = tuple((k, -(-len(idx) // shares)) for k, idx in members.items())
+    order, real = [], []
+    for s in range(shares):
+        for k, count in layout:
+            take = members[k][s * count:(s + 1) * count]
+            order += [*take, *([members[k][-1]] * (count - len(take)))]
+            real += [True] * len(take) + [False] * (count - len(take))
+    if len(order) > 1.5 * len(plain[0]):
+        return plain
+    return np.asarray(order), np.asarray(real), layout, sum(c for _, c in layout) * n_dev
+
+
 def _run_group(prog: Program, *, max_variants: int | None, devices: Sequence[Any], budget: int | None,
                block_bytes: int | None, progress: ProgressFn | None, group_index: int) -> GroupResult:
     spec = prog.spec
@@ -797,13 +833,15 @@ def _run_group(prog: Program, *, max_variants: int | None, devices: Sequence[Any
     if block_bytes is None:
         block_bytes = CPU_BLOCK_BYTES if devices[0].platform == "cpu" else 0
     size = _block_size(v, n_dev, footprint, budget or memory_budget(devices), max_variants, block_bytes)
+    order, real, prog.layout, size = _block_order(hyper["activation"], size, n_dev, len(spec.activations))
     data = _to_device(prog.data, replicated)
     key = _signature(prog, size, devices)
     compile_s = run_s = 0.0
     parts: list[dict[str, Any]] = []
     yes, no = np.bool_(True), np.bool_(False)
-    for start in range(0, v, size):
-        hp = _to_device(_pad({k: a[start:start + size] for k, a in hyper.items()}, size), shard)
+    for start in range(0, len(order), size):
+        where, keep = order[start:start + size], np.flatnonzero(real[start:start + size])
+        hp = _to_device({k: a[where] for k, a in hyper.items()}, shard)
         if key not in _CACHE:
             report(events.Compiling(group=group_index, n_variants=v))
             tc = time.perf_counter()
@@ -823,18 +861,19 @@ def _run_group(prog: Program, *, max_variants: int | None, devices: Sequence[Any
             history.append(_to_host(m))
             run_s += time.perf_counter() - tr
             report(events.Evaluated(group=group_index, block_start=start, eval=e, n_evals=spec.n_evals,
-                                    step=int(spec.eval_steps[e]), val_loss=history[-1]["val_loss"][: v - start]))
-        n = min(size, v - start)
-        final = _to_host((state.params, state.model_state, state.status, state.stopped_step,
-                                state.best_val))
+                                    step=int(spec.eval_steps[e]), val_loss=history[-1]["val_loss"][keep]))
+        final = _to_host((state.params, state.model_state, state.status, state.stopped_step, state.best_val))
+        pick = lambda tree, keep=keep: jax.tree.map(lambda a: a[keep], tree)  # noqa: E731
         parts.append({
-            "params": jax.tree.map(lambda a, n=n: a[:n], final[0]),
-            "model_state": jax.tree.map(lambda a, n=n: a[:n], final[1]),
-            "status": final[2][:n], "stopped_step": final[3][:n], "best_val_loss": final[4][:n],
-            "history": {k: np.stack([h[k] for h in history], axis=1)[:n] for k in METRICS},
-            "test": {k: history[-1][k][:n] for k in TEST_METRICS},
+            "variant": where[keep],
+            "params": pick(final[0]), "model_state": pick(final[1]),
+            "status": final[2][keep], "stopped_step": final[3][keep], "best_val_loss": final[4][keep],
+            "history": {k: np.stack([h[k] for h in history], axis=1)[keep] for k in METRICS},
+            "test": {k: history[-1][k][keep] for k in TEST_METRICS},
         })
-    cat = lambda *xs: np.concatenate(xs)  # noqa: E731
+    prog.layout = None  # the layout fits the blocks only: later calls (predictions) see the rows in their order
+    back = np.argsort(np.concatenate([p["variant"] for p in parts]), kind="stable")  # block order -> row order
+    cat = lambda *xs: np.concatenate(xs)[back]  # noqa: E731
     return GroupResult(
         spec=spec,
         indices=np.asarray(prog.indices),
@@ -848,7 +887,7 @@ def _run_group(prog: Program, *, max_variants: int | None, devices: Sequence[Any
         compile_s=compile_s,
         run_s=run_s,
         wall_s=time.perf_counter() - t0,
-        n_blocks=-(-v // size),
+        n_blocks=len(order) // size,
         model_state=jax.tree.map(cat, *[p["model_state"] for p in parts]),
         test={k: cat(*[p["test"][k] for p in parts]) for k in TEST_METRICS},
         layer_names=list(prog.layer_names),

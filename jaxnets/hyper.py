@@ -66,15 +66,18 @@ class Hyper(Mapping):
     """One variant's hyperparameters inside a traced function (see the module docstring).
 
     Attributes:
-      activation: this variant's activation, a callable ``[...] -> [...]``.
+      activation: this variant's activation, a callable ``[...] -> [...]`` (its ``.slope`` attribute is the
+        derivative, which the diagnostics use; it is differentiable in reverse mode only).
       kernel_init: this variant's initializer at its scale, ``(key, shape, dtype) -> array``.
       dropout_rate: this variant's dropout rate (a traced scalar, or ``0.0`` when no variant of the group uses
         dropout, so a module can skip it statically).
     """
 
     def __init__(self, values: Mapping[str, Any], activation_names: Sequence[str],
-                 initializer_names: Sequence[str], use_dropout: bool = True):
+                 initializer_names: Sequence[str], use_dropout: bool = True,
+                 layout: activations.Layout | None = None):
         self._values = dict(values)
+        self._layout = layout
         self._activation_names = tuple(activation_names)
         self._initializer_names = tuple(initializer_names)
         self._use_dropout = use_dropout
@@ -104,8 +107,13 @@ class Hyper(Mapping):
     @property
     def activation(self) -> activations.Activation:
         """This variant's activation (a per-variant switch over the group's activations)."""
-        i, names = self._values["activation"], self._activation_names
-        return lambda x: activations.by_index(i, x, names)
+        i, names, layout = self._values["activation"], self._activation_names, self._layout
+
+        def activation(x: jax.Array) -> jax.Array:
+            return activations.by_index(i, x, names, layout)
+
+        activation.slope = lambda x: activations.slope_by_index(i, x, names, layout)  # its derivative
+        return activation
 
     @property
     def kernel_init(self) -> initializers.Initializer:

@@ -336,3 +336,31 @@ def test_sharded_over_four_devices_equals_one_device():
     assert len(four["val_loss"]) == 6
     np.testing.assert_allclose(four["val_loss"], one["val_loss"], rtol=1e-5)
     np.testing.assert_allclose(four["kernel"], one["kernel"], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("v, size, n_dev", [(36, 36, 1), (36, 12, 1), (37, 16, 2), (9, 4, 4), (8, 3, 1)])
+def test_block_order_puts_every_variant_once_in_activation_slices(v, size, n_dev):
+    rng = np.random.default_rng(v)
+    ids = rng.integers(0, 4, v)
+    order, real, layout, block = engine._block_order(ids, size, n_dev, 4)
+    assert len(order) % block == 0 and block % n_dev == 0
+    np.testing.assert_array_equal(np.sort(order[real]), np.arange(v))  # each variant exactly once
+    if layout is None:
+        return
+    share = sum(c for _, c in layout)
+    expected = np.concatenate([np.full(c, k) for k, c in layout])
+    for s in range(len(order) // share):  # every device's share of every block has the layout's slices
+        np.testing.assert_array_equal(ids[order[s * share:(s + 1) * share]], expected)
+
+
+def test_mixed_activations_in_blocks_one_compile_same_numbers(mixed_result, monkeypatch):
+    """8 activations split into blocks of activation slices: one compiled program, the one-block numbers."""
+    engine.clear_cache()
+    compiles = []
+    real = engine._compile
+    monkeypatch.setattr(engine, "_compile", lambda *a: compiles.append(1) or real(*a))
+    rows = MIXED + [{**v, "seed": v["seed"] + 10} for v in MIXED]
+    res = engine.train(rows, DIGITS, options=engine.Options(max_variants_per_program=8))
+    assert len(compiles) == 1 and res.groups[0].n_blocks == 2
+    for k in ("train_loss", "val_loss", "grad_norm", "act_std"):
+        np.testing.assert_allclose(res.history[k][:8], mixed_result.history[k], rtol=1e-5, atol=1e-7)
