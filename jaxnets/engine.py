@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -782,6 +783,11 @@ def _to_host(tree: Any) -> Any:
     return jax.tree.unflatten(treedef, out)
 
 
+def _take(keep: np.ndarray, tree: Any) -> Any:
+    """Rows ``keep`` of every leaf of ``tree``."""
+    return jax.tree.map(lambda leaf: leaf[keep], tree)
+
+
 def _block_order(ids: np.ndarray, size: int, n_dev: int, n_activations: int
                  ) -> tuple[np.ndarray, np.ndarray, activations.Layout | None, int]:
     """Which variant sits where in the blocks, so that each activation is applied to its own variants only.
@@ -863,7 +869,7 @@ def _run_group(prog: Program, *, max_variants: int | None, devices: Sequence[Any
             report(events.Evaluated(group=group_index, block_start=start, eval=e, n_evals=spec.n_evals,
                                     step=int(spec.eval_steps[e]), val_loss=history[-1]["val_loss"][keep]))
         final = _to_host((state.params, state.model_state, state.status, state.stopped_step, state.best_val))
-        pick = lambda tree, keep=keep: jax.tree.map(lambda a: a[keep], tree)  # noqa: E731
+        pick = functools.partial(_take, keep)
         parts.append({
             "variant": where[keep],
             "params": pick(final[0]), "model_state": pick(final[1]),
