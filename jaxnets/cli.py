@@ -234,14 +234,25 @@ def _store_warnings(out: Path) -> Iterator[None]:
 
 
 def run_sweep(config_path: Path, out: Path, *, quiet: bool, force: bool, top: int, dry_run: bool,
-              compile_cache: bool = True) -> int:
+              compile_cache: bool = True, distributed: bool = False) -> int:
     """``jaxnets sweep``: check, plan, train (resuming), save, plot, print the ranked table.
 
     The directory's lock is held from before ``out`` is opened until the last file is written. With
     ``compile_cache``, :func:`jaxnets.compilation_cache.enable_from_env` turns on the persistent compilation
     cache before training (after the checks, so a dry run or a refused directory compiles and caches nothing).
+
+    With ``distributed`` (this process is one of several, :func:`jaxnets.launch.initialize` done), every
+    process builds the same plan and trains the same programs on the global mesh; only process 0 takes the
+    lock, writes ``out`` and shows the plan and progress; the others resume from the units process 0 resumes
+    from (:func:`jaxnets.launch.share_units`) and wait for it to finish writing.
     """
     from jaxnets import config, store, sweep
+
+    writer = True
+    if distributed:
+        from jaxnets import launch
+
+        writer = launch.process_index() == 0
 
     try:
         text = config_path.read_text(encoding="utf-8")
@@ -253,17 +264,24 @@ def run_sweep(config_path: Path, out: Path, *, quiet: bool, force: bool, top: in
         p = sweep.plan(cfg)
     except config.ConfigError as e:
         raise UsageError(f"{config_path}: {e}") from None
-    if not quiet or dry_run:
+    if writer and (not quiet or dry_run):
         print(_describe_plan(p), file=sys.stderr)
     if dry_run:
         return 0
     with contextlib.ExitStack() as stack:
         stack.enter_context(_store_warnings(out))
-        try:
-            stack.enter_context(store.lock(out))
-            done = store.open_run(out, text, force=force)
-        except store.DirectoryError as e:
-            raise UsageError(str(e)) from None
+        done: dict[str, UnitResult] = {}
+        refused: UsageError | None = None
+        if writer:
+            try:
+                stack.enter_context(store.lock(out))
+                done = store.open_run(out, text, force=force)
+            except store.DirectoryError as e:
+                refused = UsageError(str(e))
+        if distributed:
+            done = launch.share_units(out, done, refused is not None)
+        if refused is not None:
+            raise refused
         if compile_cache:
             from jaxnets import compilation_cache
 
@@ -271,7 +289,17 @@ def run_sweep(config_path: Path, out: Path, *, quiet: bool, force: bool, top: in
                 compilation_cache.enable_from_env()
             except compilation_cache.UnsafeCacheDirError as e:
                 raise UsageError(str(e)) from None
-        return _train(p, cfg, out, done, quiet=quiet, top=top)
+        if not writer:  # train the same programs; process 0 saves and writes everything
+            try:
+                sweep.run(p, done)
+            except KeyboardInterrupt:
+                return 130
+            launch.barrier("jaxnets sweep: results written")
+            return 0
+        code = _train(p, cfg, out, done, quiet=quiet, top=top)
+        if distributed and code == 0:
+            launch.barrier("jaxnets sweep: results written")
+        return code
 
 
 def _train(p: Plan, cfg: Config, out: Path, done: dict[str, UnitResult], *, quiet: bool, top: int) -> int:
@@ -343,8 +371,20 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    "or ~/.cache/jaxnets/jax; JAXNETS_COMPILE_CACHE=0 turns it off, =DIR picks the directory)")
 
 
+def _add_distributed_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("many processes (one sweep across processes / hosts, JAX's distributed runtime)")
+    g.add_argument("--coordinator", metavar="HOST:PORT", default=None,
+                   help="process 0's address and a free port, the same for every process (env JAXNETS_COORDINATOR)")
+    g.add_argument("--num-processes", type=int, metavar="N", default=None,
+                   help="how many processes run this sweep (env JAXNETS_NUM_PROCESSES)")
+    g.add_argument("--process-id", type=int, metavar="I", default=None,
+                   help="this process's index, 0..N-1; process 0 writes --out (env JAXNETS_PROCESS_ID)")
+    g.add_argument("--distributed", action="store_true",
+                   help="let jax.distributed.initialize() detect a SLURM / Open MPI / TPU environment instead")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The ``jaxnets`` argument parser (sub-commands ``sweep``, ``demo``, ``show``)."""
+    """The ``jaxnets`` argument parser (sub-commands ``sweep``, ``demo``, ``show``, ``launch``)."""
     parser = argparse.ArgumentParser(
         prog="jaxnets",
         description="Train hundreds of neural-network variants at once: sweeps from a TOML config.",
@@ -358,6 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", "-o", type=Path, required=True, metavar="DIR", help="results directory")
     p.add_argument("--dry-run", action="store_true", help="check the config and print the plan; train nothing")
     _add_run_options(p)
+    _add_distributed_options(p)
 
     p = sub.add_parser("demo", help="the bundled sweep: activation x initializer on a deep MLP (digits)",
                        description=f"Run the bundled demo config ({DEMO_CONFIG}).")
@@ -366,31 +407,59 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--print-config", action="store_true",
                    help="print the demo config (a start for your own sweep) and exit")
     _add_run_options(p)
+    _add_distributed_options(p)
 
     p = sub.add_parser("show", help="print the ranked results table of a results directory")
     p.add_argument("dir", type=Path, metavar="DIR")
     p.add_argument("--top", type=int, default=20, metavar="K", help="rows to print (0: all; default 20)")
     p.add_argument("--metric", default=None, help="rank by this metric instead of the config's")
+
+    from jaxnets.launch import GRACE_S
+
+    p = sub.add_parser("launch", help="run a sweep as N processes on this machine (JAX's distributed runtime)",
+                       description="Start N processes of one distributed sweep on 127.0.0.1 (a free port) and "
+                       "forward their output with a [process i] prefix: jaxnets launch -n 2 -- sweep CONFIG "
+                       "--out DIR. Emulated CPU devices per process: XLA_FLAGS="
+                       "--xla_force_host_platform_device_count=K or JAX_NUM_CPU_DEVICES=K.")
+    p.add_argument("-n", "--processes", type=int, required=True, metavar="N", help="number of processes")
+    p.add_argument("--grace", type=float, default=GRACE_S, metavar="SECONDS",
+                   help=f"once one process fails, how long the others may take to end (default {GRACE_S:g})")
+    p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- sweep CONFIG --out DIR [...]",
+                   help="the jaxnets command each process runs")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``jaxnets`` console script; returns the exit code."""
+    from jaxnets import launch
+
     args = build_parser().parse_args(argv)
+    distributed = False
     try:
+        if args.command == "launch":
+            return launch.launch(args.processes, args.argv, grace_s=args.grace)
+        if args.command in ("sweep", "demo") and not getattr(args, "print_config", False):
+            setup = launch.resolve(args.coordinator, args.num_processes, args.process_id, args.distributed)
+            if setup is not None:
+                launch.initialize(setup)  # before anything touches JAX
+                distributed = True
         if args.command == "sweep":
             return run_sweep(args.config, args.out, quiet=args.quiet, force=args.force, top=args.top,
-                             dry_run=args.dry_run, compile_cache=not args.no_compile_cache)
+                             dry_run=args.dry_run, compile_cache=not args.no_compile_cache, distributed=distributed)
         if args.command == "demo" and args.print_config:
             print(demo_config().read_text(encoding="utf-8"), end="")
             return 0
         if args.command == "demo":
             return run_sweep(demo_config(), args.out, quiet=args.quiet, force=args.force, top=args.top,
-                             dry_run=False, compile_cache=not args.no_compile_cache)
+                             dry_run=False, compile_cache=not args.no_compile_cache, distributed=distributed)
         return run_show(args.dir, top=args.top, metric=args.metric)
-    except UsageError as e:
+    except (UsageError, launch.DistributedError) as e:
         print(f"jaxnets: error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:
+        if not distributed:
+            raise
+        launch.abort(e)  # one line, then exit 1 at once (the others see this process go)
 
 
 if __name__ == "__main__":  # pragma: no cover

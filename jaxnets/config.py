@@ -70,10 +70,11 @@ __all__ = [
 ]
 
 SECTIONS: tuple[str, ...] = ("seed", "data", "model", "train", "sweep")
-MODEL_KEYS: tuple[str, ...] = ("kind", "hidden", "dense", "cell", "activation", "init", "init_scale")
+MODEL_KEYS: tuple[str, ...] = ("kind", "hidden", "dense", "cell", "norm", "activation", "init", "init_scale")
 TRAIN_KEYS: tuple[str, ...] = (
     "loss", "optimizer", "learning_rate", "momentum", "b1", "b2", "rho", "steps", "batch_size", "eval_every",
-    "early_stopping_patience", "weight_decay", "l2", "dropout", "clip_norm", "divergence_factor",
+    "early_stopping_patience", "weight_decay", "l2", "dropout", "clip_norm", "divergence_factor", "shared_data",
+    "data_seed",
 )
 AXIS_KEYS: tuple[str, ...] = MODEL_KEYS + TRAIN_KEYS + ("seed",)
 SWEEP_KEYS: tuple[str, ...] = ("method", "trials", "batch", "metric", "goal", "axes")
@@ -93,7 +94,7 @@ METRICS: dict[str, str] = {
 }
 
 #: Integer-valued keys: range tables over them sample integers.
-INT_KEYS: tuple[str, ...] = ("steps", "batch_size", "eval_every", "early_stopping_patience", "seed")
+INT_KEYS: tuple[str, ...] = ("steps", "batch_size", "eval_every", "early_stopping_patience", "seed", "data_seed")
 #: Keys a range table may sweep (numbers); the rest take lists only.
 NUMERIC_KEYS: tuple[str, ...] = INT_KEYS + (
     "init_scale", "learning_rate", "momentum", "b1", "b2", "rho", "weight_decay", "l2", "dropout",

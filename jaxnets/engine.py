@@ -421,10 +421,12 @@ class Program:
         """Minibatch indices [eval_every, batch_size] of steps ``first_step, first_step + 1, ...``.
 
         Step ``t`` draws ``batch_size`` indices uniformly with replacement from ``fold_in(fold_in(key(seed),
-        1), t)``; a whole chunk's are drawn at once, before its ``lax.scan``, which is faster than one small
-        draw per step.
+        1), t)`` — with ``shared_data``, from ``fold_in(fold_in(key(data_seed), 1), t)``, the same for every
+        variant of the group (common random numbers); a whole chunk's are drawn at once, before its
+        ``lax.scan``, which is faster than one small draw per step.
         """
-        base = jax.random.fold_in(jax.random.key(hp["seed"]), 1)
+        seed = self.spec.data_seed if self.spec.shared_data else hp["seed"]
+        base = jax.random.fold_in(jax.random.key(seed), 1)
         steps = first_step + jnp.arange(self.spec.eval_every, dtype=jnp.int32)
         draw = lambda t: jax.random.randint(jax.random.fold_in(base, t), (self.spec.batch_size,), 0,  # noqa: E731
                                             self.n_train)
@@ -539,27 +541,31 @@ class Program:
         test = jax.lax.cond(final, lambda: self.test_metrics(new.params, new.model_state, hp, data), lambda: nan)
         return new, {**reported, **test}
 
-    def chunk(self, state: TrainState, hp, data, train: jax.Array, final: jax.Array = False
-              ) -> tuple[TrainState, dict]:
+    def chunk(self, state: TrainState, hp, data, train: jax.Array, final: jax.Array = False,
+              first_step: jax.Array | None = None) -> tuple[TrainState, dict]:
         """``eval_every`` steps in a ``lax.scan`` (none when ``train`` is False), then one evaluation.
 
         ``train`` is one unbatched bool for all variants: ``False`` gives evaluation 0 from the same compiled
         program (a ``lax.cond``, so no steps are computed); ``final`` (unbatched bool) adds the test split's
-        metrics (``test_loss``, ``test_accuracy``; NaN otherwise).
+        metrics (``test_loss``, ``test_accuracy``; NaN otherwise). ``first_step``: the chunk's first step as an
+        unbatched scalar (every variant's ``state.step``; default: ``state.step``): with ``shared_data`` the
+        minibatches then stay unbatched under ``vmap``, so the first layer of a block is one large matmul.
         """
         was_ok = state.status == OK
 
         def steps(s: TrainState) -> TrainState:
-            idx = self.batch_indices(s.step, hp)
+            start = first_step if self.spec.shared_data and first_step is not None else s.step
+            idx = self.batch_indices(start, hp)
             return jax.lax.scan(lambda s, i: (self.step(s, hp, data, i), None), s, idx)[0]
 
         state = jax.lax.cond(train, steps, lambda s: s, state)
         return self.after_eval(state, hp, data, was_ok, first=~jnp.asarray(train), final=jnp.asarray(final))
 
-    def train_chunk(self, state: TrainState, hp: Mapping[str, jax.Array], data: Mapping[str, jax.Array]
-                    ) -> tuple[TrainState, dict]:
-        """``eval_every`` training steps of one variant, then one evaluation: ``(new state, metrics)``."""
-        return self.chunk(state, hp, data, True, False)
+    def train_chunk(self, state: TrainState, hp: Mapping[str, jax.Array], data: Mapping[str, jax.Array],
+                    first_step: jax.Array | None = None) -> tuple[TrainState, dict]:
+        """``eval_every`` training steps of one variant, then one evaluation: ``(new state, metrics)``
+        (``first_step``: see :meth:`chunk`)."""
+        return self.chunk(state, hp, data, True, False, first_step)
 
     def check(self) -> None:
         """Trace init, a training step and an evaluation from shapes only (nothing runs), so a bad model
@@ -601,7 +607,8 @@ class Program:
                 raise ValueError(f"the loss returned shape {tuple(per.shape)}; it must return one value per "
                                  f"example, shape {y.shape[:1]} (reduce over the other axes, not the batch)")
         try:
-            jax.eval_shape(jax.vmap(self.chunk, in_axes=(0, 0, None, None, None)), state, hp1, data, True, True)
+            jax.eval_shape(jax.vmap(self.chunk, in_axes=(0, 0, None, None, None, None)), state, hp1, data, True,
+                           True, jnp.int32(0))
         except Exception as e:  # noqa: BLE001
             raise ValueError(f"a training step failed: {type(e).__name__}: {_first_line(e)}") from None
 
@@ -644,9 +651,9 @@ def _unbatched(fn: Callable) -> Callable:
     step), and the activation and initializer switches become real branches.
     """
 
-    def one(state, hp, data, train, final):
+    def one(state, hp, data, train, final, first_step):
         first = lambda tree: jax.tree.map(lambda a: a[0], tree)  # noqa: E731
-        return jax.tree.map(lambda a: a[None], fn(first(state), first(hp), data, train, final))
+        return jax.tree.map(lambda a: a[None], fn(first(state), first(hp), data, train, final, first_step))
 
     return one
 
@@ -655,9 +662,11 @@ def _compile(prog: Program, hp: Any, data: Any, shard: NamedSharding) -> _Compil
     """Lower and compile the init and chunk programs for [size] variants sharded by ``shard``."""
     init = jax.jit(prog.init_batch, out_shardings=shard).lower(hp, data).compile()
     size = len(hp["seed"])
-    per_variant = _unbatched(prog.chunk) if size == 1 else jax.vmap(prog.chunk, in_axes=(0, 0, None, None, None))
+    in_axes = (0, 0, None, None, None, None)
+    per_variant = _unbatched(prog.chunk) if size == 1 else jax.vmap(prog.chunk, in_axes=in_axes)
     chunk = jax.jit(per_variant, donate_argnums=0, out_shardings=shard)
-    return _Compiled(init, chunk.lower(init.out_info, hp, data, jnp.bool_(True), jnp.bool_(True)).compile())
+    lowered = chunk.lower(init.out_info, hp, data, jnp.bool_(True), jnp.bool_(True), jnp.int32(0))
+    return _Compiled(init, lowered.compile())
 
 
 def memory_budget(devices: Sequence[Any]) -> int:
@@ -858,12 +867,13 @@ def _run_group(prog: Program, *, max_variants: int | None, devices: Sequence[Any
         _CACHE.move_to_end(key)
         programs = _CACHE[key]
         tr = time.perf_counter()
-        state, m = programs.chunk(programs.init(hp, data), hp, data, no, no)
+        state, m = programs.chunk(programs.init(hp, data), hp, data, no, no, np.int32(0))
         history = [_to_host(m)]
         run_s += time.perf_counter() - tr
         for e in range(1, spec.n_evals):
             tr = time.perf_counter()
-            state, m = programs.chunk(state, hp, data, yes, np.bool_(e == spec.n_evals - 1))
+            state, m = programs.chunk(state, hp, data, yes, np.bool_(e == spec.n_evals - 1),
+                                      np.int32(spec.eval_steps[e - 1]))
             history.append(_to_host(m))
             run_s += time.perf_counter() - tr
             report(events.Evaluated(group=group_index, block_start=start, eval=e, n_evals=spec.n_evals,

@@ -28,7 +28,7 @@ from jaxnets.models import CELLS, KINDS
 
 STATIC_KEYS: tuple[str, ...] = (
     "kind", "hidden", "dense", "cell", "norm", "optimizer", "loss", "batch_size", "steps", "eval_every",
-    "early_stopping_patience",
+    "early_stopping_patience", "shared_data", "data_seed",
 )
 VMAPPED_KEYS: tuple[str, ...] = (
     "activation", "init", "init_scale", "learning_rate", "momentum", "b1", "b2", "rho",
@@ -51,6 +51,8 @@ DEFAULTS: dict[str, Any] = {
     "steps": 1000,
     "eval_every": 50,
     "early_stopping_patience": 0,
+    "shared_data": False,  # True: every variant of a group sees the same minibatches (drawn from data_seed)
+    "data_seed": 0,
     "activation": "relu",
     "init": "glorot_uniform",
     "init_scale": 1.0,
@@ -196,7 +198,10 @@ def normalize(variant: Mapping[str, Any], i: int = 0, default_loss: str | None =
         _fail(i, str(e))
     row["hidden"] = _as_sizes(i, "hidden", row["hidden"], allow_empty=row["kind"] == "mlp")
     row["dense"] = _as_sizes(i, "dense", row["dense"], allow_empty=True)
-    for key in _POSITIVE_INT + ("early_stopping_patience", "seed"):
+    if not isinstance(row["shared_data"], bool | np.bool_):
+        _fail(i, f"shared_data must be true or false, got {row['shared_data']!r}")
+    row["shared_data"] = bool(row["shared_data"])
+    for key in _POSITIVE_INT + ("early_stopping_patience", "seed", "data_seed"):
         v = row[key]
         if isinstance(v, bool) or not isinstance(v, int | np.integer):
             _fail(i, f"{key} must be an integer, got {v!r}")
@@ -204,7 +209,7 @@ def normalize(variant: Mapping[str, Any], i: int = 0, default_loss: str | None =
     for key in _POSITIVE_INT:
         if row[key] <= 0:
             _fail(i, f"{key} must be positive, got {row[key]}")
-    for key in ("early_stopping_patience", "seed"):
+    for key in ("early_stopping_patience", "seed", "data_seed"):
         if row[key] < 0:
             _fail(i, f"{key} must be >= 0, got {row[key]}")
     for key in _NONNEGATIVE_FLOAT + _POSITIVE_FLOAT + _UNIT_FLOAT + ("dropout",):
@@ -244,6 +249,8 @@ class GroupSpec:
     steps: int
     eval_every: int
     early_stopping_patience: int
+    shared_data: bool
+    data_seed: int
     activations: tuple[str, ...]
     initializers: tuple[str, ...]
     use_dropout: bool

@@ -1,0 +1,289 @@
+"""Many processes on JAX's distributed runtime (jaxnets.launch, the engine and the CLI under several processes).
+
+Every multi-process run here is a set of subprocesses on 127.0.0.1, each with a bounded lifetime (``timeout=``)
+and killed in a ``finally``:
+
+* ``jaxnets launch -n 2`` with 2 emulated CPU devices per process gives the same ``results.csv`` and
+  ``history.npz``, bit for bit, as one process with 4 devices (mixed activations and inits, diverging and
+  early-stopped variants);
+* the Python API: two processes calling ``jax.distributed.initialize`` then ``engine.train`` both hold the
+  whole, identical ``Result`` (and PRNG-key leaves survive the gathering);
+* killing one of two processes mid-sweep makes the launch exit non-zero, with a message, well within 60 s;
+  the same launch again resumes and ends with the uninterrupted table;
+* a coordinator nobody answers gives a one-line error, not a hang; bad options are refused before JAX starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from jaxnets import launch
+
+# Two static groups (hidden sizes), the unit of resume; learning rate 3 early-stops, 1e12 diverges (vmapped
+# keys: the same static group as the others).
+CONFIG = """\
+[data]
+name = "iris"
+
+[model]
+hidden = [8]
+
+[train]
+optimizer = "sgd"
+steps = 20
+batch_size = 16
+eval_every = 4
+early_stopping_patience = 1
+
+[sweep]
+method = "grid"
+
+[sweep.axes]
+hidden = [[8], [4]]
+activation = ["tanh", "relu"]
+init = ["glorot_uniform", "he_normal"]
+learning_rate = [0.1, 3.0, 1e12]
+"""
+
+TIMEOUT_S = 240  # any one subprocess
+
+
+def _env(devices: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    env.pop("JAX_NUM_CPU_DEVICES", None)
+    for var in (launch.ENV_COORDINATOR, launch.ENV_NUM_PROCESSES, launch.ENV_PROCESS_ID):
+        env.pop(var, None)
+    return env
+
+
+def _jaxnets(*args: str) -> list[str]:
+    return [sys.executable, "-m", "jaxnets", *args]
+
+
+def _run(argv: list[str], devices: int) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT_S, env=_env(devices))
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """Kill a process started with ``start_new_session=True`` and everything it started."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _assert_same_results(a: Path, b: Path) -> None:
+    ta = pd.read_csv(a / "results.csv").drop(columns="group_wall_s")
+    tb = pd.read_csv(b / "results.csv").drop(columns="group_wall_s")
+    pd.testing.assert_frame_equal(ta, tb, check_exact=True)
+    with np.load(a / "history.npz") as za, np.load(b / "history.npz") as zb:
+        assert set(za.files) == set(zb.files)
+        for k in za.files:
+            np.testing.assert_array_equal(za[k], zb[k], err_msg=k)
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("config") / "mixed.toml"
+    path.write_text(CONFIG)
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(config, tmp_path_factory) -> Path:
+    """One process with 4 CPU devices."""
+    out = tmp_path_factory.mktemp("runs") / "one-process"
+    proc = _run(_jaxnets("sweep", str(config), "--out", str(out), "--quiet"), devices=4)
+    assert proc.returncode == 0, proc.stderr
+    table = pd.read_csv(out / "results.csv")
+    assert set(table["status"]) == {"ok", "diverged", "early_stopped"}, table["status"].value_counts()
+    assert table["activation"].nunique() == 2 and table["init"].nunique() == 2
+    return out
+
+
+# ------------------------------------------------------------------------------------------ the launcher
+
+
+def test_launch_two_processes_equals_one_process(reference, config, tmp_path):
+    out = tmp_path / "two-processes"
+    proc = _run(_jaxnets("launch", "-n", "2", "--", "sweep", str(config), "--out", str(out)), devices=2)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _assert_same_results(reference, out)
+    # process 0 prints the plan, the progress and the table; process 1 trains silently
+    assert "[process 0] grid search on iris: 24 variants" in proc.stderr
+    assert "[process 0]" in proc.stdout and "top 10 of 24 variants" in proc.stdout
+    from_1 = [line[len("[process 1] "):] for line in (proc.stdout + proc.stderr).splitlines()
+              if line.startswith("[process 1] ")]
+    assert not [line for line in from_1 if line.strip() and "[Gloo]" not in line]  # gloo's own connection notes
+    assert sorted(p.name for p in (out / "units").iterdir()) == ["group-000.npz", "group-001.npz"]
+    assert not (out / ".lock").exists()
+
+
+def test_kill_one_process_then_resume(reference, config, tmp_path):
+    out = tmp_path / "killed"
+    first = out / "units" / "group-000.npz"
+    log = tmp_path / "launch.log"
+    with open(log, "w") as f:
+        proc = subprocess.Popen(_jaxnets("launch", "-n", "2", "--", "sweep", str(config), "--out", str(out),
+                                         "--quiet"),
+                                stdout=f, stderr=subprocess.STDOUT, env=_env(2), start_new_session=True)
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        while not first.exists():
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "no unit saved in time"
+            time.sleep(0.01)
+        pids = re.search(r"pids (\d+) (\d+)", log.read_text())
+        assert pids, log.read_text()
+        killed_at = time.monotonic()
+        os.kill(int(pids.group(2)), signal.SIGKILL)  # process 1; the second group needs a compile
+        rc = proc.wait(timeout=60)
+        took = time.monotonic() - killed_at
+    finally:
+        _kill_group(proc)
+    text = log.read_text()
+    assert rc != 0 and took < 60, (rc, took)
+    assert "jaxnets launch: process 1 was killed by SIGKILL" in text
+    assert re.search(r"\[process 0\] jaxnets: error: process 0: .*run the same command again to resume", text), text
+    assert not (out / "units" / "group-001.npz").exists() and not (out / "results.csv").exists()
+    saved_at = first.stat().st_mtime_ns
+
+    again = _run(_jaxnets("launch", "-n", "2", "--", "sweep", str(config), "--out", str(out)), devices=2)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resumed" in again.stderr
+    assert first.stat().st_mtime_ns == saved_at, "a finished unit was trained again"
+    _assert_same_results(reference, out)
+
+
+# ------------------------------------------------------------------------------------------ the Python API
+
+API_SCRIPT = """\
+import json, sys
+import jax
+
+port, pid = sys.argv[1], int(sys.argv[2])
+jax.distributed.initialize(f"127.0.0.1:{port}", num_processes=2, process_id=pid,
+                           coordinator_bind_address=f"127.0.0.1:{port}", initialization_timeout=60,
+                           heartbeat_timeout_seconds=30, shutdown_timeout_seconds=30)
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+from jaxnets import data, engine
+
+ds = data.load("wine")
+variants = [{"activation": a, "init": i, "seed": s, "hidden": [8], "batch_size": 32, "steps": 12,
+             "eval_every": 4, "early_stopping_patience": 1, "learning_rate": lr}
+            for a in ("tanh", "relu") for i in ("glorot_uniform", "he_normal") for s, lr in ((0, 1e-2), (1, 1e12))]
+result = engine.train(variants, ds)
+table = result.to_dataframe().drop(columns="group_wall_s")
+params = [float(sum(np.sum(np.asarray(x, np.float64)) for x in jax.tree.leaves(result.params(i))))
+          for i in range(len(result))]
+# PRNG-key leaves (an NNX model's rng state) gathered across processes come back as the same keys
+mesh = jax.make_mesh((4,), ("variants",))
+keys = jax.jit(lambda: jax.random.split(jax.random.key(7), 8), out_shardings=NamedSharding(mesh, P("variants")))()
+back = engine._to_host({"rng": keys})["rng"]
+same_keys = bool(jax.dtypes.issubdtype(back.dtype, jax.dtypes.prng_key)) and np.array_equal(
+    jax.random.key_data(back), jax.random.key_data(jax.random.split(jax.random.key(7), 8)))
+print("RESULT " + json.dumps({"devices": [jax.local_device_count(), jax.device_count()],
+                              "table": table.to_json(), "history": result.history["val_loss"].tolist(),
+                              "params": params, "same_keys": same_keys}))
+"""
+
+
+def test_python_api_under_two_processes(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(API_SCRIPT)
+    port = str(launch.free_port())
+    env = _env(2)
+    procs = [subprocess.Popen([sys.executable, str(script), port, str(i)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env) for i in range(2)]
+    try:
+        outs = [p.communicate(timeout=TIMEOUT_S) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    results = []
+    for p, (stdout, stderr) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, stderr[-3000:]
+        line = next(line for line in stdout.splitlines() if line.startswith("RESULT "))
+        results.append(json.loads(line[len("RESULT "):]))
+    a, b = results
+    assert a["devices"] == b["devices"] == [2, 4]
+    assert a == b
+    assert a["same_keys"]
+    table = pd.read_json(io.StringIO(a["table"]))
+    assert len(table) == 8 and {"ok", "diverged"} <= set(table["status"])
+    assert np.isfinite(a["params"]).all()
+
+
+# ------------------------------------------------------------------------------------------ failures and options
+
+
+def test_an_unreachable_coordinator_is_a_one_line_error(tmp_path, config):
+    port = launch.free_port()  # nobody listens there
+    code = textwrap.dedent(f"""\
+        import sys
+        from jaxnets import cli, launch
+        launch.INIT_TIMEOUT_S = 3
+        sys.exit(cli.main(["sweep", {str(config)!r}, "--out", {str(tmp_path / "out")!r},
+                           "--coordinator", "127.0.0.1:{port}", "--num-processes", "2", "--process-id", "1"]))
+        """)
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=_env(1))
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert time.monotonic() - t0 < 30
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("jaxnets: error:")]
+    assert len(errors) == 1 and f"cannot reach the coordinator at 127.0.0.1:{port} within 3 s" in errors[0]
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_resolve_reads_options_then_the_environment():
+    assert launch.resolve(environ={}) is None
+    env = {launch.ENV_COORDINATOR: "10.0.0.1:1234", launch.ENV_NUM_PROCESSES: "4", launch.ENV_PROCESS_ID: "3"}
+    assert launch.resolve(environ=env) == launch.Setup("10.0.0.1:1234", 4, 3)
+    assert launch.resolve(process_id=0, environ=env) == launch.Setup("10.0.0.1:1234", 4, 0)
+    assert launch.resolve(distributed=True, environ={}) == launch.Setup(auto=True)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"coordinator": "127.0.0.1:1234"}, "missing: --num-processes, --process-id"),
+    ({"coordinator": "127.0.0.1", "num_processes": 2, "process_id": 0}, "must be HOST:PORT"),
+    ({"coordinator": "127.0.0.1:99999", "num_processes": 2, "process_id": 0}, "must be HOST:PORT"),
+    ({"coordinator": "127.0.0.1:1234", "num_processes": 2, "process_id": 2}, "must be in 0..1"),
+    ({"coordinator": "127.0.0.1:1234", "num_processes": 0, "process_id": 0}, "at least 1"),
+    ({"distributed": True, "coordinator": "127.0.0.1:1234"}, "do not combine it with --coordinator"),
+])
+def test_resolve_refuses_bad_options(kwargs, message):
+    with pytest.raises(launch.DistributedError, match=re.escape(message)):
+        launch.resolve(**kwargs, environ={})
+    with pytest.raises(launch.DistributedError, match="JAXNETS_PROCESS_ID must be an integer"):
+        launch.resolve(environ={launch.ENV_COORDINATOR: "h:1", launch.ENV_NUM_PROCESSES: "2",
+                                launch.ENV_PROCESS_ID: "one"})
+
+
+def test_bad_options_exit_2_before_jax_starts(config, tmp_path, capsys):
+    from jaxnets import cli
+
+    out = str(tmp_path / "out")
+    assert cli.main(["sweep", str(config), "--out", out, "--coordinator", "127.0.0.1:1234"]) == 2
+    assert "go together" in capsys.readouterr().err
+    assert cli.main(["launch", "-n", "2", "--", "show", out]) == 2
+    assert "jaxnets launch runs a sweep" in capsys.readouterr().err
+    assert cli.main(["launch", "-n", "2", "--", "sweep", str(config), "--out", out, "--process-id", "1"]) == 2
+    assert "sets the distributed options itself" in capsys.readouterr().err
+    assert not Path(out).exists()
