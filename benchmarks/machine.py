@@ -95,9 +95,12 @@ def slug(text: str) -> str:
 
 
 def machine_name(m: dict[str, Any]) -> str:
-    """``cpu-<cores>core`` on a CPU host, else a slug of the accelerator name (``-x<count>`` if several)."""
+    """``cpu-<cpu model>-<cores>core`` on a CPU host (e.g. ``cpu-intel-xeon-processor-2core``: the same core
+    count on another CPU model gives other figures), else a slug of the accelerator name (``-x<count>`` if
+    several)."""
     if m["platform"] == "cpu":
-        return f"cpu-{m['cores']}core"
+        model = slug(re.sub(r"\((r|tm)\)", "", m.get("cpu_model") or "", flags=re.I))
+        return f"cpu-{model}-{m['cores']}core" if model else f"cpu-{m['cores']}core"
     name = slug(m["device_kind"])
     return name if m["device_count"] == 1 else f"{name}-x{m['device_count']}"
 

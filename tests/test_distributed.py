@@ -63,8 +63,10 @@ TIMEOUT_S = 240  # any one subprocess
 
 
 def _env(devices: int) -> dict[str, str]:
+    """The subprocesses' environment: ``devices`` emulated CPU devices per process (other XLA flags kept)."""
     env = dict(os.environ)
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    flags = [f for f in env.get("XLA_FLAGS", "").split() if not f.startswith("--xla_force_host_platform_device_count")]
+    env["XLA_FLAGS"] = " ".join([*flags, f"--xla_force_host_platform_device_count={devices}"])
     env.pop("JAX_NUM_CPU_DEVICES", None)
     for var in (launch.ENV_COORDINATOR, launch.ENV_NUM_PROCESSES, launch.ENV_PROCESS_ID):
         env.pop(var, None)
