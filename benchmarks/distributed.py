@@ -10,7 +10,7 @@ each in fresh subprocesses: one untimed run (compilation), then the best of ``--
 model-steps/s (``N * steps`` over the wall time of ``engine.train``, every evaluation's fetch included) and the
 time the engine spends fetching results to the host per evaluation (``engine._to_host``: ``jax.device_get`` in
 one process, an all-gather over the processes with several), measured on arrays that are already computed.
-The figures go to ``benchmarks/results/distributed-<machine>.json`` (``<machine>``: e.g. ``cpu-2core``) with
+The figures go to ``benchmarks/results/distributed-<cpu>.json`` (e.g. ``cpu-intel-xeon-processor-2core``) with
 the machine's load average, since a busy machine slows every run.
 """
 
@@ -20,6 +20,7 @@ import argparse
 import datetime
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -137,9 +138,9 @@ def main(argv: list[str] | None = None) -> int:
         _worker(args)
         return 0
 
-    from benchmarks.machine import cores
+    from benchmarks.machine import _cpu_model, cores, slug
 
-    name = f"cpu-{cores()}core"
+    name = f"cpu-{slug(re.sub(r'[(](R|TM)[)]', '', _cpu_model()))}-{cores()}core"  # cpu-intel-xeon-processor-2core
     load_start = os.getloadavg()
     t0 = time.perf_counter()
     runs = []

@@ -7,7 +7,7 @@ first compiles): the engine with ``steps = eval_every = S`` (one chunk plus eval
 engine's evaluation and diagnostics are *included* in its time), the hand-written program with ``S`` steps and
 no evaluation at all. The ratio is hand-written time / engine time (> 1: the engine is faster).
 
-Run: ``python -m benchmarks.user_model [--n 64] [--steps 2000] [--out benchmarks/results/user_model-<cpu>.json]``
+Run: ``python -m benchmarks.user_model [--ns 64,256] [--steps 2000] [--out benchmarks/results/user_model-<cpu>.json]``
 """
 
 from __future__ import annotations
@@ -93,15 +93,15 @@ def measure(n: int, steps: int) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--n", type=int, default=64)
+    p.add_argument("--ns", default="64,256", help="numbers of models, comma-separated")
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
-    rec = measure(args.n, args.steps)
-    print(json.dumps(rec, indent=2))
+    records = [measure(int(n), args.steps) for n in args.ns.split(",")]
+    print(json.dumps(records, indent=2))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(rec, indent=2) + "\n")
+        args.out.write_text(json.dumps(records, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -262,3 +262,11 @@ def test_profile_reports_every_part(capsys):
     profile.main(["--reps", "1", "step", "wine_mlp", "2", "--steps", "3"])
     lines = capsys.readouterr().out.strip().splitlines()
     assert [ln.split(":")[1].split()[0] for ln in lines] == ["full", "fwd+bwd", "fwd", "adam"]
+
+
+def test_user_model_benchmark_runs_both_programs():
+    from benchmarks import user_model
+
+    rec = user_model.measure(2, 20)
+    assert rec["n"] == 2 and rec["engine_model_steps_per_s"] > 0 and rec["hand_written_model_steps_per_s"] > 0
+    assert np.isfinite(rec["engine_final_val_loss_mean"]) and np.isfinite(rec["hand_written_final_train_loss_mean"])
