@@ -60,7 +60,7 @@ from jaxnets.hyper import Hyper
 from jaxnets.models import CNN, MLP, OUTPUT, RNN, layer_name, small_kernel_dot_general
 from jaxnets.result import METRICS, STATUS_NAMES, TEST_METRICS, GroupResult, Result
 
-OK, DIVERGED, EARLY_STOPPED = (STATUS_NAMES.index(s) for s in ("ok", "diverged", "early_stopped"))
+OK, DIVERGED, EARLY_STOPPED, PRUNED = (STATUS_NAMES.index(s) for s in ("ok", "diverged", "early_stopped", "pruned"))
 
 ProgressFn = Callable[[events.Event], None]
 
@@ -908,6 +908,7 @@ def _run_group(prog: Program, *, max_variants: int | None, devices: Sequence[Any
         test={k: cat(*[p["test"][k] for p in parts]) for k in TEST_METRICS},
         layer_names=list(prog.layer_names),
         program=prog,
+        model_steps=v * spec.eval_every * (spec.n_evals - 1),
     )
 
 
@@ -1040,7 +1041,9 @@ def program(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, model: ModelF
 def train(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, model: ModelFactory | None = None,
           loss: str | LossFn | None = None, metric: LossFn | None = None,
           extra_keys: Mapping[str, str] | None = None, options: Options | None = None,
-          progress: ProgressFn | None = None) -> Result:
+          progress: ProgressFn | None = None, policy: Any = None,
+          checkpoint: Callable[[dict[str, np.ndarray]], None] | None = None,
+          resume: Mapping[str, np.ndarray] | None = None) -> Result:
     """Train every variant on ``ds``; one compiled program per static group, the variant axis sharded.
 
     Args:
@@ -1059,18 +1062,34 @@ def train(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, model: ModelFac
       options: :class:`Options`.
       progress: called with a :class:`jaxnets.events.Compiling` before a group compiles and a
         :class:`jaxnets.events.Evaluated` after every evaluation of a block of variants.
+      policy: a population policy (:class:`jaxnets.population.Policy`, e.g. ``population.ASHA`` or
+        ``population.PBT``) deciding at evaluation boundaries which variants continue (the rest are
+        ``pruned``) and which copy whom; every group must then have the same ``steps`` and ``eval_every``.
+        ``None``: every variant trains to the end, group after group.
+      checkpoint: with a policy, called after every boundary's decision with a snapshot (``{name: array}``)
+        that ``resume`` continues from.
+      resume: with a policy, a snapshot from ``checkpoint`` of the same call: training continues after it and
+        ends with the numbers of an uninterrupted run.
 
     Returns:
       a :class:`jaxnets.result.Result` with rows in the order of ``variants``.
 
     Raises:
       ValueError: on any bad variant, data, model factory or loss, before anything is compiled
-        (:class:`jaxnets.variants.VariantError` names the variants).
+        (:class:`jaxnets.variants.VariantError` names the variants); a policy that does not fit the groups.
     """
     options = options or Options()
     devices = list(options.devices or jax.devices())
     progs = _programs(variants, ds, model=model, loss=loss, metric=metric, extra_keys=extra_keys,
                       n_eval_train=options.n_eval_train, platform=devices[0].platform)
+    if policy is not None:
+        from jaxnets import population
+
+        return population.run(progs, policy, devices=devices, max_variants=options.max_variants_per_program,
+                              budget=options.memory_budget_bytes, block_bytes=options.block_bytes,
+                              progress=progress, n_variants=len(variants), checkpoint=checkpoint, resume=resume)
+    if checkpoint is not None or resume is not None:
+        raise ValueError("checkpoint= and resume= go with a population policy (policy=)")
     results = [
         _run_group(prog, max_variants=options.max_variants_per_program, devices=devices,
                    budget=options.memory_budget_bytes, block_bytes=options.block_bytes, progress=progress,

@@ -17,7 +17,8 @@ import numpy as np
 from jaxnets import diagnostics
 
 #: Status of a variant after training; a status's code inside the compiled program is its position here.
-STATUS_NAMES: tuple[str, ...] = ("ok", "diverged", "early_stopped")
+#: ``pruned``: stopped by a population policy (successive halving, :mod:`jaxnets.population`).
+STATUS_NAMES: tuple[str, ...] = ("ok", "diverged", "early_stopped", "pruned")
 
 #: Per-evaluation metrics of one variant that are scalars: histories [V, E].
 SCALAR_METRICS: tuple[str, ...] = ("train_loss", "val_loss", "val_accuracy")
@@ -46,7 +47,9 @@ class GroupResult:
     [V_group, E] or [V_group, E, L]; ``compile_s`` is the time spent compiling, ``run_s`` the time spent
     running the compiled programs (init, training steps and evaluations), ``wall_s`` the whole group's
     time (compilation and data transfer included); ``n_blocks`` the number of blocks of variants
-    the group ran as (one after another, see :class:`jaxnets.engine.Options`).
+    the group ran as (one after another, see :class:`jaxnets.engine.Options`); ``model_steps`` the training
+    steps computed, summed over variants (a chunk of ``eval_every`` steps counts for each real variant of its
+    block; pruned variants stop counting).
     """
 
     spec: Any
@@ -66,6 +69,7 @@ class GroupResult:
     test: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     layer_names: list[str] = dataclasses.field(default_factory=list)
     program: Any = None
+    model_steps: int = 0
 
 
 def _place(parts: list[tuple[np.ndarray, np.ndarray]], n: int) -> np.ndarray:
@@ -117,6 +121,11 @@ class Result:
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    @property
+    def model_steps(self) -> int:
+        """Training steps computed, summed over every variant and group (see :class:`GroupResult`)."""
+        return int(sum(g.model_steps for g in self.groups))
 
     def params(self, i: int) -> Any:
         """Parameters of variant ``i`` (a pytree without the variant axis)."""

@@ -269,10 +269,13 @@ def test_variant_errors_carry_index_and_reason(monkeypatch):
 def test_finite_blow_up_is_divergence_and_isolated():
     """SGD at learning rate 1e6 with tanh stays finite (bounded hidden units) but its loss explodes: the
     divergence_factor rule marks it diverged and freezes it; the other variants are bit-identical."""
-    good = [{**BASE, "activation": a, "seed": s} for a in ("relu", "tanh") for s in range(2)]
-    bad = {**BASE, "activation": "tanh", "seed": 9, "optimizer": "sgd", "learning_rate": 1e6}
-    clean = engine.train(good, DIGITS)
+    sgd = {**BASE, "optimizer": "sgd", "learning_rate": 0.05}  # one static group with the bad variant
+    good = [{**sgd, "activation": a, "seed": s} for a in ("relu", "tanh") for s in range(2)]
+    bad = {**sgd, "activation": "tanh", "seed": 9, "learning_rate": 1e6}
+    benign = {**bad, "learning_rate": 0.05}  # the same batch without the blow-up
+    clean = engine.train(good[:2] + [benign] + good[2:], DIGITS)
     mixed = engine.train(good[:2] + [bad] + good[2:], DIGITS)
+    assert len(mixed.groups) == 1
     off = engine.train([{**bad, "divergence_factor": 0.0}], DIGITS)
     # without the rule it trains on, finite, to a loss far above its start (the case the rule is for)
     assert off.status[0] == "ok" and np.all(np.isfinite(off.history["train_loss"][0]))
@@ -284,12 +287,13 @@ def test_finite_blow_up_is_divergence_and_isolated():
     np.testing.assert_array_equal(h[e:], h[e])
     # frozen: its parameters are those at the evaluation that caught it
     stop = {**bad, "steps": int(mixed.stopped_step[2]), "divergence_factor": 0.0}
-    _params_close(mixed.params(2), engine.train([stop], DIGITS).params(0), rtol=1e-4)
+    # (1e-3: at learning rate 1e6 the last steps multiply float rounding differences by 1e6)
+    _params_close(mixed.params(2), engine.train([stop], DIGITS).params(0), rtol=1e-3)
     others = [0, 1, 3, 4]
     for k in METRICS:
-        np.testing.assert_array_equal(mixed.history[k][others], clean.history[k])
-    for j, i in enumerate(others):
-        for x, y in zip(jax.tree.leaves(mixed.params(i)), jax.tree.leaves(clean.params(j)), strict=True):
+        np.testing.assert_array_equal(mixed.history[k][others], clean.history[k][others])
+    for i in others:
+        for x, y in zip(jax.tree.leaves(mixed.params(i)), jax.tree.leaves(clean.params(i)), strict=True):
             np.testing.assert_array_equal(x, y)
 
 
