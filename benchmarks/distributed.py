@@ -49,9 +49,12 @@ def _worker(args: argparse.Namespace) -> None:
     engine.train(rows, ds)  # compiles; the timed runs reuse the compiled programs
     fetch = engine._to_host
     calls: list[tuple[str, float, int]] = []
+    last: dict[str, Any] = {}
 
     def timed(tree: Any) -> Any:
-        jax.block_until_ready(tree)  # time the transfer, not the computation it would wait for
+        jax.block_until_ready(tree)  # time the transfer, not this process's computation it would wait for
+        if isinstance(tree, dict):
+            last["metrics"] = tree
         t = time.perf_counter()
         out = fetch(tree)
         calls.append(("metrics" if isinstance(tree, dict) else "final", time.perf_counter() - t,
@@ -69,6 +72,13 @@ def _worker(args: argparse.Namespace) -> None:
             per_call.append(list(calls))
     finally:
         engine._to_host = fetch
+    # The fetches above also wait for the slowest process's computation; the gathering itself, on arrays every
+    # process has computed: the same metrics fetched again and again (each call synchronizes the processes).
+    fetch(last["metrics"])
+    t = time.perf_counter()
+    for _ in range(args.fetch_reps):
+        fetch(last["metrics"])
+    fetch_alone = (time.perf_counter() - t) / args.fetch_reps
     best = int(np.argmin(walls))
     metrics = [c for c in per_call[best] if c[0] == "metrics"]
     final = [c for c in per_call[best] if c[0] == "final"]
@@ -80,6 +90,7 @@ def _worker(args: argparse.Namespace) -> None:
         "model_steps_per_s": args.n * args.steps / walls[best], "n_blocks": n_blocks, "n_evals": n_evals,
         "fetch_metrics_s_per_call": float(np.mean([c[1] for c in metrics])) if metrics else None,
         "fetch_metrics_s_per_eval": float(sum(c[1] for c in metrics)) / max(n_evals, 1),
+        "gather_s_per_call": fetch_alone, "gather_s_per_eval": fetch_alone * n_blocks,
         "fetch_metrics_bytes_per_call": metrics[0][2] if metrics else None,
         "fetch_final_s": float(sum(c[1] for c in final)), "fetch_total_s": float(sum(c[1] for c in per_call[best])),
         "status_ok": int(np.sum(result.columns()["status"] == "ok")),
@@ -101,7 +112,7 @@ def _run_setup(processes: int, devices: int, args: argparse.Namespace) -> list[d
     port = str(_free_port())
     argv = [sys.executable, "-m", "benchmarks.distributed", "--worker", "--processes", str(processes),
             "--port", port, "--n", str(args.n), "--steps", str(args.steps), "--eval-every", str(args.eval_every),
-            "--reps", str(args.reps), "--workload", args.workload]
+            "--reps", str(args.reps), "--fetch-reps", str(args.fetch_reps), "--workload", args.workload]
     procs = [subprocess.Popen([*argv, "--process-id", str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True, env=env) for i in range(processes)]
     try:
@@ -127,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--eval-every", type=int, default=10)
     p.add_argument("--reps", type=int, default=2, help="timed runs per setup (the best counts)")
+    p.add_argument("--fetch-reps", type=int, default=50, help="repeated fetches of computed metrics")
     p.add_argument("--timeout", type=float, default=900, help="seconds per setup")
     p.add_argument("--out", type=Path, default=None, help="results JSON (default benchmarks/results/...)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -151,15 +163,23 @@ def main(argv: list[str] | None = None) -> int:
                      "wall_s": slowest["wall_s"], "model_steps_per_s": args.n * args.steps / slowest["wall_s"],
                      "fetch_metrics_ms_per_eval": 1e3 * max(r["fetch_metrics_s_per_eval"] for r in records),
                      "fetch_metrics_ms_per_call": 1e3 * max(r["fetch_metrics_s_per_call"] for r in records),
+                     "gather_ms_per_call": 1e3 * max(r["gather_s_per_call"] for r in records),
+                     "gather_ms_per_eval": 1e3 * max(r["gather_s_per_eval"] for r in records),
                      "n_blocks": records[0]["n_blocks"], "n_evals": records[0]["n_evals"]})
         print(f"{processes} process(es) x {devices} device(s): {runs[-1]['model_steps_per_s']:,.0f} model-steps/s "
-              f"(wall {slowest['wall_s']:.2f} s, {records[0]['n_blocks']} block(s)); fetch per evaluation "
-              f"{runs[-1]['fetch_metrics_ms_per_eval']:.2f} ms", flush=True)
+              f"(wall {slowest['wall_s']:.2f} s, {records[0]['n_blocks']} block(s)); per evaluation: fetch "
+              f"{runs[-1]['fetch_metrics_ms_per_eval']:.1f} ms in training, {runs[-1]['gather_ms_per_eval']:.1f} ms "
+              f"alone ({runs[-1]['gather_ms_per_call']:.2f} ms per block)", flush=True)
     base = runs[0]
     speedup = {f"{r['processes']}x{r['devices_per_process']}": r["model_steps_per_s"] / base["model_steps_per_s"]
                for r in runs}
     two = next(r for r in runs if r["processes"] == 2)
-    overhead = two["fetch_metrics_ms_per_eval"] - base["fetch_metrics_ms_per_eval"]
+    one_dev = {(r["processes"], r["devices_per_process"]): r for r in runs}[(1, 1)]
+    overhead = {  # 2 processes x 1 device vs 1 process x 1 device, per evaluation (all blocks)
+        "gather_alone_ms_per_eval": two["gather_ms_per_eval"] - one_dev["gather_ms_per_eval"],
+        "gather_alone_ms_per_block": two["gather_ms_per_call"] - one_dev["gather_ms_per_call"],
+        "fetch_in_training_ms_per_eval": two["fetch_metrics_ms_per_eval"] - one_dev["fetch_metrics_ms_per_eval"],
+    }
     load_end = os.getloadavg()
     doc = {
         "schema": "jaxnets-distributed-bench/1",
@@ -169,14 +189,19 @@ def main(argv: list[str] | None = None) -> int:
                     "busy": max(load_start[0], load_end[0]) > cores()},
         "workload": args.workload, "n_variants": args.n, "steps": args.steps, "eval_every": args.eval_every,
         "reps": args.reps, "runs": runs, "speedup_vs_1x1": speedup,
-        "gather_overhead_ms_per_eval": overhead,
+        "multi_process_fetch_overhead": overhead,
+        "notes": "fetch in training: engine._to_host after each evaluation, arrays computed on this process "
+                 "(with several processes it also waits for the slowest one); alone: the same fetch repeated "
+                 "on computed arrays (the all-gather itself). busy: load average above the core count.",
         "duration_s": time.perf_counter() - t0,
     }
     out = args.out or RESULTS / f"distributed-{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1) + "\n")
     print("speedup vs 1x1: " + ", ".join(f"{k} {v:.2f}x" for k, v in speedup.items()))
-    print(f"multi-process gathering: +{overhead:.2f} ms per evaluation over device_get "
+    print(f"multi-process gathering per evaluation vs device_get: +{overhead['gather_alone_ms_per_eval']:.1f} ms "
+          f"(+{overhead['gather_alone_ms_per_block']:.2f} ms per block); in training (waits for the slower "
+          f"process too) +{overhead['fetch_in_training_ms_per_eval']:.1f} ms "
           f"(load average {load_start[0]:.1f} -> {load_end[0]:.1f} on {cores()} cores)")
     print(f"written: {out}")
     return 0

@@ -90,6 +90,10 @@ class Progress:
                 self.bar.update(1)
             case events.UnitDone():
                 self._unit_done(event)
+            case events.Checkpoint():
+                from jaxnets import store
+
+                store.save_checkpoint(self.out, event.unit, event.fingerprint, event.state)
 
     def _unit_start(self, event: Any) -> None:
         i, n = event.index, event.n_units
@@ -112,6 +116,7 @@ class Progress:
         res = event.result
         if not event.resumed:
             store.save_unit(self.out, res)
+            store.drop_checkpoint(self.out, res.key)
             self.saved += 1
         values = [v for v in res.columns[self.metric].tolist() if math.isfinite(v)]
         if values:
@@ -304,11 +309,15 @@ def run_sweep(config_path: Path, out: Path, *, quiet: bool, force: bool, top: in
 
 def _train(p: Plan, cfg: Config, out: Path, done: dict[str, UnitResult], *, quiet: bool, top: int) -> int:
     """Train (resuming from ``done``), write the results and plots, print the ranked table (the lock held)."""
+    import jax
+
     from jaxnets import plots, store, sweep
 
     progress = Progress(out, cfg.metric, cfg.goal, quiet)
+    # asha / pbt resume mid-unit from their checkpoints (one process only: the others start the unit afresh)
+    partial = store.load_checkpoints(out) if jax.process_count() == 1 else {}
     try:
-        results = sweep.run(p, done, progress)
+        results = sweep.run(p, done, progress, partial)
     except KeyboardInterrupt:
         progress.close()
         with warnings.catch_warnings():

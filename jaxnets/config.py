@@ -77,8 +77,14 @@ TRAIN_KEYS: tuple[str, ...] = (
     "data_seed",
 )
 AXIS_KEYS: tuple[str, ...] = MODEL_KEYS + TRAIN_KEYS + ("seed",)
-SWEEP_KEYS: tuple[str, ...] = ("method", "trials", "batch", "metric", "goal", "axes")
-METHODS: tuple[str, ...] = ("grid", "random", "bayesian")
+SWEEP_KEYS: tuple[str, ...] = ("method", "trials", "batch", "metric", "goal", "axes", "eta", "min_steps", "brackets",
+                               "interval", "fraction", "perturb", "resample")
+METHODS: tuple[str, ...] = ("grid", "random", "bayesian", "asha", "pbt")
+#: ``[sweep]`` keys of the population methods (successive halving, population-based training).
+POPULATION_KEYS: dict[str, tuple[str, ...]] = {
+    "asha": ("eta", "min_steps", "brackets"),
+    "pbt": ("interval", "fraction", "perturb", "resample"),
+}
 GOALS: tuple[str, ...] = ("min", "max")
 RANGE_KEYS: tuple[str, ...] = ("low", "high", "log")
 
@@ -157,6 +163,8 @@ class Config:
       raw: the parsed TOML.
       data_path: with ``[data] path``, the file resolved against the config's folder (``None`` for a
         built-in data set).
+      population: the options of ``asha`` (``eta``, ``min_steps``, ``brackets``) or ``pbt`` (``interval``,
+        ``fraction``, ``perturb``, ``resample``) with their defaults; empty for the other methods.
     """
 
     data: dict[str, Any]
@@ -170,6 +178,7 @@ class Config:
     seed: int
     raw: dict[str, Any]
     data_path: Path | None = None
+    population: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -393,7 +402,45 @@ def _parse_sweep(raw: Any, base: Mapping[str, Any]) -> dict[str, Any]:
     elif not axes:
         raise ConfigError(f"[sweep] method = {method!r} samples the axes, but [sweep.axes] is empty; add an "
                           f"axis (valid keys: {_valid(AXIS_KEYS)}) or use method = \"grid\"")
-    return dict(method=method, metric=METRICS[metric], goal=goal, trials=trials, batch=batch, axes=axes)
+    population = _parse_population(method, table, axes)
+    return dict(method=method, metric=METRICS[metric], goal=goal, trials=trials, batch=batch, axes=axes,
+                population=population)
+
+
+def _parse_population(method: str, table: Mapping[str, Any], axes: tuple[Axis, ...]) -> dict[str, Any]:
+    """The ``asha`` / ``pbt`` options of ``[sweep]`` (with defaults); keys of another method are refused."""
+    for other, keys in POPULATION_KEYS.items():
+        for key in keys:
+            if key in table and other != method:
+                raise ConfigError(f"[sweep] {key} = {table[key]!r} applies to method = \"{other}\" only, "
+                                  f"not {method!r}")
+    if method == "asha":
+        if "min_steps" not in table:
+            raise ConfigError("[sweep] method = \"asha\" needs min_steps, the first rung in steps (a multiple "
+                              "of eval_every, e.g. min_steps = 100)")
+        eta = table.get("eta", 3)
+        if not _is_int(eta) or eta < 2:
+            raise ConfigError(f"[sweep] eta = {eta!r} must be an integer >= 2")
+        return {"eta": int(eta), "min_steps": _positive_int("[sweep] min_steps", table["min_steps"]),
+                "brackets": _positive_int("[sweep] brackets", table.get("brackets", 1))}
+    if method != "pbt":
+        return {}
+    from jaxnets.population import PERTURB_KEYS
+
+    fraction = table.get("fraction", 0.25)
+    if not _is_number(fraction) or not 0 < fraction <= 0.5:
+        raise ConfigError(f"[sweep] fraction = {fraction!r} must be a number in (0, 0.5]")
+    perturb = table.get("perturb", [0.8, 1.25])
+    if not isinstance(perturb, list) or not perturb or not all(_is_number(f) and f > 0 for f in perturb):
+        raise ConfigError(f"[sweep] perturb = {perturb!r} must be a list of positive factors, e.g. [0.8, 1.25]")
+    resample = table.get("resample", 0.0)
+    if not _is_number(resample) or not 0 <= resample <= 1:
+        raise ConfigError(f"[sweep] resample = {resample!r} must be a probability in [0, 1]")
+    if not any(a.name in PERTURB_KEYS for a in axes):
+        raise ConfigError(f"[sweep] method = \"pbt\" explores the swept float hyperparameters, but no axis is "
+                          f"one of them; sweep at least one of: {_valid(tuple(PERTURB_KEYS))}")
+    return {"interval": _positive_int("[sweep] interval", table.get("interval", 1)), "fraction": float(fraction),
+            "perturb": [float(f) for f in perturb], "resample": float(resample)}
 
 
 def _example(axis: Axis) -> str:

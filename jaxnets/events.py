@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Event", "Compiling", "Evaluated", "SweepStarted", "UnitStarted", "UnitDone"]
+__all__ = ["Event", "Compiling", "Evaluated", "SweepStarted", "UnitStarted", "UnitDone", "Checkpoint"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,3 +117,20 @@ class UnitDone(Event):
     unit: str
     result: Any
     resumed: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Checkpoint(Event):
+    """An ``asha`` / ``pbt`` unit passed a rung / interval; save ``state`` now to resume from here after a kill.
+
+    Attributes:
+      unit: the unit's key.
+      fingerprint: the unit's fingerprint (resume only the same variants).
+      eval: the evaluation the decision was taken at.
+      state: the engine's snapshot (``{name: array}``, see :func:`jaxnets.population.run`).
+    """
+
+    unit: str
+    fingerprint: str
+    eval: int
+    state: dict

@@ -375,6 +375,60 @@ def save_all(out: str | Path, table, history, axes: Sequence[str], metric: str, 
         _save(grad_norm_figure(table, history, axes, metric, goal), folder / "grad_norm.png"),
         _save(activation_health_figure(table, history, axes, metric, goal), folder / "activation_health.png"),
     ]
-    if method in ("random", "bayesian"):
+    if method in ("random", "bayesian", "asha"):
         paths.append(_save(best_so_far_figure(table, metric, goal), folder / "best_so_far.png"))
+    if method == "pbt" and any(k.startswith("hp_") for k in history):
+        paths.append(_save(lineage_figure(table, history, metric, goal), folder / "pbt_lineage.png"))
     return paths
+
+
+def lineage(history, best: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The lineage of variant ``best`` through a PBT run: who it was at each evaluation, and the value of each
+    explored hyperparameter then.
+
+    Args:
+      history: a PBT history (``parent`` [V, E] variant ids, -1 when unchanged; ``hp_<key>`` [V, E]).
+      best: the variant (a row of the history).
+
+    Returns:
+      ``(who, values)``: ``who`` [E] the variant whose training the lineage follows at each evaluation,
+      ``values`` ``{key: [E]}``.
+    """
+    parent = np.asarray(history["parent"])
+    ids = list(np.asarray(history.get("variant", np.arange(len(parent)))).astype(int))
+    row = ids.index(best) if best in ids else best
+    n_e = parent.shape[1]
+    who = np.zeros(n_e, np.int64)
+    for e in range(n_e - 1, -1, -1):
+        who[e] = row
+        if parent[row, e] >= 0:
+            row = ids.index(int(parent[row, e]))
+    keys = [k for k in history if k.startswith("hp_")]
+    return who, {k.removeprefix("hp_"): np.asarray(history[k])[who, np.arange(n_e)] for k in keys}
+
+
+def lineage_figure(table, history, metric: str, goal: str) -> Figure:
+    """The hyperparameter schedule PBT found: each explored key along the best final variant's lineage.
+
+    Args:
+      table: the results table.
+      history: the PBT history (see :func:`lineage`).
+      metric: the ranking column.
+      goal: ``"min"`` or ``"max"``.
+
+    Returns:
+      the figure.
+    """
+    best = int(rank(table, metric, goal)["variant"].iloc[0])
+    _, values = lineage(history, best)
+    steps = np.asarray(history["step"])
+    fig = Figure(figsize=(6, 2.5 * len(values)))
+    axes = fig.subplots(len(values), 1, squeeze=False)
+    for ax, (key, v) in zip(axes[:, 0], values.items(), strict=True):
+        ax.step(steps[:len(v)], v, where="pre")
+        ax.set_yscale("log" if np.all(v > 0) else "linear")
+        ax.set_ylabel(key)
+    axes[-1, 0].set_xlabel("step")
+    axes[0, 0].set_title(f"PBT schedule of variant {best} (best {metric}), along its lineage")
+    fig.tight_layout()
+    return fig

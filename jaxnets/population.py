@@ -52,7 +52,7 @@ import numpy as np
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxnets import events, optimizers
+from jaxnets import events
 from jaxnets.result import METRICS, STATUS_NAMES, TEST_METRICS, GroupResult, Result
 
 __all__ = ["View", "Decision", "Policy", "ASHA", "PBT", "PRUNED", "PERTURB_KEYS", "run"]
@@ -344,6 +344,12 @@ def _explore_fn(prog: Any, keys: Sequence[str], size: int) -> Callable:
     return fn
 
 
+def _scatter(dst: Any, src: Any, rows: np.ndarray, pos: np.ndarray) -> None:
+    """``dst[rows] = src[pos]`` leaf by leaf (NumPy pytrees of the same structure)."""
+    for d, x in zip(jax.tree.leaves(dst), jax.tree.leaves(src), strict=True):
+        d[rows] = x[pos]
+
+
 class _Group:
     """One static group's host-side state during a policy run."""
 
@@ -379,7 +385,7 @@ def _snapshot(groups: Sequence[_Group], e: int) -> Snapshot:
             out[f"{p}pending.parent"] = par
             out |= {f"{p}pending.factor.{k}": a for k, a in fac.items()}
             out |= {f"{p}pending.value.{k}": a for k, a in val.items()}
-    return out
+    return {k: np.array(a) for k, a in out.items()}  # copies: the run goes on changing its own arrays
 
 
 def _restore(groups: Sequence[_Group], snap: Mapping[str, np.ndarray], template: Callable[[_Group], Any]) -> int:
@@ -563,7 +569,7 @@ def run(progs: Sequence[Any], policy: Policy, *, devices: Sequence[Any], max_var
                 if any(engine._is_key(x) for x in jax.tree.leaves(host)):
                     raise ValueError("population policies do not support models with PRNG-key state (NNX rngs)")
                 G.state = jax.tree.map(lambda x: np.empty((G.v, *x.shape[1:]), x.dtype), host)
-            jax.tree.map(lambda h, x: h.__setitem__(where[keep], x[keep]), G.state, host)
+            _scatter(G.state, host, where[keep], keep)
         if G.pending is not None and len(rows):
             G.pending = None
         inactive = np.setdiff1d(np.arange(G.v), rows)

@@ -51,11 +51,13 @@ from jaxnets.sweep import COLUMNS, HISTORY_METRICS, UnitResult
 __all__ = [
     "CONFIG", "UNITS", "RESULTS", "HISTORY", "PLOTS", "LOCK", "DirectoryError", "LockedError", "CorruptUnitError",
     "CorruptUnitWarning", "StaleLockWarning", "atomic_write", "write_text", "save_npz", "lock", "open_run",
-    "save_unit", "load_unit", "load_units", "write_results", "read_results", "read_config_text",
+    "save_unit", "load_unit", "load_units", "write_results", "read_results", "read_config_text", "CHECKPOINTS",
+    "save_checkpoint", "load_checkpoints", "drop_checkpoint",
 ]
 
 CONFIG = "config.toml"
 UNITS = "units"
+CHECKPOINTS = "checkpoints"
 RESULTS = "results.csv"
 HISTORY = "history.npz"
 PLOTS = "plots"
@@ -343,6 +345,7 @@ def _ours(out: Path) -> list[Path]:
     """The files this module writes in ``out`` (what ``force`` deletes)."""
     files = [out / CONFIG, out / RESULTS, out / HISTORY]
     files += sorted((out / UNITS).glob("*.npz")) + sorted((out / PLOTS).glob("*.png"))
+    files += sorted((out / CHECKPOINTS).glob("*.npz"))
     return [f for f in files if f.is_file()]
 
 
@@ -541,7 +544,9 @@ def _check_unit(path: Path, meta: Any, arrays: dict[str, np.ndarray]) -> tuple[U
         variant=arrays["variant"],
         points=meta["points"],
         columns={k: arrays[f"col_{k}"] for k in COLUMNS},
-        history={k: arrays[f"hist_{k}"] for k in HISTORY_METRICS},
+        history={k: arrays[f"hist_{k}"] for k in HISTORY_METRICS}
+        | {n.removeprefix("hist_"): arrays[n] for n in arrays if n.startswith("hist_")
+           and arrays[n].shape[:2] == steps.shape},  # asha / pbt lineage: parent, hp_<key>
         eval_step=steps,
         group=arrays["group"],
     )
@@ -599,6 +604,63 @@ def load_units(out: str | Path) -> dict[str, UnitResult]:
             continue
         units[res.key] = res
     return units
+
+
+def save_checkpoint(out: str | Path, key: str, fingerprint: str, state: Mapping[str, np.ndarray]) -> Path:
+    """Atomically save an ``asha`` / ``pbt`` unit's mid-training state as ``DIR/checkpoints/<key>.npz``.
+
+    Args:
+      out: The results directory.
+      key: The unit's key.
+      fingerprint: The unit's fingerprint.
+      state: The engine's snapshot (:class:`jaxnets.events.Checkpoint`).
+
+    Returns:
+      The checkpoint file's path.
+    """
+    arrays = {f"s_{k}": np.asarray(v) for k, v in state.items()}
+    meta = {"key": key, "fingerprint": fingerprint}
+    meta["sha256"] = _checksum(meta, arrays)
+    return save_npz(Path(out) / CHECKPOINTS / f"{key}.npz", {"meta": np.array(json.dumps(meta)), **arrays})
+
+
+def load_checkpoints(out: str | Path) -> dict[str, tuple[str, dict[str, np.ndarray]]]:
+    """Every intact checkpoint in ``DIR/checkpoints``: ``{unit key: (fingerprint, state)}``.
+
+    A damaged one (unreadable, or its checksum does not match) is left out with a :class:`CorruptUnitWarning`:
+    its unit then starts from the beginning.
+
+    Args:
+      out: The results directory.
+
+    Returns:
+      The checkpoints by unit key.
+    """
+    found = {}
+    for path in sorted((Path(out) / CHECKPOINTS).glob("*.npz")):
+        if path.name.startswith("."):
+            continue
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"][()]))
+                arrays = {n: z[n] for n in z.files if n != "meta"}
+            if meta.get("sha256") != _checksum({k: v for k, v in meta.items() if k != "sha256"}, arrays):
+                raise ValueError("checksum mismatch: its content changed after it was saved")
+        except (*_DAMAGE, KeyError) as e:
+            warnings.warn(CorruptUnitWarning(path, _why(e, b"PK")), stacklevel=2)
+            continue
+        found[meta["key"]] = (meta["fingerprint"], {n.removeprefix("s_"): a for n, a in arrays.items()})
+    return found
+
+
+def drop_checkpoint(out: str | Path, key: str) -> None:
+    """Delete unit ``key``'s checkpoint (once the unit is saved), if there is one.
+
+    Args:
+      out: The results directory.
+      key: The unit's key.
+    """
+    (Path(out) / CHECKPOINTS / f"{key}.npz").unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -51,7 +51,7 @@ from jaxnets.config import Axis, Config, ConfigError
 
 __all__ = [
     "Unit", "UnitResult", "Plan", "plan", "run", "assemble", "rank", "grid_points", "random_points",
-    "COLUMNS", "HISTORY_METRICS",
+    "COLUMNS", "HISTORY_METRICS", "POPULATION_METHODS", "policy", "train_unit",
 ]
 
 #: Result columns every unit carries (besides ``variant`` and the swept axes): :data:`jaxnets.result.COLUMNS`.
@@ -350,6 +350,17 @@ def plan(cfg: Config) -> Plan:
         return Plan(cfg, ds, None, cfg.trials, n_rounds, per_round * n_rounds)
     points = grid_points(cfg.axes) if cfg.method == "grid" else random_points(cfg.axes, cfg.trials, cfg.seed)
     groups = _prepare(cfg.base, points, ds)
+    if cfg.method in POPULATION_METHODS:  # every variant in ONE engine.train call: decisions span the groups
+        schedules = {(g.spec.steps, g.spec.eval_every) for g in groups}
+        if len(schedules) > 1:
+            raise ConfigError(f"method = {cfg.method!r} needs the same steps and eval_every for every variant; "
+                              f"the axes give (steps, eval_every) = {sorted(schedules)}")
+        try:
+            policy(cfg).boundaries(groups[0].spec)
+        except ValueError as e:
+            raise ConfigError(f"[sweep] {e}") from None
+        unit = _unit("population-000", range(len(points)), points, cfg)
+        return Plan(cfg, ds, [unit], len(points), 1, _evals(groups))
     units = [_unit(f"group-{gi:03d}", g.indices, [points[i] for i in g.indices], cfg)
              for gi, g in enumerate(groups)]
     return Plan(cfg, ds, units, len(points), len(units), _evals(groups))
@@ -360,25 +371,77 @@ def plan(cfg: Config) -> Plan:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def train_unit(unit: Unit, ds: data_lib.Dataset, on_event: EventFn | None = None) -> UnitResult:
+#: Methods that train every variant in one unit under a population policy (:mod:`jaxnets.population`).
+POPULATION_METHODS: tuple[str, ...] = ("asha", "pbt")
+
+
+def policy(cfg: Config) -> Any:
+    """The population policy of an ``asha`` / ``pbt`` config (``None`` for the other methods).
+
+    ASHA ranks by the config's metric at each rung (``final_val_loss`` = the validation loss at the rung);
+    PBT explores every swept float hyperparameter of :data:`jaxnets.population.PERTURB_KEYS`, resampling from
+    its axis (a range, or the listed values) and is seeded by ``seed``.
+
+    Args:
+      cfg: a checked config.
+
+    Returns:
+      a :class:`jaxnets.population.ASHA` / :class:`jaxnets.population.PBT`, or ``None``.
+    """
+    from jaxnets import population
+
+    opts = cfg.population
+    metric = cfg.metric.removeprefix("final_")
+    if cfg.method == "asha":
+        return population.ASHA(min_steps=opts["min_steps"], eta=opts["eta"], brackets=opts["brackets"],
+                               metric=metric, goal=cfg.goal)
+    if cfg.method == "pbt":
+        spaces = {a.name: (("range", a.low, a.high, a.log) if a.is_range else ("choice", tuple(a.values)))
+                  for a in cfg.axes if a.name in population.PERTURB_KEYS}
+        return population.PBT(interval=opts["interval"], spaces=spaces, fraction=opts["fraction"],
+                              perturb=tuple(opts["perturb"]), resample=opts["resample"], metric=metric,
+                              goal=cfg.goal, seed=cfg.seed)
+    return None
+
+
+def train_unit(unit: Unit, ds: data_lib.Dataset, on_event: EventFn | None = None, *, policy: Any = None,
+               resume: Mapping[str, np.ndarray] | None = None) -> UnitResult:
     """Train one unit with one ``engine.train`` call, passing the engine's progress events to ``on_event``.
 
     Args:
       unit: the unit.
       ds: the data set.
-      on_event: called with each of the engine's progress events (``None``: none).
+      on_event: called with each of the engine's progress events (``None``: none) and, with a policy, a
+        :class:`~jaxnets.events.Checkpoint` after every rung / interval.
+      policy: a population policy (:func:`policy`), or ``None``.
+      resume: with a policy, the state of a :class:`~jaxnets.events.Checkpoint` of this unit to continue from.
 
     Returns:
-      the trained :class:`UnitResult`.
+      the trained :class:`UnitResult`; with PBT its history also holds ``parent`` (variant ids, -1 when
+      unchanged) and ``hp_<key>`` per explored key, [n, E].
     """
-    result = engine.train(list(unit.rows), ds, progress=on_event)
+    emit = on_event if on_event is not None else (lambda _: None)
+    checkpoint = None
+    if policy is not None:
+        def checkpoint(state: dict[str, np.ndarray]) -> None:
+            emit(events.Checkpoint(unit=unit.key, fingerprint=unit.fingerprint, eval=int(state["e"]), state=state))
+    result = engine.train(list(unit.rows), ds, progress=on_event, policy=policy, checkpoint=checkpoint,
+                          resume=resume)
+    history = {m: np.asarray(result.history[m], dtype=np.float64) for m in HISTORY_METRICS}
+    ids = np.asarray(unit.variant_ids, dtype=np.int64)
+    for k, h in result.history.items():
+        if k == "parent":
+            h = np.asarray(h)
+            history[k] = np.where(h >= 0, ids[np.maximum(h, 0).astype(np.int64)], -1).astype(np.float64)
+        elif k.startswith("hp_"):
+            history[k] = np.asarray(h, dtype=np.float64)
     return UnitResult(
         key=unit.key,
         fingerprint=unit.fingerprint,
         variant=np.asarray(unit.variant_ids, dtype=np.int64),
         points=[dict(p) for p in unit.points],
         columns={k: np.asarray(v) for k, v in result.columns().items()},
-        history={m: np.asarray(result.history[m], dtype=np.float64) for m in HISTORY_METRICS},
+        history=history,
         eval_step=np.asarray(result.eval_step, dtype=np.float64),
         group=np.asarray(result.group_of, dtype=np.int64),
     )
@@ -390,7 +453,8 @@ def objective(res: UnitResult, cfg: Config) -> list[float | None]:
 
 
 def _run_unit(unit: Unit, ds, done: Mapping[str, UnitResult], index: int, n_units: int,
-              emit: EventFn) -> UnitResult:
+              emit: EventFn, cfg: Config | None = None,
+              partial: Mapping[str, tuple[str, Mapping[str, np.ndarray]]] | None = None) -> UnitResult:
     """Reuse a saved unit with the same fingerprint, or train it; emit :class:`~jaxnets.events.UnitStarted` /
     :class:`~jaxnets.events.UnitDone`."""
     saved = done.get(unit.key)
@@ -398,7 +462,13 @@ def _run_unit(unit: Unit, ds, done: Mapping[str, UnitResult], index: int, n_unit
     groups = engine.prepare(list(unit.rows), ds)
     emit(events.UnitStarted(unit=unit.key, index=index, n_units=n_units, n_variants=len(unit.rows),
                             evals=_evals(groups), resumed=resumed, stale=saved is not None and not resumed))
-    res = saved if resumed else train_unit(unit, ds, emit)
+    if resumed:
+        res = saved
+    else:
+        pol = policy(cfg) if cfg is not None else None
+        part = (partial or {}).get(unit.key)
+        state = part[1] if pol is not None and part is not None and part[0] == unit.fingerprint else None
+        res = train_unit(unit, ds, emit) if pol is None else train_unit(unit, ds, emit, policy=pol, resume=state)
     emit(events.UnitDone(unit=unit.key, result=res, resumed=resumed))
     return res
 
@@ -427,8 +497,8 @@ def _bayesian_units(p: Plan) -> Iterator[tuple[Unit, Callable[[UnitResult], None
         start += len(trials)
 
 
-def run(p: Plan, done: Mapping[str, UnitResult] | None = None, on_event: EventFn | None = None
-        ) -> list[UnitResult]:
+def run(p: Plan, done: Mapping[str, UnitResult] | None = None, on_event: EventFn | None = None,
+        partial: Mapping[str, tuple[str, Mapping[str, np.ndarray]]] | None = None) -> list[UnitResult]:
     """Train every unit of the plan not already in ``done``; return all unit results in order.
 
     Args:
@@ -438,7 +508,11 @@ def run(p: Plan, done: Mapping[str, UnitResult] | None = None, on_event: EventFn
         :class:`~jaxnets.events.UnitStarted`, the engine's :class:`~jaxnets.events.Compiling` /
         :class:`~jaxnets.events.Evaluated` while it trains, and :class:`~jaxnets.events.UnitDone` (its
         ``result`` is the :class:`UnitResult`). Save a result when its ``UnitDone`` arrives (before the next
-        unit starts) to lose nothing if the process is killed.
+        unit starts) to lose nothing if the process is killed. ``asha`` / ``pbt`` also emit a
+        :class:`~jaxnets.events.Checkpoint` after every rung / interval: save its state to resume mid-unit.
+      partial: ``{unit key: (fingerprint, state)}`` from saved :class:`~jaxnets.events.Checkpoint` s: an
+        ``asha`` / ``pbt`` unit not in ``done`` continues from its state when the fingerprint matches (the
+        final results are those of an uninterrupted run).
 
     Returns:
       all unit results, in unit order.
@@ -448,7 +522,8 @@ def run(p: Plan, done: Mapping[str, UnitResult] | None = None, on_event: EventFn
     emit(events.SweepStarted(n_variants=p.n_variants, n_units=p.n_units, evals=p.evals,
                              exact=p.units is not None))
     if p.units is not None:
-        return [_run_unit(u, p.dataset, done, i, p.n_units, emit) for i, u in enumerate(p.units)]
+        return [_run_unit(u, p.dataset, done, i, p.n_units, emit, p.config, partial)
+                for i, u in enumerate(p.units)]
     results = []
     for i, (unit, tell) in enumerate(_bayesian_units(p)):
         res = _run_unit(unit, p.dataset, done, i, p.n_units, emit)
@@ -511,7 +586,8 @@ def assemble(results: Sequence[UnitResult], cfg: Config):
     table["unit"] = [r.key for r in results for _ in r.variant]
     table["group"] = [f"{r.key}/{g}" for r in results for g in r.group]
     df = pd.DataFrame(table).iloc[order].reset_index(drop=True)
-    history = {m: _pad_concat([r.history[m] for r in results])[order] for m in HISTORY_METRICS}
+    extra = [k for k in results[0].history if k not in HISTORY_METRICS and all(k in r.history for r in results)]
+    history = {m: _pad_concat([r.history[m] for r in results])[order] for m in (*HISTORY_METRICS, *extra)}
     eval_step = _pad_concat([r.eval_step for r in results])[order]
     longest = int(np.argmax(np.sum(np.isfinite(eval_step), axis=1)))
     history["step"] = eval_step[longest][np.isfinite(eval_step[longest])].astype(np.int64)
