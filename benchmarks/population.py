@@ -65,7 +65,7 @@ def main() -> None:
         "pbt": {"model_steps": pbt.model_steps, "wall_s": pbt_s, "best_val_loss": best(pbt)},
         "fixed": {"model_steps": fixed.model_steps, "wall_s": fixed_s, "best_val_loss": best(fixed)},
     }
-    name = out["machine"].get("name") or machine.slug(str(out["machine"].get("cpu_model") or "machine"))
+    name = out["machine"]["machine"]["name"]
     path = Path(__file__).parent / "results" / f"population-{name}{suffix}.json"
     path.write_text(json.dumps(out, indent=2, default=str) + "\n")
     print(json.dumps({k: v for k, v in out.items() if k != "machine"}, indent=2))
