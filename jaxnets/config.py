@@ -49,12 +49,14 @@ Example::
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import hashlib
 import math
 import numbers
 import os
 import tomllib
+import types
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -69,7 +71,7 @@ __all__ = [
     "load", "loads", "parse", "data_kwargs",
 ]
 
-SECTIONS: tuple[str, ...] = ("seed", "data", "model", "train", "sweep")
+SECTIONS: tuple[str, ...] = ("seed", "data", "model", "train", "sweep", "keys")
 MODEL_KEYS: tuple[str, ...] = ("kind", "hidden", "dense", "cell", "norm", "activation", "init", "init_scale")
 TRAIN_KEYS: tuple[str, ...] = (
     "loss", "optimizer", "learning_rate", "momentum", "b1", "b2", "rho", "steps", "batch_size", "eval_every",
@@ -179,6 +181,9 @@ class Config:
     raw: dict[str, Any]
     data_path: Path | None = None
     population: dict[str, Any] = dataclasses.field(default_factory=dict)
+    extra_keys: dict[str, str] = dataclasses.field(default_factory=dict)
+    factory: str | None = None
+    base_dir: Path | None = None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -226,10 +231,22 @@ def _choice(where: str, value: Any, valid: tuple[str, ...] | list[str]) -> str:
     return value
 
 
+#: The ``[keys]`` declarations of the config being parsed (set by :func:`parse` for its checks).
+_DECLARED: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar(
+    "declared_keys", default=types.MappingProxyType({}))
+
+
+def _declared(kind: str | None = None) -> tuple[str, ...]:
+    """The declared user keys (of one kind: ``"vmapped"`` / ``"static"``) of the config being parsed."""
+    return tuple(k for k, v in _DECLARED.get().items() if kind is None or v == kind)
+
+
 def _check_variant(where: str, row: Mapping[str, Any]) -> dict[str, Any]:
     """Check engine keys with the engine's rules; re-raise its error under the config key ``where``."""
+    declared = dict(_DECLARED.get())
+    row = {**{k: (0.0 if v == "vmapped" else "") for k, v in declared.items()}, **row}  # keys set elsewhere
     try:
-        return variants_lib.normalize(row, 0, default_loss=_PLACEHOLDER_LOSS)
+        return variants_lib.normalize(row, 0, default_loss=_PLACEHOLDER_LOSS, extra_keys=declared)
     except variants_lib.VariantError as e:
         raise ConfigError(f"{where}: {e.reason}") from None
     except TypeError as e:
@@ -240,7 +257,7 @@ def _check_value(where: str, key: str, value: Any, base: Mapping[str, Any]) -> N
     """Check one config key's value on top of ``base`` (engine keys), e.g. ``[model] hidden = [64]``."""
     if key in INT_KEYS and not _is_int(value):
         raise ConfigError(f"{where} = {value!r}: {key} must be an integer")
-    if key in NUMERIC_KEYS and not _is_number(value):
+    if (key in NUMERIC_KEYS or key in _declared("vmapped")) and not _is_number(value):
         raise ConfigError(f"{where} = {value!r}: {key} must be a number")
     if key in ("hidden", "dense") and not isinstance(value, list | tuple | int):
         raise ConfigError(f"{where} = {value!r}: {key} must be a list of positive integers, e.g. [64, 64]")
@@ -321,9 +338,10 @@ def _check_split_options(table: Mapping[str, Any]) -> None:
 def _parse_base(model: Any, train: Any) -> dict[str, Any]:
     """The fixed [model] and [train] keys as an engine variant (only the keys given)."""
     base: dict[str, Any] = {}
-    for section, raw, valid in (("model", model, MODEL_KEYS), ("train", train, TRAIN_KEYS)):
+    for section, raw, valid in (("model", model, MODEL_KEYS + ("factory",)), ("train", train, TRAIN_KEYS)):
         table = _table(f"[{section}]", raw)
-        _check_keys(f"[{section}]", table, valid)
+        _check_keys(f"[{section}]", table, valid + _declared())
+        table.pop("factory", None)  # the model factory is not a variant key (see Config.factory)
         for key, value in table.items():
             _check_value(f"[{section}] {key}", key, value, {})
             base[key] = value
@@ -333,7 +351,7 @@ def _parse_base(model: Any, train: Any) -> dict[str, Any]:
 
 def _parse_range(where: str, key: str, table: Mapping[str, Any], base: Mapping[str, Any]) -> Axis:
     _check_keys(where, table, RANGE_KEYS)
-    if key not in NUMERIC_KEYS:
+    if key not in NUMERIC_KEYS + _declared("vmapped"):
         raise ConfigError(f"{where}: a range table needs a numeric key; {key!r} takes a list of values "
                           f"(numeric keys: {_valid(NUMERIC_KEYS)})")
     for bound in ("low", "high"):
@@ -389,7 +407,7 @@ def _parse_sweep(raw: Any, base: Mapping[str, Any]) -> dict[str, Any]:
     trials = _positive_int("[sweep] trials", table.get("trials", 16))
     batch = _positive_int("[sweep] batch", table.get("batch", 16))
     axes_table = _table("[sweep.axes]", table.get("axes"))
-    _check_keys("[sweep.axes]", axes_table, AXIS_KEYS)
+    _check_keys("[sweep.axes]", axes_table, AXIS_KEYS + _declared())
     axes = tuple(_parse_axis(k, v, base) for k, v in axes_table.items())
     if method == "grid":
         for axis in axes:
@@ -479,12 +497,48 @@ def parse(raw: Mapping[str, Any], *, base_dir: str | Path | None = None) -> Conf
     if not _is_int(seed) or seed < 0:
         raise ConfigError(f"seed = {seed!r}: the search sampler's seed must be a non-negative integer")
     data, data_path = _parse_data(raw.get("data"), base_dir)
-    base = _parse_base(raw.get("model"), raw.get("train"))
-    sweep = _parse_sweep(raw.get("sweep"), base)
+    extra = _parse_keys(raw.get("keys"))
+    token = _DECLARED.set(extra)
+    try:
+        factory = _parse_factory(raw.get("model"))
+        base = _parse_base(raw.get("model"), raw.get("train"))
+        sweep = _parse_sweep(raw.get("sweep"), base)
+    finally:
+        _DECLARED.reset(token)
+    if extra and factory is None:
+        raise ConfigError(f"[keys] declares {', '.join(extra)}, but only your own model reads them: add "
+                          "[model] factory = \"my_models.py:make\" (a function factory(hp) or factory(hp, rngs))")
+    for key in extra:
+        if key not in base and key not in {a.name for a in sweep["axes"]}:
+            raise ConfigError(f"[keys] declares {key!r}, but neither [model] / [train] nor [sweep.axes] sets it")
     if sweep["metric"] == "val_accuracy" and "loss" in base and not losses.has_accuracy(base["loss"]):
         raise ConfigError(f"[sweep] metric = \"val_accuracy\" needs a classification loss; [train] loss = "
                           f"{base['loss']!r} has no accuracy (use metric = \"val_loss\")")
-    return Config(data=data, base=base, seed=int(seed), raw=dict(raw), data_path=data_path, **sweep)
+    return Config(data=data, base=base, seed=int(seed), raw=dict(raw), data_path=data_path, extra_keys=extra,
+                  factory=factory, base_dir=Path(base_dir) if base_dir is not None else None, **sweep)
+
+
+def _parse_keys(raw: Any) -> dict[str, str]:
+    """``[keys]``: your own hyperparameters, ``name = "vmapped"`` (numbers) or ``name = "static"`` (any value)."""
+    table = _table("[keys]", raw)
+    for name in table:
+        if name in AXIS_KEYS or name == "factory":
+            raise ConfigError(f"[keys] {name} is already a jaxnets key; declare only keys of your own")
+    try:
+        return variants_lib.check_extra_keys(table)
+    except ValueError as e:
+        raise ConfigError(f"[keys]: {str(e).removeprefix('extra_keys: ')}") from None
+
+
+def _parse_factory(model: Any) -> str | None:
+    """``[model] factory = "file.py:function"`` (relative to the config's folder) or ``"module:function"``."""
+    value = _table("[model]", model).get("factory")
+    if value is None:
+        return None
+    if not isinstance(value, str) or value.count(":") != 1 or not all(value.split(":")):
+        raise ConfigError(f"[model] factory = {value!r}: give \"file.py:function\" (relative to the config's "
+                          "folder) or \"package.module:function\"")
+    return value
 
 
 def loads(text: str, *, base_dir: str | Path | None = None) -> Config:

@@ -32,12 +32,16 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
+import importlib
+import importlib.util
 import itertools
 import json
 import math
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -167,7 +171,8 @@ def fingerprint(rows: Sequence[Mapping[str, Any]], data: Mapping[str, Any]) -> s
 
 def _unit(key: str, ids: Sequence[int], points: Sequence[dict], cfg: Config) -> Unit:
     rows = tuple(to_variant(cfg.base, p) for p in points)
-    return Unit(key, tuple(int(i) for i in ids), tuple(points), rows, fingerprint(rows, cfg.data))
+    data = {**cfg.data, "factory": cfg.factory} if cfg.factory else cfg.data  # your own model is part of it
+    return Unit(key, tuple(int(i) for i in ids), tuple(points), rows, fingerprint(rows, data))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -284,25 +289,78 @@ def _describe(point: Mapping[str, Any]) -> str:
     return ", ".join(f"{k} = {v!r}" for k, v in point.items()) or "the [model]/[train] settings"
 
 
-def _first_error(rows: Sequence[Mapping[str, Any]], ds) -> variants_lib.VariantError | None:
+def engine_kwargs(cfg: Config) -> dict[str, Any]:
+    """The engine keyword arguments a config asks for: your own model factory (``[model] factory``) and the
+    ``[keys]`` declarations (``extra_keys``); ``{}`` for the built-in models.
+
+    Raises:
+      ConfigError: the factory cannot be imported.
+    """
+    if cfg.factory is None:
+        return {}
+    return {"model": load_factory(cfg.factory, cfg.base_dir), "extra_keys": dict(cfg.extra_keys)}
+
+
+@functools.lru_cache(maxsize=32)
+def _import_factory(module: str, name: str, folder: str) -> Callable[..., Any]:
+    if module.endswith(".py"):
+        path = Path(module) if Path(module).is_absolute() else Path(folder) / module
+        if not path.is_file():
+            raise ConfigError(f"[model] factory: no file {str(path)!r}")
+        spec = importlib.util.spec_from_file_location(f"jaxnets_user_models_{abs(hash(str(path)))}", path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+    else:
+        mod = importlib.import_module(module)
+    fn = getattr(mod, name, None)
+    if not callable(fn):
+        raise ConfigError(f"[model] factory: {module!r} has no function {name!r}")
+    return fn
+
+
+def load_factory(spec: str, base_dir: str | Path | None = None) -> Callable[..., Any]:
+    """The model factory named by ``[model] factory``: ``"file.py:function"`` (relative to ``base_dir``, the
+    config's folder) or ``"package.module:function"``. The same spec gives the same function object (so the
+    engine's compiled programs are reused).
+
+    Raises:
+      ConfigError: the file or module cannot be imported, or has no such function.
+    """
+    module, name = spec.split(":")
+    try:
+        return _import_factory(module, name, str(Path(base_dir or ".").resolve()))
+    except ConfigError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the user's module may raise anything on import
+        raise ConfigError(f"[model] factory = {spec!r}: cannot import it: {type(e).__name__}: {e}") from None
+
+
+def _first_error(rows: Sequence[Mapping[str, Any]], ds, kw: Mapping[str, Any] | None = None
+                 ) -> variants_lib.VariantError | None:
     """The error ``engine.prepare`` raises for the first row it rejects on its own, or ``None``."""
     for i, row in enumerate(rows):
         try:
-            engine.prepare([row], ds)
+            engine.prepare([row], ds, **(kw or {}))
         except variants_lib.VariantError as e:
             return variants_lib.VariantError(i, e.reason)
     return None
 
 
-def _prepare(base: Mapping[str, Any], points: Sequence[Mapping[str, Any]], ds) -> list:
+def _prepare(base: Mapping[str, Any], points: Sequence[Mapping[str, Any]], ds, kw: Mapping[str, Any] | None = None
+             ) -> list:
     """``engine.prepare`` of every point's variant; its errors re-raised as :class:`ConfigError` naming the
     offending point (or the fixed [model]/[train] settings when they alone are at fault)."""
     rows = [to_variant(base, p) for p in points]
+    kw = dict(kw or {})
     try:
-        return engine.prepare(rows, ds)
+        groups = engine.prepare(rows, ds, **kw)
+        if "model" in kw:  # your own model: trace it (shapes only) against the data, per static group
+            for g in groups:
+                engine.program([rows[i] for i in g.indices], ds, **kw)
+        return groups
     except variants_lib.VariantError as e:
-        err = e if len(e.indices) == 1 else (_first_error(rows, ds) or e)
-    base_err = _first_error([dict(base)], ds)
+        err = e if len(e.indices) == 1 else (_first_error(rows, ds, kw) or e)
+    base_err = _first_error([dict(base)], ds, kw)
     at_base = base_err is not None and base_err.reason == err.reason
     msg = f"[model]/[train]: {err.reason}" if at_base else f"with {_describe(points[err.index])}: {err.reason}"
     if repr(ds.name) not in msg:
@@ -314,18 +372,25 @@ def _evals(groups: Sequence[Any]) -> int:
     return sum(g.spec.n_evals - 1 for g in groups)
 
 
-def _probe_points(axes: Sequence[Axis]) -> list[dict[str, Any]]:
+def _first_values(axes: Sequence[Axis]) -> dict[str, Any]:
+    """A point with every axis at its first value (a range at its low bound)."""
+    return {a.name: (_json_value(a.values[0]) if not a.is_range else a.low) for a in axes}
+
+
+def _probe_points(axes: Sequence[Axis], pinned: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """Points that exercise every axis value: every combination of the list axes' values and the ranges'
     bounds would be too many, so: each value of each axis alone, plus every combination of the static
-    (shape-changing) axes, which decide what the data set must fit."""
+    (shape-changing) axes, which decide what the data set must fit. ``pinned``: values every point carries
+    (the first value of each axis over a declared user key, which every variant must have)."""
     def options(a: Axis) -> list[Any]:
         return [_json_value(v) for v in a.values] if not a.is_range else [a.low, a.high]
 
+    pinned = dict(pinned or {})
     static = [a for a in axes if a.name in variants_lib.STATIC_KEYS]
-    points = [{a.name: v} for a in axes for v in options(a)]
-    points += [dict(zip([a.name for a in static], combo, strict=True))
+    points = [{**pinned, a.name: v} for a in axes for v in options(a)]
+    points += [{**pinned, **dict(zip([a.name for a in static], combo, strict=True))}
                for combo in itertools.product(*(options(a) for a in static))]
-    return points or [{}]
+    return points or [pinned]
 
 
 def plan(cfg: Config) -> Plan:
@@ -342,14 +407,16 @@ def plan(cfg: Config) -> Plan:
         size vs. data size, ...), before any compute; or bad data (see :func:`load_data`).
     """
     ds = load_data(cfg)
+    kw = engine_kwargs(cfg)
     if cfg.method == "bayesian":
-        probes = _probe_points(cfg.axes)
-        _prepare(cfg.base, probes, ds)
+        probes = _probe_points(cfg.axes, _first_values([a for a in cfg.axes if a.name in cfg.extra_keys]))
+        _prepare(cfg.base, probes, ds, kw)
         n_rounds = -(-cfg.trials // cfg.batch)
-        per_round = _evals(engine.prepare([to_variant(cfg.base, {})], ds))
+        first = _first_values([a for a in cfg.axes if a.name in cfg.extra_keys])
+        per_round = _evals(engine.prepare([to_variant(cfg.base, first)], ds, **kw))
         return Plan(cfg, ds, None, cfg.trials, n_rounds, per_round * n_rounds)
     points = grid_points(cfg.axes) if cfg.method == "grid" else random_points(cfg.axes, cfg.trials, cfg.seed)
-    groups = _prepare(cfg.base, points, ds)
+    groups = _prepare(cfg.base, points, ds, kw)
     if cfg.method in POPULATION_METHODS:  # every variant in ONE engine.train call: decisions span the groups
         schedules = {(g.spec.steps, g.spec.eval_every) for g in groups}
         if len(schedules) > 1:
@@ -405,7 +472,8 @@ def policy(cfg: Config) -> Any:
 
 
 def train_unit(unit: Unit, ds: data_lib.Dataset, on_event: EventFn | None = None, *, policy: Any = None,
-               resume: Mapping[str, np.ndarray] | None = None) -> UnitResult:
+               resume: Mapping[str, np.ndarray] | None = None, model: Callable[..., Any] | None = None,
+               extra_keys: Mapping[str, str] | None = None) -> UnitResult:
     """Train one unit with one ``engine.train`` call, passing the engine's progress events to ``on_event``.
 
     Args:
@@ -415,6 +483,8 @@ def train_unit(unit: Unit, ds: data_lib.Dataset, on_event: EventFn | None = None
         :class:`~jaxnets.events.Checkpoint` after every rung / interval.
       policy: a population policy (:func:`policy`), or ``None``.
       resume: with a policy, the state of a :class:`~jaxnets.events.Checkpoint` of this unit to continue from.
+      model: your own model factory (``None``: the built-in models).
+      extra_keys: the declared user keys (see :func:`jaxnets.engine.train`).
 
     Returns:
       the trained :class:`UnitResult`; with PBT its history also holds ``parent`` (variant ids, -1 when
@@ -426,7 +496,7 @@ def train_unit(unit: Unit, ds: data_lib.Dataset, on_event: EventFn | None = None
         def checkpoint(state: dict[str, np.ndarray]) -> None:
             emit(events.Checkpoint(unit=unit.key, fingerprint=unit.fingerprint, eval=int(state["e"]), state=state))
     result = engine.train(list(unit.rows), ds, progress=on_event, policy=policy, checkpoint=checkpoint,
-                          resume=resume)
+                          resume=resume, model=model, extra_keys=extra_keys)
     history = {m: np.asarray(result.history[m], dtype=np.float64) for m in HISTORY_METRICS}
     ids = np.asarray(unit.variant_ids, dtype=np.int64)
     for k, h in result.history.items():
@@ -459,7 +529,8 @@ def _run_unit(unit: Unit, ds, done: Mapping[str, UnitResult], index: int, n_unit
     :class:`~jaxnets.events.UnitDone`."""
     saved = done.get(unit.key)
     resumed = saved is not None and saved.fingerprint == unit.fingerprint
-    groups = engine.prepare(list(unit.rows), ds)
+    kw = engine_kwargs(cfg) if cfg is not None else {}
+    groups = engine.prepare(list(unit.rows), ds, **kw)
     emit(events.UnitStarted(unit=unit.key, index=index, n_units=n_units, n_variants=len(unit.rows),
                             evals=_evals(groups), resumed=resumed, stale=saved is not None and not resumed))
     if resumed:
@@ -468,7 +539,8 @@ def _run_unit(unit: Unit, ds, done: Mapping[str, UnitResult], index: int, n_unit
         pol = policy(cfg) if cfg is not None else None
         part = (partial or {}).get(unit.key)
         state = part[1] if pol is not None and part is not None and part[0] == unit.fingerprint else None
-        res = train_unit(unit, ds, emit) if pol is None else train_unit(unit, ds, emit, policy=pol, resume=state)
+        res = (train_unit(unit, ds, emit, **kw) if pol is None else
+               train_unit(unit, ds, emit, policy=pol, resume=state, **kw))
     emit(events.UnitDone(unit=unit.key, result=res, resumed=resumed))
     return res
 
@@ -526,7 +598,7 @@ def run(p: Plan, done: Mapping[str, UnitResult] | None = None, on_event: EventFn
                 for i, u in enumerate(p.units)]
     results = []
     for i, (unit, tell) in enumerate(_bayesian_units(p)):
-        res = _run_unit(unit, p.dataset, done, i, p.n_units, emit)
+        res = _run_unit(unit, p.dataset, done, i, p.n_units, emit, p.config)
         tell(res)
         results.append(res)
     return results

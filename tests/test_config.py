@@ -418,3 +418,79 @@ def test_sweep_command_end_to_end_on_a_csv(tmp_path, monkeypatch, capsys):
     # the same command again resumes: nothing is trained
     monkeypatch.setattr(sweep.engine, "train", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained")))
     assert cli.main(["sweep", str(cfg_file), "--out", str(out), "--quiet"]) == 0
+
+
+# ------------------------------------------------------------------------------ your own model and keys
+
+USER_MODEL = '''
+import flax.linen as nn
+
+
+class Net(nn.Module):
+    hp: object
+
+    @nn.compact
+    def __call__(self, x):
+        h = self.hp.activation(nn.Dense(self.hp["width"], kernel_init=self.hp.kernel_init)(x))
+        return nn.Dense(3)(h) / self.hp["temperature"]
+
+
+def make(hp):
+    return Net(hp)
+'''
+
+USER_CONFIG = """
+[data]
+name = "iris"
+
+[keys]
+width = "static"
+temperature = "vmapped"
+
+[model]
+factory = "models.py:make"
+
+[train]
+steps = 10
+eval_every = 5
+batch_size = 16
+
+[sweep.axes]
+temperature = [1.0, 4.0]
+width = [4, 8]
+"""
+
+
+def test_config_sweeps_your_own_model_and_keys(tmp_path):
+    from jaxnets import cli
+
+    (tmp_path / "models.py").write_text(USER_MODEL)
+    (tmp_path / "sweep.toml").write_text(USER_CONFIG)
+    cfg = config.load(tmp_path / "sweep.toml")
+    assert cfg.factory == "models.py:make" and cfg.extra_keys == {"width": "static", "temperature": "vmapped"}
+    p = sweep.plan(cfg)
+    assert p.n_units == 2  # width is static: two groups
+    assert cli.main(["sweep", str(tmp_path / "sweep.toml"), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    table = pd.read_csv(tmp_path / "out" / "results.csv")
+    assert len(table) == 4 and set(table["width"]) == {4, 8} and set(table["temperature"]) == {1.0, 4.0}
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda t: t.replace('factory = "models.py:make"\n', ""), r"\[keys\] declares width, temperature.*factory"),
+    (lambda t: t.replace("width = [4, 8]", 'width = [4, 8]\ndepth = [1, 2]'), r"unknown key\(s\) 'depth'"),
+    (lambda t: t.replace("temperature = [1.0, 4.0]", 'temperature = ["hot"]'), "temperature must be a number"),
+    (lambda t: t.replace('width = "static"', 'width = "sometimes"'), "kind must be one of vmapped, static"),
+    (lambda t: t.replace('width = "static"', 'learning_rate = "vmapped"\nwidth = "static"'),
+     "already a jaxnets key"),
+    (lambda t: t.replace('"models.py:make"', '"models"'), r'give "file.py:function"'),
+])
+def test_bad_user_model_configs_are_refused(tmp_path, edit, match):
+    (tmp_path / "models.py").write_text(USER_MODEL)
+    with pytest.raises(config.ConfigError, match=match):
+        config.loads(edit(USER_CONFIG), base_dir=tmp_path)
+
+
+def test_a_missing_factory_file_is_refused_before_training(tmp_path):
+    cfg = config.loads(USER_CONFIG, base_dir=tmp_path)  # no models.py there
+    with pytest.raises(config.ConfigError, match="no file"):
+        sweep.plan(cfg)
