@@ -181,6 +181,7 @@ port, pid = sys.argv[1], int(sys.argv[2])
 jax.distributed.initialize(f"127.0.0.1:{port}", num_processes=2, process_id=pid,
                            coordinator_bind_address=f"127.0.0.1:{port}", initialization_timeout=60,
                            heartbeat_timeout_seconds=30, shutdown_timeout_seconds=30)
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 from jaxnets import data, engine
@@ -199,9 +200,22 @@ keys = jax.jit(lambda: jax.random.split(jax.random.key(7), 8), out_shardings=Nam
 back = engine._to_host({"rng": keys})["rng"]
 same_keys = bool(jax.dtypes.issubdtype(back.dtype, jax.dtypes.prng_key)) and np.array_equal(
     jax.random.key_data(back), jax.random.key_data(jax.random.split(jax.random.key(7), 8)))
+# every dtype the engine's trees hold travels bit for bit (packed into one all-gather), whatever the sharding
+rows = NamedSharding(mesh, P("variants"))
+host = {"bool": np.arange(24).reshape(8, 3) % 3 == 0, "int8": np.arange(-4, 4, dtype=np.int8),
+        "bf16": np.linspace(-1, 1, 16).reshape(8, 2).astype(jnp.bfloat16), "u32": np.arange(8, dtype=np.uint32) << 28,
+        "f32": np.array([np.nan, -np.inf, np.inf, -0.0, 1e-45, 3.0, -2.5, 1e38], np.float32),
+        "empty": np.zeros((8, 0), np.float32)}
+tree = {k: engine._to_device(v, rows) for k, v in host.items()}
+host |= {"columns": np.arange(16, dtype=np.float32).reshape(2, 8), "replicated": np.arange(3, dtype=np.int32)}
+tree |= {"columns": engine._to_device(host["columns"], NamedSharding(mesh, P(None, "variants"))),  # not packed
+         "replicated": engine._to_device(host["replicated"], NamedSharding(mesh, P()))}
+back = engine._to_host(tree)
+same_bits = all(back[k].dtype == v.dtype and back[k].shape == v.shape and back[k].tobytes() == v.tobytes()
+                for k, v in host.items())
 print("RESULT " + json.dumps({"devices": [jax.local_device_count(), jax.device_count()],
                               "table": table.to_json(), "history": result.history["val_loss"].tolist(),
-                              "params": params, "same_keys": same_keys}))
+                              "params": params, "same_keys": same_keys, "same_bits": same_bits}))
 """
 
 
@@ -226,7 +240,7 @@ def test_python_api_under_two_processes(tmp_path):
     a, b = results
     assert a["devices"] == b["devices"] == [2, 4]
     assert a == b
-    assert a["same_keys"]
+    assert a["same_keys"] and a["same_bits"]
     table = pd.read_json(io.StringIO(a["table"]))
     assert len(table) == 8 and {"ok", "diverged"} <= set(table["status"])
     assert np.isfinite(a["params"]).all()
