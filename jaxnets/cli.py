@@ -6,6 +6,9 @@ Usage::
     jaxnets demo [--out DIR] [--quiet] [--force] [--top K]     # the bundled config, DIR = runs/demo
     jaxnets demo --print-config > my_sweep.toml                # a start for your own sweep
     jaxnets show DIR [--top K] [--metric NAME]
+    jaxnets sweep CONFIG.toml --out DIR --coordinator HOST:PORT --num-processes N --process-id I
+    jaxnets sweep CONFIG.toml --out DIR --distributed          # SLURM / Open MPI / TPU: detected by JAX
+    jaxnets launch -n N -- sweep CONFIG.toml --out DIR         # N local processes on 127.0.0.1
 
 ``sweep`` checks the whole config (and every variant, with the engine's rules) before any compute, trains
 the variants unit by unit (a static group, or a Bayesian round) with a progress bar on stderr, saves each

@@ -829,6 +829,14 @@ def _to_host(tree: Any) -> Any:
     return jax.tree.unflatten(treedef, out)
 
 
+def _concat_rows(order: np.ndarray, *parts: Any) -> Any:
+    """Blocks' rows [n_i, ...] concatenated and reordered by ``order``; PRNG-key arrays (an NNX model's rng
+    streams) stay key arrays."""
+    if any(isinstance(p, jax.Array) and _is_key(p) for p in parts):
+        return jnp.concatenate(parts)[order]
+    return np.concatenate(parts)[order]
+
+
 def _take(keep: np.ndarray, tree: Any) -> Any:
     """Rows ``keep`` of every leaf of ``tree``."""
     return jax.tree.map(lambda leaf: leaf[keep], tree)
@@ -926,7 +934,7 @@ def _run_group(prog: Program, *, max_variants: int | None, devices: Sequence[Any
         })
     prog.layout = None  # the layout fits the blocks only: later calls (predictions) see the rows in their order
     back = np.argsort(np.concatenate([p["variant"] for p in parts]), kind="stable")  # block order -> row order
-    cat = lambda *xs: np.concatenate(xs)[back]  # noqa: E731
+    cat = functools.partial(_concat_rows, back)
     return GroupResult(
         spec=spec,
         indices=np.asarray(prog.indices),

@@ -6,6 +6,7 @@ import copy
 import math
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from jaxnets import config, sweep

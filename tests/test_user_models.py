@@ -308,3 +308,27 @@ def test_user_arrays_train_end_to_end():
                         for s in range(2)], ds)
     assert np.all(res.status == "ok") and np.all(res.history["val_accuracy"][:, -1] > 0.7)
     assert np.all(res.history["val_loss"][:, -1] < res.history["val_loss"][:, 0])
+
+
+class NnxDropoutNet(nnx.Module):
+    """An NNX model with an rng stream (nnx.Dropout keeps its key and count as state)."""
+
+    def __init__(self, hp, rngs: nnx.Rngs):
+        self.hidden = nnx.Linear(64, 16, rngs=rngs)
+        self.drop = nnx.Dropout(0.3, rngs=rngs)
+        self.head = nnx.Linear(16, 10, rngs=rngs)
+
+    def __call__(self, x):
+        return self.head(self.drop(jax.nn.relu(self.hidden(x))))
+
+
+def test_nnx_model_with_rng_state_trains_and_predicts():
+    rows = [{**BASE, "seed": s, "activation": a} for s in range(2) for a in ("relu", "tanh")]
+    res = engine.train(rows, DIGITS, model=lambda hp, rngs: NnxDropoutNet(hp, rngs),
+                       options=engine.Options(max_variants_per_program=2))  # two blocks to concatenate
+    assert np.all(res.status == "ok") and res.groups[0].n_blocks == 2
+    assert np.all(res.history["val_loss"][:, -1] < res.history["val_loss"][:, 0])
+    out = res.predict_all(DIGITS.x_test[:4])
+    assert out.shape == (4, 4, 10) and np.all(np.isfinite(out))
+    # the two seeds' dropout streams differ: same init per seed, different training
+    assert not np.allclose(res.params(0)["hidden"]["kernel"], res.params(2)["hidden"]["kernel"])
