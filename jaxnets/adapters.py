@@ -33,7 +33,6 @@ from typing import Any
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 from jaxnets.hyper import Hyper
 
@@ -226,7 +225,3 @@ def adapter_for(factory: Callable[..., Any]) -> ModelAdapter:
         raise TypeError(f"model= must be a model factory (a function of hp), got {type(factory).__name__}")
     return NnxAdapter(factory) if _n_required(factory) >= 2 else LinenAdapter(factory)
 
-
-def zeros_like_tree(tree: Any) -> Any:
-    """Zeros of every floating leaf of ``tree`` (other leaves unchanged)."""
-    return jax.tree.map(lambda a: jnp.zeros_like(a) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)

@@ -37,8 +37,25 @@ def dropout(module: nn.Module, x: jax.Array, rate: float | jax.Array, train: boo
     """
     if not train or (isinstance(rate, int | float) and rate == 0.0):
         return x
+    return inverted_dropout(x, rate, module.make_rng("dropout"))
+
+
+def inverted_dropout(x: jax.Array, rate: float | jax.Array, rng: jax.Array) -> jax.Array:
+    """Drop each element of ``x`` with probability ``rate`` and scale the rest by ``1 / (1 - rate)``.
+
+    Args:
+      x: any shape.
+      rate: a Python float or a traced scalar in [0, 1); a Python ``0.0`` returns ``x`` and draws nothing, a
+        traced 0 keeps every element.
+      rng: a PRNG key.
+
+    Returns:
+      an array of ``x``'s shape and dtype.
+    """
+    if isinstance(rate, int | float) and rate == 0.0:
+        return x
     keep = 1.0 - jnp.clip(jnp.asarray(rate, x.dtype), 0.0, 0.999)
-    mask = jax.random.bernoulli(module.make_rng("dropout"), keep, x.shape)
+    mask = jax.random.bernoulli(rng, keep, x.shape)
     return jnp.where(mask, x / keep, 0.0)
 
 
