@@ -6,8 +6,9 @@ status, static group, vmapped hyperparameters) and returns a :class:`Decision`:
 
 * ``keep`` [V] bool: the variants still training that are not kept get status ``pruned``, ``stopped_step`` =
   that evaluation's step, and stop changing (their parameters and step counters are frozen). Pruned variants
-  stop costing compute: between chunks the survivors are compacted into new blocks (sizes rounded up to a
-  power of two, padding repeats a survivor, so few distinct programs are compiled; each is cached);
+  stop costing compute: between chunks the survivors are compacted into fewer blocks — of a program compiled
+  already while its padding stays within :data:`REUSE_PADDING` times a tight block's, else of a new program
+  for a power-of-two block — so a sweep compiles few programs (each is cached);
 * ``parent`` [V] int (-1: unchanged): the variant copies the parameters, optimizer state and training state
   of ``parent`` (a variant of the same static group) and takes its hyperparameters, except its own ``seed``;
   ``factor`` / ``value`` (per key, [V]) then set each explored hyperparameter to ``value`` where it is finite
@@ -41,6 +42,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -314,6 +316,13 @@ class PBT(Policy):
 # --------------------------------------------------------------------------------------------------------
 
 
+#: A segment's survivors train in the blocks of an already compiled program when those hold at most this
+#: many times the positions (variants + padding) of a new, tighter program's blocks; else a new program
+#: is compiled. Successive halving's rungs cost about the same model-steps each, so this bounds a rung's
+#: wasted compute while a sweep compiles few programs (each costs seconds).
+REUSE_PADDING = 4
+
+
 def _pow2(n: int) -> int:
     return 1 << max(n - 1, 0).bit_length()
 
@@ -367,6 +376,7 @@ class _Group:
         self.model_steps = 0
         self.compile_s = self.run_s = self.wall_s = 0.0
         self.n_blocks = 0
+        self.shapes: list[tuple[int, Any]] = []  # (block size, activation layout) of each compiled chunk program
 
 
 def _snapshot(groups: Sequence[_Group], e: int) -> Snapshot:
@@ -380,6 +390,7 @@ def _snapshot(groups: Sequence[_Group], e: int) -> Snapshot:
         out |= {f"{p}hphist.{k}": a for k, a in G.hp_hist.items()}
         out[f"{p}parent"] = G.parent
         out[f"{p}model_steps"] = np.int64(G.model_steps)
+        out[f"{p}shapes"] = np.array(json.dumps(G.shapes))  # the programs' blocks: a resumed run plans the same
         if G.pending is not None:
             par, fac, val = G.pending
             out[f"{p}pending.parent"] = par
@@ -399,6 +410,8 @@ def _restore(groups: Sequence[_Group], snap: Mapping[str, np.ndarray], template:
         G.hp_hist = {k: np.array(snap[f"{p}hphist.{k}"]) for k in G.hp_hist}
         G.parent = np.array(snap[f"{p}parent"])
         G.model_steps = int(snap[f"{p}model_steps"])
+        G.shapes = [(int(size), None if layout is None else tuple((int(k), int(c)) for k, c in layout))
+                    for size, layout in json.loads(str(snap[f"{p}shapes"]))]
         if f"{p}pending.parent" in snap:
             G.pending = (np.array(snap[f"{p}pending.parent"]),
                          {k: np.array(snap[f"{p}pending.factor.{k}"]) for k in G.hp_hist},
@@ -469,30 +482,58 @@ def run(progs: Sequence[Any], policy: Policy, *, devices: Sequence[Any], max_var
         hp1 = {k: a[:1] for k, a in G.hyper.items()}
         return jax.eval_shape(G.prog.init_batch, hp1, G.prog._shapes(None))
 
-    def programs_for(G: _Group, size: int, hp: Any) -> Any:
-        key = (engine._signature(G.prog, size, devices), "explore" if policy.exploits else "chunk", keys)
-        if key not in engine._CACHE:
+    def programs_for(G: _Group, size: int, hp: Any, init: bool = False) -> Any:
+        """The compiled chunk (and with ``init``, init) programs for blocks of ``size``: each compiled once,
+        the init program only for the sizes that initialize (the first segment's)."""
+        sig = engine._signature(G.prog, size, devices)
+        key = (sig, "explore" if policy.exploits else "chunk", keys)
+        init_key = (sig, "init")
+        todo = [k for k, wanted in ((key, True), (init_key, init)) if wanted and k not in engine._CACHE]
+        if todo:
             report(events.Compiling(group=G.gi, n_variants=G.v))
             tc = time.perf_counter()
-            compiled = engine._compile(G.prog, hp, G.data, shard)
+            extra: dict[str, Any] = {}
             if policy.exploits:
-                fn = jax.jit(_explore_fn(G.prog, keys, size), donate_argnums=0, out_shardings=shard)
                 ident = jnp.arange(size, dtype=jnp.int32)
                 fk = {k: jnp.ones(size, jnp.float32) for k in keys}
-                lowered = fn.lower(compiled.init.out_info, hp, G.data, jnp.bool_(True), jnp.bool_(True),
-                                   jnp.int32(0), ident, fk, fk)
-                compiled = engine._Compiled(compiled.init, lowered.compile())
-            engine._CACHE[key] = compiled
+                extra = {"chunk_fn": _explore_fn(G.prog, keys, size), "chunk_args": (ident, fk, fk)}
+            if key in todo:
+                compiled = engine._compile(G.prog, hp, G.data, shard, init=init_key in todo, **extra)
+                engine._CACHE[key] = compiled
+            else:
+                compiled = engine._Compiled(engine._lower_init(G.prog, hp, G.data, shard).compile(
+                    engine.compiler_options(devices[0].platform)), None)
+            if compiled.init is not None:
+                engine._CACHE[init_key] = compiled
             G.compile_s += time.perf_counter() - tc
             while len(engine._CACHE) > engine._CACHE_SIZE:
                 engine._CACHE.popitem(last=False)
-        engine._CACHE.move_to_end(key)
-        return engine._CACHE[key]
+        if (size, G.prog.layout) not in G.shapes:
+            G.shapes.append((size, G.prog.layout))
+        for k in (init_key, key) if init else (key,):
+            engine._CACHE.move_to_end(k)
+        return engine._Compiled(engine._CACHE[init_key].init if init else None, engine._CACHE[key].chunk)
 
-    def blocks(G: _Group, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    def blocks(G: _Group, rows: np.ndarray, train: bool = True) -> tuple[np.ndarray, np.ndarray, int]:
+        """Where ``rows`` sit in blocks (sets ``G.prog.layout``): in the blocks of a program this group has
+        compiled already when their padding costs at most :data:`REUSE_PADDING` times the positions of a
+        new program's blocks (any padding for a pass without training), else in a new program's blocks (a
+        power-of-two block). A rule of sizes only, so every run (and every process) makes the same plan."""
         size = min(G.size0, -(-_pow2(len(rows)) // n_dev) * n_dev)
         n_act = 1 if policy.exploits else len(G.prog.spec.activations)
-        order, real, G.prog.layout, size = engine._block_order(G.hyper["activation"][rows], size, n_dev, n_act)
+        ids = G.hyper["activation"][rows]
+        order, real, layout, size = engine._block_order(ids, size, n_dev, n_act)
+        if (size, layout) not in G.shapes:
+            limit = REUSE_PADDING * len(order) if train else math.inf
+            for old_size, old_layout in G.shapes:
+                try:
+                    fit = engine._fit_order(ids, old_layout, old_size, n_dev)
+                except ValueError:  # an activation the old layout has no slot for
+                    continue
+                if len(fit[0]) <= limit:
+                    limit = len(fit[0])
+                    (order, real), size, layout = fit, old_size, old_layout
+        G.prog.layout = layout
         return rows[order], real, size
 
     def chunk_call(G, programs, state, hp, where, e, first_chunk, train=None):
@@ -530,7 +571,7 @@ def run(progs: Sequence[Any], policy: Policy, *, devices: Sequence[Any], max_var
         for start in range(0, len(where_all), size):
             where, keep = where_all[start:start + size], np.flatnonzero(real_all[start:start + size])
             hp = engine._to_device({k: arr[where] for k, arr in G.hyper.items()}, shard)
-            programs = programs_for(G, size, hp)
+            programs = programs_for(G, size, hp, init=a < 0)
             tr = time.perf_counter()
             if a < 0:
                 state = programs.init(hp, G.data)
@@ -633,7 +674,7 @@ def run(progs: Sequence[Any], policy: Policy, *, devices: Sequence[Any], max_var
         rows = np.flatnonzero(~G.tested)
         if not len(rows):
             continue
-        where_all, real_all, size = blocks(G, rows)
+        where_all, real_all, size = blocks(G, rows, train=False)
         for start in range(0, len(where_all), size):
             where, keep = where_all[start:start + size], np.flatnonzero(real_all[start:start + size])
             hp = engine._to_device({k: arr[where] for k, arr in G.hyper.items()}, shard)

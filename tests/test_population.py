@@ -44,6 +44,23 @@ def test_asha_counts_the_model_steps_of_the_rungs(asha_run):
     assert r.model_steps == 9 * 10 + 3 * (30 - 10) + 1 * (90 - 30)
 
 
+def test_asha_reuses_compiled_blocks_within_the_padding_bound(ds):
+    """32 variants (two activations, one block): 10 survivors reuse the 32-block program (2x a tight block of
+    16), 3 survivors get a new 4-block program (the 32-block would be 8x), the last one reuses it (4x); the
+    survivor's numbers are those of training it without a policy."""
+    rows = [{**BASE, "steps": 270, "activation": ("tanh", "relu")[i % 2], "learning_rate": lr, "seed": i}
+            for i, lr in enumerate(np.geomspace(1e-3, 3.0, 32))]
+    engine.clear_cache()
+    seen = []
+    options = engine.Options(max_variants_per_program=32)
+    r = engine.train(rows, ds, policy=population.ASHA(min_steps=10, eta=3), progress=seen.append, options=options)
+    assert sum(isinstance(e, events.Compiling) for e in seen) == 2
+    assert [(r.stopped_step == s).sum() for s in (10, 30, 90)] == [22, 7, 2]
+    best = int(np.flatnonzero(r.status == "ok")[0])
+    alone = engine.train([rows[best]], ds)
+    np.testing.assert_allclose(r.history["val_loss"][best], alone.history["val_loss"][0], rtol=1e-5)
+
+
 def test_pruned_variants_are_frozen(asha_run, ds):
     rows, r, snaps = asha_run
     early = np.flatnonzero(r.stopped_step == 10)
