@@ -135,6 +135,47 @@ def test_launch_two_processes_equals_one_process(reference, config, tmp_path):
     assert not (out / ".lock").exists()
 
 
+POPULATION = """\
+[data]
+name = "iris"
+
+[model]
+hidden = [8]
+
+[train]
+optimizer = "sgd"
+steps = 36
+batch_size = 16
+eval_every = 4
+
+[sweep]
+method = "{method}"
+trials = 18
+{extra}
+
+[sweep.axes]
+learning_rate = {{low = 1e-3, high = 1.0, log = true}}
+activation = ["tanh", "relu"]
+"""
+
+
+@pytest.mark.parametrize(("method", "extra"), [
+    ("asha", "min_steps = 4"), pytest.param("pbt", "interval = 2", marks=pytest.mark.slow)])
+def test_population_methods_under_two_processes_equal_one_process(method, extra, tmp_path):
+    """ASHA's pruning (survivors re-blocked into reused programs) and PBT's in-program copies, with the
+    variants sharded over 2 processes x 2 devices: the one-process (4 devices) table and history, bit for bit."""
+    cfg = tmp_path / f"{method}.toml"
+    cfg.write_text(POPULATION.format(method=method, extra=extra))
+    one, two = tmp_path / "one", tmp_path / "two"
+    proc = _run(_jaxnets("sweep", str(cfg), "--out", str(one), "--quiet"), devices=4)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = _run(_jaxnets("launch", "-n", "2", "--", "sweep", str(cfg), "--out", str(two)), devices=2)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _assert_same_results(one, two)
+    status = pd.read_csv(one / "results.csv")["status"]
+    assert (status == "pruned").sum() == (16 if method == "asha" else 0)
+
+
 def test_kill_one_process_then_resume(reference, config, tmp_path):
     out = tmp_path / "killed"
     first = out / "units" / "group-000.npz"

@@ -44,6 +44,22 @@ def test_asha_counts_the_model_steps_of_the_rungs(asha_run):
     assert r.model_steps == 9 * 10 + 3 * (30 - 10) + 1 * (90 - 30)
 
 
+def test_hyperband_brackets_halve_each_bracket_on_its_own_rungs(ds):
+    """brackets = 2: variants i % 2 == 0 have rungs 10, 30; the others start later, at rung 30 only."""
+    rows = [{**BASE, "learning_rate": lr, "seed": s} for lr in LRS for s in range(2)]
+    r = engine.train(rows, ds, policy=population.ASHA(min_steps=10, eta=3, brackets=2))
+    bracket = np.arange(len(rows)) % 2
+    for b, rungs in ((0, (10, 30)), (1, (30,))):
+        alive = np.flatnonzero(bracket == b)
+        for rung in rungs:
+            cost = r.history["val_loss"][alive, rung // 10]
+            top = alive[np.lexsort((alive, cost))][:len(alive) // 3]
+            assert set(np.flatnonzero((r.stopped_step == rung) & (bracket == b))) == set(alive) - set(top)
+            alive = top
+        assert np.all(r.status[alive] == "ok") and np.all(r.stopped_step[alive] == 90)
+    assert r.model_steps == (9 * 10 + 3 * 20 + 1 * 60) + (9 * 30 + 3 * 60)
+
+
 def test_asha_reuses_compiled_blocks_within_the_padding_bound(ds):
     """32 variants (two activations, one block): 10 survivors reuse the 32-block program (2x a tight block of
     16), 3 survivors get a new 4-block program (the 32-block would be 8x), the last one reuses it (4x); the
