@@ -687,14 +687,15 @@ def _lower_init(prog: Program, hp: Any, data: Any, shard: NamedSharding) -> Any:
 
 
 def _lower_chunk(prog: Program, hp: Any, data: Any, shard: NamedSharding, chunk_fn: Callable | None = None,
-                 chunk_args: tuple = ()) -> Any:
+                 chunk_args: tuple = (), state: Any = None) -> Any:
     """The lowered chunk program; ``chunk_fn(state, hp, data, train, final, first_step, *chunk_args)``: a
-    different chunk than the vmapped :meth:`Program.chunk` (e.g. a population policy's)."""
+    different chunk than the vmapped :meth:`Program.chunk` (e.g. a population policy's). ``state``: the
+    state's shapes when known (the lowered init's ``out_info``), else they are traced from the init."""
     if chunk_fn is None:
         in_axes = (0, 0, None, None, None, None)
         chunk_fn = _unbatched(prog.chunk) if len(hp["seed"]) == 1 else jax.vmap(prog.chunk, in_axes=in_axes)
     chunk = jax.jit(chunk_fn, donate_argnums=0, out_shardings=shard)
-    state = _sharded_like(jax.eval_shape(prog.init_batch, hp, data), shard)
+    state = _sharded_like(jax.eval_shape(prog.init_batch, hp, data) if state is None else state, shard)
     return chunk.lower(state, hp, data, jnp.bool_(True), jnp.bool_(True), jnp.int32(0), *chunk_args)
 
 
@@ -707,8 +708,10 @@ def _compile(prog: Program, hp: Any, data: Any, shard: NamedSharding, *, init: b
     without holding the GIL), so most of its compile time is hidden.
     """
     options = compiler_options(shard.mesh.devices.flat[0].platform)
-    pending = _COMPILER.submit(_lower_init(prog, hp, data, shard).compile, options) if init else None
-    chunk = _lower_chunk(prog, hp, data, shard, chunk_fn, chunk_args).compile(options)
+    init_lowered = _lower_init(prog, hp, data, shard) if init else None
+    pending = _COMPILER.submit(init_lowered.compile, options) if init_lowered else None
+    state = init_lowered.out_info if init_lowered else None
+    chunk = _lower_chunk(prog, hp, data, shard, chunk_fn, chunk_args, state).compile(options)
     return _Compiled(pending.result() if pending else None, chunk)
 
 
