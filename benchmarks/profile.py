@@ -4,6 +4,7 @@ Two reports, each timed best-of-``--reps`` in this process (run it on a quiet ma
 
     python -m benchmarks.profile step wine_mlp 256     # one engine block: full step vs its parts
     python -m benchmarks.profile dots                  # XLA batched dots at the workloads' shapes
+    python -m benchmarks.profile compile digits_cnn 64 # one group's compile: phases, XLA's vs the engine's options
 
 ``step`` builds the engine's per-variant program for ``N`` variants of a workload (all in one vmapped
 block, as the engine runs a block) and times ``--steps`` steps inside ``lax.scan`` of:
@@ -17,6 +18,11 @@ block, as the engine runs a block) and times ``--steps`` steps inside ``lax.scan
 forward ``vbi,vio->vbo``, input gradient ``vbo,vio->vbi``, weight gradient ``vbi,vbo->vio`` — and the weight
 gradient as a fused multiply-and-sum (what :func:`jaxnets.models.small_kernel_dot_general` uses for small
 kernels), plus a 1024^3 matmul for the machine's reachable peak.
+
+``compile`` builds one block of ``N`` variants of a workload and times the phases of its compile — tracing
+and lowering the init and chunk programs, compiling each — once with XLA's default options and once with
+the engine's (:func:`jaxnets.engine.compiler_options`), then the chunk's run time (``--steps`` steps, best
+of ``--reps``) under each: the measurement behind :data:`jaxnets.engine.CPU_COMPILER_OPTIONS`.
 """
 
 from __future__ import annotations
@@ -134,6 +140,46 @@ def report_dots(reps: int) -> None:
     print(f"1024x1024x1024 matmul: {2 * 1024**3 / t / 1e9:.1f} GFLOP/s")
 
 
+def report_compile(workload: str, n: int, steps: int, reps: int) -> None:
+    """Print the compile phases and the chunk's run time with XLA's default and the engine's options."""
+    import time
+
+    import jax
+    import numpy as np
+    from jax.sharding import AxisType, NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    from benchmarks.workloads import WORKLOADS, load_data
+    from jaxnets import engine
+
+    wl = WORKLOADS[workload]
+    prog = engine.program(wl.jaxnets_rows(n, steps, steps), load_data(wl))
+    devices = jax.devices()[:1]
+    mesh = jax.make_mesh((1,), ("variants",), devices=devices, axis_types=(AxisType.Auto,))
+    shard, replicated = NamedSharding(mesh, P("variants")), NamedSharding(mesh, P())
+    hp, data = engine._to_device(prog.stack(), shard), engine._to_device(prog.data, replicated)
+    for label, options in (("XLA default", None), ("engine", engine.compiler_options(devices[0].platform))):
+        t0 = time.perf_counter()
+        init_lowered = engine._lower_init(prog, hp, data, shard)
+        t1 = time.perf_counter()
+        chunk_lowered = engine._lower_chunk(prog, hp, data, shard, state=init_lowered.out_info)
+        t2 = time.perf_counter()
+        init = init_lowered.compile(options)
+        t3 = time.perf_counter()
+        chunk = chunk_lowered.compile(options)
+        t4 = time.perf_counter()
+        state = init(hp, data)
+
+        def run(state=state, chunk=chunk):
+            copy = jax.tree.map(lambda a: a.copy(), state)  # the chunk donates its state
+            return chunk(copy, hp, data, np.bool_(True), np.bool_(False), np.int32(0))
+
+        t = best_time(run, reps=reps)
+        print(f"{workload} N={n} {label:11s} ({options}): lower init {t1 - t0:5.2f} s, lower chunk {t2 - t1:5.2f} s, "
+              f"compile init {t3 - t2:5.2f} s, compile chunk {t4 - t3:5.2f} s; chunk of {steps} steps "
+              f"{t * 1e3:8.1f} ms ({n * steps / t:,.0f} model-steps/s, evaluation included)")
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m benchmarks.profile", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="what", required=True)
@@ -142,10 +188,16 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("n", type=int, help="variants in the block")
     s.add_argument("--steps", type=int, default=100)
     sub.add_parser("dots", help="time dense-layer matmuls at the workloads' shapes")
+    c = sub.add_parser("compile", help="time one group's compile phases, XLA's default vs the engine's options")
+    c.add_argument("workload")
+    c.add_argument("n", type=int, help="variants in the block")
+    c.add_argument("--steps", type=int, default=100)
     p.add_argument("--reps", type=int, default=5)
     args = p.parse_args(argv)
     if args.what == "step":
         report_step(args.workload, args.n, args.steps, args.reps)
+    elif args.what == "compile":
+        report_compile(args.workload, args.n, args.steps, args.reps)
     else:
         report_dots(args.reps)
 

@@ -266,6 +266,20 @@ def test_profile_reports_every_part(capsys):
     assert [ln.split(":")[1].split()[0] for ln in lines] == ["full", "fwd+bwd", "fwd", "adam"]
 
 
+def test_profile_compile_times_both_option_sets(capsys, monkeypatch):
+    """benchmarks.profile compile: one line per option set, with every phase (times are not checked)."""
+    from benchmarks import profile
+    from jaxnets import engine
+
+    monkeypatch.setenv("XLA_FLAGS", "")  # so the engine's options apply (the suite sets the level itself)
+    assert engine.compiler_options("cpu") == engine.CPU_COMPILER_OPTIONS
+    assert engine.compiler_options("gpu") is None
+    profile.main(["--reps", "1", "compile", "wine_mlp", "2", "--steps", "3"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and "XLA default (None)" in lines[0] and "xla_backend_optimization_level" in lines[1]
+    assert all("compile chunk" in ln and "model-steps/s" in ln for ln in lines)
+
+
 def test_user_model_benchmark_runs_both_programs():
     from benchmarks import user_model
 
