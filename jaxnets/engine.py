@@ -455,7 +455,11 @@ class Program:
         tx = self.optimizer(hp)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = jax.tree.map(jnp.add, state.params, updates)
-        finite = jnp.isfinite(loss) & _all_finite(grads) & _all_finite(params) & _all_finite(model_state)
+        # Non-finite gradients always reach the new parameters (NaN / inf through every optimizer, clipping
+        # and decay stage: inf * 0, inf / inf and lr * NaN are NaN), so checking those covers both: one
+        # parameter-sized reduction less per step (digits_mlp_wide, one variant a block: 34 -> 41
+        # model-steps/s on 2 cores; with no checks and no masking at all: 52).
+        finite = jnp.isfinite(loss) & _all_finite(params) & _all_finite(model_state)
         active = (state.status == OK) & (state.step < spec.steps)
         take = active & finite
         diverged = active & ~finite
