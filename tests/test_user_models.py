@@ -200,6 +200,23 @@ def test_user_loss_and_metric():
     assert np.all(np.isnan(no_metric.history["val_accuracy"]))
 
 
+def test_a_nan_gradient_with_a_finite_loss_diverges_at_its_step():
+    """The guard checks the loss and the new parameters; a NaN gradient must reach the latter (sqrt at 0
+    times a zero slope: the loss is finite, its gradient NaN), so the variants are diverged at step 0 with
+    their initial parameters."""
+    def nan_grad(outputs, labels):
+        return optax_ce(outputs, labels) + jnp.sum(jnp.sqrt(jnp.maximum(outputs - 1e9, 0.0)), axis=-1)
+
+    rows = MIXED[:2]
+    res = engine.train(rows, DIGITS, model=linen_factory, loss=nan_grad)
+    assert list(res.status) == ["diverged", "diverged"] and list(res.stopped_step) == [0, 0]
+    prog = engine.program(rows, DIGITS, model=linen_factory)
+    initial = jax.jit(prog.init_batch)(prog.stack(), prog.data).params
+    for i in range(2):
+        for a, b in zip(jax.tree.leaves(res.params(i)), jax.tree.leaves(initial), strict=True):
+            np.testing.assert_array_equal(a, np.asarray(b)[i])
+
+
 def optax_ce(outputs, labels):
     import optax
 
