@@ -703,10 +703,10 @@ def _lower_chunk(prog: Program, hp: Any, data: Any, shard: NamedSharding, chunk_
     return chunk.lower(state, hp, data, jnp.bool_(True), jnp.bool_(True), jnp.int32(0), *chunk_args)
 
 
-def _compile(prog: Program, hp: Any, data: Any, shard: NamedSharding, *, init: bool = True,
+def _compile(prog: Program, hp: Any, data: Any, shard: NamedSharding, *, init: bool = True, chunk: bool = True,
              chunk_fn: Callable | None = None, chunk_args: tuple = ()) -> _Compiled:
-    """Lower and compile the init (``init=False``: none) and chunk programs for [size] variants sharded by
-    ``shard`` (``chunk_fn``, ``chunk_args``: see :func:`_lower_chunk`).
+    """Lower and compile the init and chunk programs for [size] variants sharded by ``shard``; ``init=False``
+    / ``chunk=False`` leaves that one out (``None``); ``chunk_fn``, ``chunk_args``: see :func:`_lower_chunk`.
 
     The init program compiles on a background thread while the chunk is traced and lowered (XLA compiles
     without holding the GIL), so most of its compile time is hidden.
@@ -715,8 +715,8 @@ def _compile(prog: Program, hp: Any, data: Any, shard: NamedSharding, *, init: b
     init_lowered = _lower_init(prog, hp, data, shard) if init else None
     pending = _COMPILER.submit(init_lowered.compile, options) if init_lowered else None
     state = init_lowered.out_info if init_lowered else None
-    chunk = _lower_chunk(prog, hp, data, shard, chunk_fn, chunk_args, state).compile(options)
-    return _Compiled(pending.result() if pending else None, chunk)
+    compiled = _lower_chunk(prog, hp, data, shard, chunk_fn, chunk_args, state).compile(options) if chunk else None
+    return _Compiled(pending.result() if pending else None, compiled)
 
 
 def memory_budget(devices: Sequence[Any]) -> int:

@@ -497,12 +497,9 @@ def run(progs: Sequence[Any], policy: Policy, *, devices: Sequence[Any], max_var
                 ident = jnp.arange(size, dtype=jnp.int32)
                 fk = {k: jnp.ones(size, jnp.float32) for k in keys}
                 extra = {"chunk_fn": _explore_fn(G.prog, keys, size), "chunk_args": (ident, fk, fk)}
-            if key in todo:
-                compiled = engine._compile(G.prog, hp, G.data, shard, init=init_key in todo, **extra)
+            compiled = engine._compile(G.prog, hp, G.data, shard, init=init_key in todo, chunk=key in todo, **extra)
+            if compiled.chunk is not None:
                 engine._CACHE[key] = compiled
-            else:
-                compiled = engine._Compiled(engine._lower_init(G.prog, hp, G.data, shard).compile(
-                    engine.compiler_options(devices[0].platform)), None)
             if compiled.init is not None:
                 engine._CACHE[init_key] = compiled
             G.compile_s += time.perf_counter() - tc
