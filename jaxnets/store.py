@@ -593,17 +593,22 @@ def load_units(out: str | Path) -> dict[str, UnitResult]:
     Returns:
       The intact units by key.
     """
-    units = {}
-    for path in sorted((Path(out) / UNITS).glob("*.npz")):
+    return {res.key: res for res in _intact(Path(out) / UNITS, load_unit)}
+
+
+def _intact(directory: Path, load: Callable[[Path], Any]) -> Iterator[Any]:
+    """``load(path)`` for every ``*.npz`` in ``directory`` in name order, temporaries (``.*``) skipped; a file
+    ``load`` rejects with :class:`CorruptUnitError` is skipped with a :class:`CorruptUnitWarning` (attributed
+    to the caller of the ``load_*`` function iterating)."""
+    for path in sorted(directory.glob("*.npz")):
         if path.name.startswith("."):
             continue
         try:
-            res = load_unit(path)
+            item = load(path)
         except CorruptUnitError as e:
-            warnings.warn(CorruptUnitWarning(e.path, e.reason), stacklevel=2)
+            warnings.warn(CorruptUnitWarning(e.path, e.reason), stacklevel=3)
             continue
-        units[res.key] = res
-    return units
+        yield item
 
 
 def save_checkpoint(out: str | Path, key: str, fingerprint: str, state: Mapping[str, np.ndarray]) -> Path:
@@ -636,21 +641,21 @@ def load_checkpoints(out: str | Path) -> dict[str, tuple[str, dict[str, np.ndarr
     Returns:
       The checkpoints by unit key.
     """
-    found = {}
-    for path in sorted((Path(out) / CHECKPOINTS).glob("*.npz")):
-        if path.name.startswith("."):
-            continue
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                meta = json.loads(str(z["meta"][()]))
-                arrays = {n: z[n] for n in z.files if n != "meta"}
-            if meta.get("sha256") != _checksum({k: v for k, v in meta.items() if k != "sha256"}, arrays):
-                raise ValueError("checksum mismatch: its content changed after it was saved")
-        except (*_DAMAGE, KeyError) as e:
-            warnings.warn(CorruptUnitWarning(path, _why(e, b"PK")), stacklevel=2)
-            continue
-        found[meta["key"]] = (meta["fingerprint"], {n.removeprefix("s_"): a for n, a in arrays.items()})
-    return found
+    return dict(_intact(Path(out) / CHECKPOINTS, _load_checkpoint))
+
+
+def _load_checkpoint(path: Path) -> tuple[str, tuple[str, dict[str, np.ndarray]]]:
+    """``(unit key, (fingerprint, state))`` of one checkpoint file; :class:`CorruptUnitError` when it is
+    unreadable or its checksum does not match."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"][()]))
+            arrays = {n: z[n] for n in z.files if n != "meta"}
+        if meta.get("sha256") != _checksum({k: v for k, v in meta.items() if k != "sha256"}, arrays):
+            raise ValueError("checksum mismatch: its content changed after it was saved")
+        return meta["key"], (meta["fingerprint"], {n.removeprefix("s_"): a for n, a in arrays.items()})
+    except (*_DAMAGE, KeyError) as e:
+        raise CorruptUnitError(path, _why(e, b"PK")) from e
 
 
 def drop_checkpoint(out: str | Path, key: str) -> None:
