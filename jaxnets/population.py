@@ -329,11 +329,9 @@ def _pow2(n: int) -> int:
 
 def _explore_fn(prog: Any, keys: Sequence[str], size: int) -> Callable:
     """The chunk of an exploiting policy: copy (``state[parent]``), set the explored hyperparameters in ``hp``
-    and ``opt_state.hyperparams``, then the vmapped chunk; returns ``(state, metrics, hp)``."""
-    from jaxnets import engine
-
-    in_axes = (0, 0, None, None, None, None)
-    chunk = engine._unbatched(prog.chunk) if size == 1 else jax.vmap(prog.chunk, in_axes=in_axes)
+    and ``opt_state.hyperparams``, then the block's chunk (:meth:`engine.Program.block_chunk`); returns
+    ``(state, metrics, hp)``."""
+    chunk = prog.block_chunk(size)
 
     def fn(state, hp, data, train, final, first_step, parent, factor, value):
         moved = parent != jnp.arange(parent.shape[0], dtype=parent.dtype)

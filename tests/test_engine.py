@@ -84,20 +84,21 @@ def test_divergence_is_isolated_and_bit_identical():
 
 
 def test_one_compilation_for_a_mixed_grid(monkeypatch):
-    """4 activations x 4 initializers x 4 seeds: one group, compiled once, the step traced once."""
+    """4 activations x 4 initializers x 4 seeds: one group, compiled once, the step traced once guarded and
+    once unguarded (:meth:`engine.Program.block_chunk`)."""
     engine.clear_cache()
     traces = {"step": 0, "compile": 0}
-    real_step, real_compile = engine.Program.step, engine._compile
+    real_step, real_compile = engine.Program._step, engine._compile
 
-    def counting_step(self, *args):
+    def counting_step(self, *args, **kwargs):
         traces["step"] += 1
-        return real_step(self, *args)
+        return real_step(self, *args, **kwargs)
 
     def counting_compile(*args):
         traces["compile"] += 1
         return real_compile(*args)
 
-    monkeypatch.setattr(engine.Program, "step", counting_step)
+    monkeypatch.setattr(engine.Program, "_step", counting_step)
     monkeypatch.setattr(engine, "_compile", counting_compile)
     acts = ["sigmoid", "tanh", "relu", "elu"]
     inits = ["uniform", "glorot_uniform", "he_normal", "orthogonal"]
@@ -106,7 +107,7 @@ def test_one_compilation_for_a_mixed_grid(monkeypatch):
     result = engine.train(grid, DIGITS)
     assert len(result.groups) == 1 and result.groups[0].n_blocks == 1
     assert result.groups[0].spec.activations == ("sigmoid", "tanh", "relu", "elu")
-    assert traces == {"step": 1, "compile": 1}
+    assert traces == {"step": 2, "compile": 1}
     assert np.all(result.status == "ok")
     # each variant got its own activation: the recorded activation means differ by activation
     means = result.history["act_mean"][:, 0, 0].reshape(4, 16)
@@ -403,3 +404,57 @@ def test_shared_data_gives_every_variant_the_same_minibatches():
         np.testing.assert_allclose(together.history["val_loss"][i], alone.history["val_loss"][0], rtol=1e-4)
     # the seed still sets the initialization: same data, different starts
     assert together.history["val_loss"][0, 0] != together.history["val_loss"][1, 0]
+
+
+def _run_chunks(fn, state, hp, data_, n):
+    out = []
+    for e in range(n):
+        state, m = fn(state, hp, data_, np.bool_(e > 0), np.bool_(e == n - 1), np.int32(0))
+        out.append((jax.device_get(state), jax.device_get(m)))
+    return out
+
+
+@pytest.mark.parametrize("size", [1, 4])
+def test_block_chunk_equals_the_guarded_chunk_bit_for_bit(size):
+    """:meth:`Program.block_chunk` (unguarded steps first, a guarded rerun when a variant's values are not
+    finite) gives what the always-guarded vmapped :meth:`Program.chunk` gives: a variant diverging mid-chunk,
+    chunks after it (a diverged variant in the block) and a last chunk ending mid-way (10 steps, chunks of 4)."""
+    base = {"hidden": (16,), "steps": 10, "eval_every": 4, "batch_size": 16, "optimizer": "sgd"}
+    rows = [{**base, "activation": "relu", "seed": 0, "learning_rate": 0.05},
+            {**base, "activation": "relu", "seed": 1, "learning_rate": 1e20},  # diverges within the first chunk
+            {**base, "activation": "elu", "seed": 2, "learning_rate": 0.1},
+            {**base, "activation": "relu", "seed": 3, "learning_rate": 0.02}][:size] if size > 1 else \
+        [{**base, "activation": "relu", "seed": 1, "learning_rate": 1e20}]
+    prog = engine.program(rows, DIGITS)
+    hp = {k: jax.numpy.asarray(v) for k, v in prog.stack().items()}
+    data_ = jax.device_put(prog.data)
+    init = lambda: jax.jit(prog.init_batch)(hp, data_)  # noqa: E731
+    reference = jax.jit(engine._lift(prog.chunk, size))
+    fast = jax.jit(prog.block_chunk(size))
+    n = 1 + 3  # evaluation 0, then chunks of 4, 4 and 2 steps
+    want, got = _run_chunks(reference, init(), hp, data_, n), _run_chunks(fast, init(), hp, data_, n)
+    assert (want[-1][0].status == engine.DIVERGED).sum() == 1
+    assert 0 < want[-1][0].stopped_step[1 if size > 1 else 0] < 4  # diverged mid-chunk
+    for (ws, wm), (gs, gm) in zip(want, got, strict=True):
+        for a, b in zip(jax.tree.leaves((ws, wm)), jax.tree.leaves((gs, gm)), strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_unguarded_steps_equal_guarded_ones_and_flag_what_is_not_finite():
+    """The unguarded steps :meth:`Program.block_chunk` runs first give the guarded steps' state bit for bit
+    when nothing diverges, and report a variant whose loss or parameters stopped being finite."""
+    base = {"hidden": (16,), "steps": 8, "eval_every": 4, "batch_size": 16, "optimizer": "sgd"}
+    rows = [{**base, "activation": a, "seed": s, "learning_rate": lr}
+            for a, s, lr in (("relu", 0, 0.05), ("relu", 1, 1e20), ("gelu", 2, 0.1))]
+    prog = engine.program(rows, DIGITS)
+    hp = {k: jax.numpy.asarray(v) for k, v in prog.stack().items()}
+    data_ = jax.device_put(prog.data)
+    state = jax.jit(prog.init_batch)(hp, data_)
+    steps = lambda guard: jax.jit(engine._lift(lambda s, h, d: prog.steps(s, h, d, guard=guard), 3))  # noqa: E731
+    unguarded, finite = steps(False)(state, hp, data_)
+    guarded, _ = steps(True)(state, hp, data_)
+    np.testing.assert_array_equal(finite, [True, False, True])
+    assert np.asarray(guarded.status).tolist() == [engine.OK, engine.DIVERGED, engine.OK]
+    for a, b in zip(jax.tree.leaves(unguarded.params), jax.tree.leaves(guarded.params), strict=True):
+        np.testing.assert_array_equal(np.asarray(a)[[0, 2]], np.asarray(b)[[0, 2]])
+        assert not np.all(np.isfinite(np.asarray(a)[1])) and np.all(np.isfinite(np.asarray(b)[1]))
