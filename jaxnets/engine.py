@@ -442,10 +442,11 @@ class Program:
         return self._step(state, hp, data, idx, guard=True)[0]
 
     def _step(self, state: TrainState, hp: Mapping[str, jax.Array], data: Mapping[str, jax.Array],
-              idx: jax.Array, guard: bool) -> tuple[TrainState, jax.Array]:
-        """:meth:`step` (``guard=True``) or, with ``guard=False``, the same step without the divergence guard
-        and the freezing of inactive variants: the new values are taken as they are. Returns ``(state,
-        finite)``: whether the loss was finite (the guard also checks the new parameters)."""
+              idx: jax.Array, guard: bool | jax.Array) -> tuple[TrainState, jax.Array]:
+        """:meth:`step` with the divergence guard on (``guard`` True), or off: no check of the new parameters,
+        no freezing of inactive variants, the new values are taken as they are. ``guard`` may be a traced
+        unbatched bool (a ``lax.cond``: one compiled step for both). Returns ``(state, finite)``: whether the
+        loss was finite."""
         spec = self.spec
         h = self.hyper(hp)
         base = jax.random.key(hp["seed"])
@@ -465,37 +466,41 @@ class Program:
         tx = self.optimizer(hp)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = jax.tree.map(jnp.add, state.params, updates)
-        if not guard:
-            return state._replace(params=params, model_state=model_state, opt_state=opt_state,
-                                  step=state.step + 1), jnp.isfinite(loss)
-        # Non-finite gradients always reach the new parameters (NaN / inf through every optimizer, clipping
-        # and decay stage: inf * 0, inf / inf and lr * NaN are NaN), so checking those covers both: one
-        # parameter-sized reduction less per step (digits_mlp_wide, one variant a block: 34 -> 41
-        # model-steps/s on 2 cores; with no checks and no masking at all: 52).
-        finite = jnp.isfinite(loss) & _all_finite(params) & _all_finite(model_state)
+        new = state._replace(params=params, model_state=model_state, opt_state=opt_state, step=state.step + 1)
+        if guard is False:
+            return new, jnp.isfinite(loss)
         active = (state.status == OK) & (state.step < spec.steps)
-        take = active & finite
-        diverged = active & ~finite
-        # Only the parameters (and the model's state, e.g. batch statistics) are masked: a frozen (diverged /
-        # stopped / finished) variant's optimizer state may keep moving, but it never touches its parameters
-        # again. Masking the optimizer state too would cost two more parameter-sized passes per step.
-        return state._replace(
-            params=_tree_where(take, params, state.params),
-            model_state=_tree_where(take, model_state, state.model_state),
-            opt_state=opt_state,
-            step=state.step + 1,
-            status=jnp.where(diverged, DIVERGED, state.status),
-            stopped_step=jnp.where(diverged, state.step, state.stopped_step),
-        ), finite
+
+        def guarded(params, model_state):
+            # Non-finite gradients always reach the new parameters (NaN / inf through every optimizer, clipping
+            # and decay stage: inf * 0, inf / inf and lr * NaN are NaN), so checking those covers both.
+            finite = jnp.isfinite(loss) & _all_finite(params) & _all_finite(model_state)
+            take = active & finite
+            # Only the parameters (and the model's state, e.g. batch statistics) are masked: a frozen (diverged
+            # / stopped / finished) variant's optimizer state may keep moving, but it never touches its
+            # parameters again. Masking the optimizer state too would cost two more parameter-sized passes.
+            return (_tree_where(take, params, state.params), _tree_where(take, model_state, state.model_state),
+                    active & ~finite)
+
+        def unguarded(params, model_state):
+            return params, model_state, jnp.bool_(False)
+
+        if guard is True:
+            params, model_state, diverged = guarded(params, model_state)
+        else:
+            params, model_state, diverged = jax.lax.cond(guard, guarded, unguarded, params, model_state)
+        return new._replace(params=params, model_state=model_state, status=jnp.where(diverged, DIVERGED, state.status),
+                            stopped_step=jnp.where(diverged, state.step, state.stopped_step)), jnp.isfinite(loss)
 
     def steps(self, state: TrainState, hp: Mapping[str, jax.Array], data: Mapping[str, jax.Array],
-              first_step: jax.Array | None = None, guard: bool = True) -> tuple[TrainState, jax.Array]:
+              first_step: jax.Array | None = None, guard: bool | jax.Array = True) -> tuple[TrainState, jax.Array]:
         """``eval_every`` training steps of one variant in a ``lax.scan``: ``(state, finite)``.
 
-        ``guard=True``: every step is :meth:`step` (guarded); ``finite`` is True. ``guard=False``: the steps
+        ``guard`` True: every step is :meth:`step` (guarded) and ``finite`` is True. ``guard`` False: the steps
         run unguarded (no per-step parameter check, no masked update) and ``finite`` says whether every loss
         and the final parameters and model state are finite — when it is True (and the variant was training
-        for every step), the state equals the guarded steps' bit for bit. ``first_step``: see :meth:`chunk`.
+        for every step), the state equals the guarded steps' bit for bit. ``guard`` may be a traced unbatched
+        bool. ``first_step``: see :meth:`chunk`.
         """
         start = first_step if self.spec.shared_data and first_step is not None else state.step
         idx = self.batch_indices(start, hp)
@@ -506,9 +511,9 @@ class Program:
             return (s, ok & finite), None
 
         (state, ok), _ = jax.lax.scan(body, (state, jnp.bool_(True)), idx)
-        if guard:
+        if guard is True:
             return state, jnp.bool_(True)
-        return state, ok & _all_finite(state.params) & _all_finite(state.model_state)
+        return state, guard | (ok & _all_finite(state.params) & _all_finite(state.model_state))
 
     def evaluate(self, params: Any, hp: Mapping[str, jax.Array], data: Mapping[str, jax.Array],
                  model_state: Any = None) -> dict[str, jax.Array]:
@@ -603,12 +608,11 @@ class Program:
         parameter-sized check and a masked update per step (digits_mlp_wide: 20 % of a step), so when every
         variant of the block trains through the whole chunk the steps first run unguarded, with one check of
         the losses and final parameters; only if some variant's were not finite does the block run the chunk
-        again from its start, guarded (a ``lax.cond``: no cost otherwise). A block holding a stopped or
-        diverged variant, or ending mid-chunk, runs guarded directly.
+        again from its start, guarded (a ``lax.while_loop`` of at most two passes: no cost otherwise). A block
+        holding a stopped or diverged variant, or ending mid-chunk, runs guarded directly.
         """
         spec = self.spec
-        fast = _lift(lambda s, hp, data, t0: self.steps(s, hp, data, t0, guard=False), size)
-        guarded = _lift(lambda s, hp, data, t0: self.steps(s, hp, data, t0)[0], size)
+        run = _lift(lambda s, hp, data, t0, guard: self.steps(s, hp, data, t0, guard), size)
         finish = _lift(lambda s, hp, was_ok, data, first, final: self.after_eval(s, hp, data, was_ok, first, final),
                        size, batched=3)
 
@@ -617,10 +621,18 @@ class Program:
 
             def train_steps(s):
                 whole = jnp.all((s.status == OK) & (s.step + spec.eval_every <= spec.steps))
-                skip = lambda s: (s, jnp.zeros(s.status.shape, bool))  # noqa: E731
-                new, finite = jax.lax.cond(whole, lambda s: fast(s, hp, data, first_step), skip, s)
-                # one guarded scan in the program, for both cases (each scan is compiled code)
-                return jax.lax.cond(whole & jnp.all(finite), lambda: new, lambda: guarded(s, hp, data, first_step))
+
+                # attempt 0: unguarded if every variant trains through the chunk, else guarded; attempt 1
+                # (guarded, from the chunk's start) only if attempt 0 was unguarded and not all finite. A loop
+                # over one scan whose guard is a traced flag: the step is compiled once.
+                def attempt(carry):
+                    k = carry[0]
+                    new, finite = run(s, hp, data, first_step, (k > 0) | ~whole)
+                    return k + 1, new, finite
+
+                again = lambda carry: (carry[0] == 0) | ((carry[0] == 1) & ~jnp.all(carry[2]))  # noqa: E731
+                start = (jnp.int32(0), s, jnp.zeros(s.status.shape, bool))
+                return jax.lax.while_loop(again, attempt, start)[1]
 
             state = jax.lax.cond(train, train_steps, lambda s: s, state)
             return finish(state, hp, was_ok, data, ~jnp.asarray(train), jnp.asarray(final))
