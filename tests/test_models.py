@@ -199,3 +199,23 @@ def test_dense_layers_take_a_dot_general():
     g2 = jax.grad(lambda p: jnp.sum(fast.apply({"params": p}, x) ** 2))(params)
     for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 8, 3), (3, 5, 7, 2), (1, 2, 2, 1)])
+def test_max_pool_2x2_equals_flax_max_pool_values_and_grads(shape):
+    """Bit for bit, ties included (relu zeros and integer values tie often): the gradient goes to the first
+    maximum of each window, as ``reduce_window``'s ``select_and_scatter`` puts it; also under vmap."""
+    import flax.linen as nn
+
+    from jaxnets.models.cnn import max_pool_2x2
+
+    ref = lambda x: nn.max_pool(x, (2, 2), strides=(2, 2))  # noqa: E731
+    for x in (jax.random.normal(KEY, shape), jnp.round(jax.random.normal(KEY, shape)),
+              jax.nn.relu(jax.random.normal(KEY, shape))):
+        np.testing.assert_array_equal(max_pool_2x2(x), ref(x))
+        w = jax.random.normal(jax.random.key(5), ref(x).shape)
+        g = jax.grad(lambda x, f, w=w: jnp.sum(jnp.sin(f(x)) * w), argnums=0)
+        np.testing.assert_array_equal(g(x, max_pool_2x2), g(x, ref))
+        xs = jnp.stack([x, -x])
+        gv = jax.vmap(lambda x, g=g: g(x, max_pool_2x2))(xs)
+        np.testing.assert_array_equal(gv, jax.vmap(lambda x, g=g: g(x, ref))(xs))
