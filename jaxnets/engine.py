@@ -299,6 +299,7 @@ class Program:
         #: how the engine orders a block's variants by activation (:func:`jaxnets.activations.by_index`);
         #: ``None``: no ordering assumed (then a batch mixing activations computes all of them)
         self.layout: activations.Layout | None = None
+        self._metric_shapes: dict[tuple, Any] = {}  # evaluate's output shapes, by its argument shapes
         self.layer_names = self._layer_names()
 
     # -- hyperparameters -----------------------------------------------------------------------------
@@ -358,7 +359,7 @@ class Program:
                    data: Mapping[str, Any] | None = None) -> TrainState:
         """A variant's training state before step 0 for initial ``(params, model_state)``."""
         params, model_state = variables
-        metrics = jax.eval_shape(self.evaluate, params, hp, self._shapes(data), model_state)
+        metrics = self.metric_shapes(params, hp, data, model_state)
         keep_best = self.spec.early_stopping_patience > 0
         return TrainState(
             params=params,
@@ -373,6 +374,19 @@ class Program:
             loss0=jnp.float32(jnp.nan),
             model_state=model_state,
         )
+
+    def metric_shapes(self, params: Any, hp: Mapping[str, Any], data: Mapping[str, Any] | None = None,
+                      model_state: Any = None) -> dict[str, jax.ShapeDtypeStruct]:
+        """The shapes of :meth:`evaluate`'s metrics for arguments of these shapes (arrays, tracers or
+        ``ShapeDtypeStruct`` s of one variant): traced once per argument shapes, then remembered (tracing the
+        model costs up to a second, and initialization needs only the shapes)."""
+        like = lambda a: jax.ShapeDtypeStruct(jnp.shape(a), a.dtype)  # noqa: E731
+        args = jax.tree.map(like, (params, dict(hp), self._shapes(data), model_state))
+        leaves, tree = jax.tree.flatten(args)
+        key = (tree, tuple((a.shape, a.dtype) for a in leaves))
+        if key not in self._metric_shapes:
+            self._metric_shapes[key] = jax.eval_shape(self.evaluate, *args)
+        return self._metric_shapes[key]
 
     def init(self, hp: Mapping[str, jax.Array], data: Mapping[str, Any] | None = None) -> TrainState:
         """One variant's training state before step 0 (parameters from its seed, initializer and scale)."""
