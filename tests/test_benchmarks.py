@@ -277,7 +277,7 @@ def test_profile_compile_times_both_option_sets(capsys, monkeypatch):
     profile.main(["--reps", "1", "compile", "wine_mlp", "2", "--steps", "3"])
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 and "XLA default (None)" in lines[0] and "xla_backend_optimization_level" in lines[1]
-    assert all("compile chunk" in ln and "model-steps/s" in ln for ln in lines)
+    assert all("compile chunk" in ln and "CPU s" in ln and "model-steps/s" in ln for ln in lines)
 
 
 def test_user_model_benchmark_runs_both_programs():
