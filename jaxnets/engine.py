@@ -512,9 +512,11 @@ class Program:
 
         ``guard`` True: every step is :meth:`step` (guarded) and ``finite`` is True. ``guard`` False: the steps
         run unguarded (no per-step parameter check, no masked update) and ``finite`` says whether every loss
-        and the final parameters and model state are finite — when it is True (and the variant was training
-        for every step), the state equals the guarded steps' bit for bit. ``guard`` may be a traced unbatched
-        bool. ``first_step``: see :meth:`chunk`.
+        and the final parameters and model state are finite. A variant that was not training at the start
+        (diverged, stopped) gets its parameters and model state back at the end, and counts as finite. When
+        ``finite`` is True and the chunk does not pass ``steps``, the state equals the guarded steps' bit for
+        bit, except a frozen variant's optimizer state (which never reaches its parameters again). ``guard``
+        may be a traced unbatched bool. ``first_step``: see :meth:`chunk`.
         """
         start = first_step if self.spec.shared_data and first_step is not None else state.step
         idx = self.batch_indices(start, hp)
@@ -524,10 +526,16 @@ class Program:
             s, finite = self._step(s, hp, data, i, guard)
             return (s, ok & finite), None
 
+        start_state = state
         (state, ok), _ = jax.lax.scan(body, (state, jnp.bool_(True)), idx)
         if guard is True:
             return state, jnp.bool_(True)
-        return state, guard | (ok & _all_finite(state.params) & _all_finite(state.model_state))
+        # a variant that was not training (diverged, stopped) gets its parameters back: as if frozen throughout
+        # (guarded steps leave them as they are, so this changes nothing there); its losses do not count
+        training = start_state.status == OK
+        state = state._replace(params=_tree_where(training, state.params, start_state.params),
+                               model_state=_tree_where(training, state.model_state, start_state.model_state))
+        return state, guard | ~training | (ok & _all_finite(state.params) & _all_finite(state.model_state))
 
     def evaluate(self, params: Any, hp: Mapping[str, jax.Array], data: Mapping[str, jax.Array],
                  model_state: Any = None) -> dict[str, jax.Array]:
@@ -618,12 +626,14 @@ class Program:
         """:meth:`chunk` for a block of ``size`` variants: ``fn(state, hp, data, train, final, first_step)`` on
         [size]-stacked ``state`` and ``hp`` (``vmap``; one variant: plain arrays, see :func:`_lift`).
 
-        Its results equal the vmapped :meth:`chunk`'s bit for bit; it is faster. The divergence guard costs a
-        parameter-sized check and a masked update per step (digits_mlp_wide: 20 % of a step), so when every
-        variant of the block trains through the whole chunk the steps first run unguarded, with one check of
-        the losses and final parameters; only if some variant's were not finite does the block run the chunk
-        again from its start, guarded (a ``lax.while_loop`` of at most two passes: no cost otherwise). A block
-        holding a stopped or diverged variant, or ending mid-chunk, runs guarded directly.
+        Its results equal the vmapped :meth:`chunk`'s bit for bit (parameters, metrics, statuses; only the
+        optimizer state of an already frozen variant, which never reaches its parameters again, may differ);
+        it is faster. The divergence guard costs a parameter-sized check and a masked update per step
+        (digits_mlp_wide: 20 % of a step), so when the chunk does not pass ``steps`` the steps first run
+        unguarded, with one check of the losses and final parameters of the variants that were training
+        (frozen ones get their parameters back); only if one was not finite does the block run the chunk again
+        from its start, guarded (a ``lax.while_loop`` of at most two passes: no cost otherwise). A chunk that
+        passes ``steps`` runs guarded directly.
         """
         spec = self.spec
         run = _lift(lambda s, hp, data, t0, guard: self.steps(s, hp, data, t0, guard), size)
@@ -634,9 +644,9 @@ class Program:
             was_ok = state.status == OK
 
             def train_steps(s):
-                whole = jnp.all((s.status == OK) & (s.step + spec.eval_every <= spec.steps))
+                whole = jnp.all(s.step + spec.eval_every <= spec.steps)
 
-                # attempt 0: unguarded if every variant trains through the chunk, else guarded; attempt 1
+                # attempt 0: unguarded if the chunk does not pass `steps`, else guarded; attempt 1
                 # (guarded, from the chunk's start) only if attempt 0 was unguarded and not all finite. A loop
                 # over one scan whose guard is a traced flag: the step is compiled once.
                 def attempt(carry):
