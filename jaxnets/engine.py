@@ -480,9 +480,6 @@ class Program:
         tx = self.optimizer(hp)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = jax.tree.map(jnp.add, state.params, updates)
-        new = state._replace(params=params, model_state=model_state, opt_state=opt_state, step=state.step + 1)
-        if guard is False:
-            return new, jnp.isfinite(loss)
         active = (state.status == OK) & (state.step < spec.steps)
 
         def guarded(params, model_state):
@@ -499,12 +496,13 @@ class Program:
         def unguarded(params, model_state):
             return params, model_state, jnp.bool_(False)
 
-        if guard is True:
-            params, model_state, diverged = guarded(params, model_state)
+        if guard is True or guard is False:
+            params, model_state, diverged = (guarded if guard else unguarded)(params, model_state)
         else:
             params, model_state, diverged = jax.lax.cond(guard, guarded, unguarded, params, model_state)
-        return new._replace(params=params, model_state=model_state, status=jnp.where(diverged, DIVERGED, state.status),
-                            stopped_step=jnp.where(diverged, state.step, state.stopped_step)), jnp.isfinite(loss)
+        return state._replace(params=params, model_state=model_state, opt_state=opt_state, step=state.step + 1,
+                              status=jnp.where(diverged, DIVERGED, state.status),
+                              stopped_step=jnp.where(diverged, state.step, state.stopped_step)), jnp.isfinite(loss)
 
     def steps(self, state: TrainState, hp: Mapping[str, jax.Array], data: Mapping[str, jax.Array],
               first_step: jax.Array | None = None, guard: bool | jax.Array = True) -> tuple[TrainState, jax.Array]:
