@@ -136,10 +136,13 @@ def test_activation_names_default_to_registry():
     assert MLP(hidden=(1,), output_dim=1).activation_names == activations.NAMES
 
 
+@pytest.mark.parametrize("patches", ["one-hot matmul", "slices"])
 @pytest.mark.parametrize("shape, kernel", [((2, 8, 8, 1), (3, 3, 1, 4)), ((3, 5, 4, 3), (3, 2, 3, 6))])
-def test_matmul_conv_equals_xla_conv_values_and_grads(shape, kernel):
+def test_matmul_conv_equals_xla_conv_values_and_grads(shape, kernel, patches, monkeypatch):
+    from jaxnets.models import cnn
     from jaxnets.models.cnn import matmul_conv
 
+    monkeypatch.setattr(cnn, "SHIFT_MATMUL_MAX_COST", 10**9 if patches == "one-hot matmul" else 0)
     x = jax.random.normal(jax.random.key(2), shape)
     w = jax.random.normal(jax.random.key(3), kernel)
     dn = ("NHWC", "HWIO", "NHWC")
@@ -155,6 +158,44 @@ def test_matmul_conv_equals_xla_conv_values_and_grads(shape, kernel):
         g_ours = jax.grad(lambda x, w: jnp.sum(jnp.sin(ours(x, w))), argnums=(0, 1))(x, w)
         for a, b in zip(g_ours, g_ref, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_patch_matrix_picks_each_patch_entry():
+    from jaxnets.models.cnn import patch_matrix
+
+    h, w, kh, kw, pads = 3, 4, 2, 3, ((1, 0), (1, 1))
+    m = patch_matrix(h, w, kh, kw, pads)
+    oh, ow = h + 1 - kh + 1, w + 2 - kw + 1
+    assert m.shape == (oh * ow * kh * kw, h * w)
+    x = np.arange(1, h * w + 1, dtype=np.float32).reshape(h, w)
+    xp = np.pad(x, pads)  # zero padding
+    want = np.stack([xp[p + i, q + j] for p in range(oh) for q in range(ow) for i in range(kh) for j in range(kw)])
+    np.testing.assert_array_equal(m @ x.ravel(), want)
+    assert set(np.unique(m)) <= {0.0, 1.0} and (m.sum(axis=1) <= 1).all()
+
+
+@pytest.mark.parametrize("shape, kernel, padding", [((5, 8, 8, 3), (3, 3, 3, 4), "SAME"),
+                                                    ((2, 4, 4, 16), (3, 3, 16, 32), "SAME"),
+                                                    ((2, 3, 7, 2), (2, 3, 2, 8), ((1, 0), (2, 1)))])
+def test_matmul_conv_patch_forms_agree_bit_for_bit(shape, kernel, padding, monkeypatch):
+    """The one-hot matmul and the shifted slices give the same outputs and kernel gradients bit for bit (the
+    input gradient sums the same terms in another order), also vmapped over variants."""
+    from jaxnets.models import cnn
+
+    x = jax.random.normal(jax.random.key(4), (3, *shape))
+    w = jax.random.normal(jax.random.key(5), (3, *kernel))
+
+    def run(cost):
+        monkeypatch.setattr(cnn, "SHIFT_MATMUL_MAX_COST", cost)
+        f = lambda x, w: cnn.matmul_conv(x, w, (1, 1), padding)  # noqa: E731
+        out = jax.vmap(f)(x, w)
+        grads = jax.vmap(jax.grad(lambda x, w: jnp.sum(jnp.sin(f(x, w))), argnums=(0, 1)))(x, w)
+        return out, grads
+
+    (out_m, (gx_m, gw_m)), (out_s, (gx_s, gw_s)) = run(10**9), run(0)
+    np.testing.assert_array_equal(out_m, out_s)
+    np.testing.assert_array_equal(gw_m, gw_s)
+    np.testing.assert_allclose(gx_m, gx_s, rtol=1e-5, atol=1e-5)
 
 
 def test_cnn_conv_impls_agree():
