@@ -143,6 +143,7 @@ def test_matmul_conv_equals_xla_conv_values_and_grads(shape, kernel, patches, mo
     from jaxnets.models.cnn import matmul_conv
 
     monkeypatch.setattr(cnn, "SHIFT_MATMUL_MAX_COST", 10**9 if patches == "one-hot matmul" else 0)
+    monkeypatch.setattr(cnn, "SHIFT_MATMUL_MAX_POSITIONS", 10**9)
     x = jax.random.normal(jax.random.key(2), shape)
     w = jax.random.normal(jax.random.key(3), kernel)
     dn = ("NHWC", "HWIO", "NHWC")
@@ -187,6 +188,7 @@ def test_matmul_conv_patch_forms_agree_bit_for_bit(shape, kernel, padding, monke
 
     def run(cost):
         monkeypatch.setattr(cnn, "SHIFT_MATMUL_MAX_COST", cost)
+        monkeypatch.setattr(cnn, "SHIFT_MATMUL_MAX_POSITIONS", 10**9)
         f = lambda x, w: cnn.matmul_conv(x, w, (1, 1), padding)  # noqa: E731
         out = jax.vmap(f)(x, w)
         grads = jax.vmap(jax.grad(lambda x, w: jnp.sum(jnp.sin(f(x, w))), argnums=(0, 1)))(x, w)
@@ -196,6 +198,20 @@ def test_matmul_conv_patch_forms_agree_bit_for_bit(shape, kernel, padding, monke
     np.testing.assert_array_equal(out_m, out_s)
     np.testing.assert_array_equal(gw_m, gw_s)
     np.testing.assert_allclose(gx_m, gx_s, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("hw, out_channels, one_hot", [((8, 8), 16, True), ((4, 4), 32, True),
+                                                       ((8, 8), 8, False), ((28, 28), 512, False)])
+def test_matmul_conv_takes_the_one_hot_form_only_for_small_maps(hw, out_channels, one_hot):
+    """One-hot patches when H * W <= SHIFT_MATMUL_MAX_COST * out channels and <= SHIFT_MATMUL_MAX_POSITIONS
+    (the digits CNN's 8x8 -> 16 and 4x4 -> 32 layers); shifted slices otherwise (cost, or a 28x28 map)."""
+    from jaxnets.models.cnn import matmul_conv
+
+    x = jax.ShapeDtypeStruct((2, *hw, 3), jnp.float32)
+    w = jax.ShapeDtypeStruct((3, 3, 3, out_channels), jnp.float32)
+    jaxpr = str(jax.make_jaxpr(lambda x, w: matmul_conv(x, w, (1, 1), "SAME"))(x, w))
+    assert ("concatenate" not in jaxpr) == one_hot
+    assert jaxpr.count("dot_general") == (2 if one_hot else 1)
 
 
 def test_cnn_conv_impls_agree():

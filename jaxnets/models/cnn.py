@@ -29,6 +29,10 @@ from jaxnets.models._common import (
 #: them), else with shifted slices.
 SHIFT_MATMUL_MAX_COST = 4
 
+#: ... and when the map has at most this many positions (H * W): the one-hot matrix has
+#: ``H * W * kh * kw * OH * OW`` entries, 2.4 MB of float32 at 16x16 with a 3x3 kernel.
+SHIFT_MATMUL_MAX_POSITIONS = 256
+
 
 @functools.lru_cache(maxsize=64)
 def patch_matrix(h: int, w: int, kh: int, kw: int, pads: tuple[tuple[int, int], tuple[int, int]]) -> np.ndarray:
@@ -57,7 +61,8 @@ def matmul_conv(lhs: jax.Array, rhs: jax.Array, window_strides, padding, lhs_dil
     times the reshaped kernel — one matmul.
 
     The patches come from one matmul by the one-hot :func:`patch_matrix` when the map is small (at most
-    :data:`SHIFT_MATMUL_MAX_COST` times the convolution's multiply-adds), else from ``kh * kw`` shifted
+    :data:`SHIFT_MATMUL_MAX_COST` times the convolution's multiply-adds and
+    :data:`SHIFT_MATMUL_MAX_POSITIONS` positions), else from ``kh * kw`` shifted
     slices concatenated along channels: the same outputs either way, bit for bit (a one-hot product adds
     only exact zeros; the input's gradient sums the same terms in another order). The one-hot form is two
     library matmuls (forward and backward) where the slices compile to ``kh * kw`` kernels each way: for
@@ -83,7 +88,7 @@ def matmul_conv(lhs: jax.Array, rhs: jax.Array, window_strides, padding, lhs_dil
     pads = jax.lax.padtype_to_pads((h, w), (kh, kw), (1, 1), padding) if isinstance(padding, str) else padding
     pads = tuple((int(lo), int(hi)) for lo, hi in pads)
     oh, ow = h + sum(pads[0]) - kh + 1, w + sum(pads[1]) - kw + 1
-    if h * w <= SHIFT_MATMUL_MAX_COST * o:
+    if h * w <= min(SHIFT_MATMUL_MAX_COST * o, SHIFT_MATMUL_MAX_POSITIONS):
         gather = jnp.asarray(patch_matrix(h, w, kh, kw, pads))
         # exact: every output is one input times 1.0 plus zeros, at full float32 precision on every backend
         patches = jnp.einsum("rq,bqc->brc", gather, lhs.reshape(b, h * w, c), precision=jax.lax.Precision.HIGHEST)
