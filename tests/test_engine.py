@@ -420,7 +420,8 @@ def test_block_chunk_equals_the_guarded_chunk_bit_for_bit(size):
     finite) gives what the always-guarded vmapped :meth:`Program.chunk` gives: a variant diverging mid-chunk,
     chunks after it (a diverged variant in the block, its parameters frozen) and a last chunk ending mid-way
     (10 steps, chunks of 4). Only the frozen variant's optimizer state, which never reaches its parameters
-    again, may differ."""
+    again, may differ. The same for its two halves compiled as two programs (:meth:`Program.block_stages`,
+    called by ``engine._Staged``), as ``engine.train`` runs them."""
     base = {"hidden": (16,), "steps": 10, "eval_every": 4, "batch_size": 16, "optimizer": "sgd"}
     rows = [{**base, "activation": "relu", "seed": 0, "learning_rate": 0.05},
             {**base, "activation": "relu", "seed": 1, "learning_rate": 1e20},  # diverges within the first chunk
@@ -433,17 +434,19 @@ def test_block_chunk_equals_the_guarded_chunk_bit_for_bit(size):
     init = lambda: jax.jit(prog.init_batch)(hp, data_)  # noqa: E731
     reference = jax.jit(engine._lift(prog.chunk, size))
     fast = jax.jit(prog.block_chunk(size))
+    staged = engine._Staged(*map(jax.jit, prog.block_stages(size)))  # what engine.train compiles and calls
     n = 1 + 3  # evaluation 0, then chunks of 4, 4 and 2 steps
-    want, got = _run_chunks(reference, init(), hp, data_, n), _run_chunks(fast, init(), hp, data_, n)
+    want = _run_chunks(reference, init(), hp, data_, n)
     assert (want[-1][0].status == engine.DIVERGED).sum() == 1
     assert 0 < want[-1][0].stopped_step[1 if size > 1 else 0] < 4  # diverged mid-chunk
-    for (ws, wm), (gs, gm) in zip(want, got, strict=True):
-        for a, b in zip(jax.tree.leaves((ws._replace(opt_state=None), wm)),
-                        jax.tree.leaves((gs._replace(opt_state=None), gm)), strict=True):
-            np.testing.assert_array_equal(a, b)
-        ok = np.asarray(ws.status) == engine.OK
-        for a, b in zip(jax.tree.leaves(ws.opt_state), jax.tree.leaves(gs.opt_state), strict=True):
-            np.testing.assert_array_equal(np.asarray(a)[ok], np.asarray(b)[ok])
+    for got in _run_chunks(fast, init(), hp, data_, n), _run_chunks(staged, init(), hp, data_, n):
+        for (ws, wm), (gs, gm) in zip(want, got, strict=True):
+            for a, b in zip(jax.tree.leaves((ws._replace(opt_state=None), wm)),
+                            jax.tree.leaves((gs._replace(opt_state=None), gm)), strict=True):
+                np.testing.assert_array_equal(a, b)
+            ok = np.asarray(ws.status) == engine.OK
+            for a, b in zip(jax.tree.leaves(ws.opt_state), jax.tree.leaves(gs.opt_state), strict=True):
+                np.testing.assert_array_equal(np.asarray(a)[ok], np.asarray(b)[ok])
 
 
 def test_unguarded_steps_equal_guarded_ones_and_flag_what_is_not_finite():
