@@ -20,7 +20,9 @@ gradient as a fused multiply-and-sum (what :func:`jaxnets.models.small_kernel_do
 kernels), plus a 1024^3 matmul for the machine's reachable peak.
 
 ``compile`` builds one block of ``N`` variants of a workload and times the phases of its compile — tracing
-and lowering the init and chunk programs, compiling each — once with XLA's default options and once with
+and lowering the init and chunk programs, compiling each (the chunk as one program, :meth:`Program.block_chunk`;
+``engine.train`` compiles its two halves as two, overlapping, see :meth:`Program.block_stages`) — once with
+XLA's default options and once with
 the engine's (:func:`jaxnets.engine.compiler_options`), then the chunk's run time (``--steps`` steps, best
 of ``--reps``) under each: the measurement behind :data:`jaxnets.engine.CPU_COMPILER_OPTIONS`.
 """
