@@ -675,10 +675,7 @@ class Program:
 
             return jax.lax.cond(train, train_steps, lambda s: s, state), was_ok
 
-        def eval_stage(state, hp, was_ok, data, first, final):
-            return finish(state, hp, was_ok, data, first, final)
-
-        return train_stage, eval_stage
+        return train_stage, finish
 
     def train_chunk(self, state: TrainState, hp: Mapping[str, jax.Array], data: Mapping[str, jax.Array],
                     first_step: jax.Array | None = None) -> tuple[TrainState, dict]:
@@ -818,6 +815,12 @@ def _lower_init(prog: Program, hp: Any, data: Any, shard: NamedSharding) -> Any:
     return jax.jit(prog.init_batch, out_shardings=shard).lower(hp, data)
 
 
+def _state_shapes(prog: Program, hp: Any, data: Any, shard: NamedSharding, state: Any = None) -> Any:
+    """The [size]-stacked state's shapes sharded by ``shard``: ``state``'s (e.g. the lowered init's
+    ``out_info``) when given, else traced from the init."""
+    return _sharded_like(jax.eval_shape(prog.init_batch, hp, data) if state is None else state, shard)
+
+
 def _lower_chunk(prog: Program, hp: Any, data: Any, shard: NamedSharding, chunk_fn: Callable | None = None,
                  chunk_args: tuple = (), state: Any = None) -> Any:
     """The lowered chunk program; ``chunk_fn(state, hp, data, train, final, first_step, *chunk_args)``: a
@@ -826,7 +829,7 @@ def _lower_chunk(prog: Program, hp: Any, data: Any, shard: NamedSharding, chunk_
     if chunk_fn is None:
         chunk_fn = prog.block_chunk(len(hp["seed"]))
     chunk = jax.jit(chunk_fn, donate_argnums=0, out_shardings=shard)
-    state = _sharded_like(jax.eval_shape(prog.init_batch, hp, data) if state is None else state, shard)
+    state = _state_shapes(prog, hp, data, shard, state)
     return chunk.lower(state, hp, data, jnp.bool_(True), jnp.bool_(True), jnp.int32(0), *chunk_args)
 
 
@@ -838,7 +841,7 @@ def _compile(prog: Program, hp: Any, data: Any, shard: NamedSharding, *, init: b
     Compilation overlaps tracing (XLA compiles without holding the GIL): the init program compiles on a
     background thread while the chunk is traced and lowered, and the default chunk is two programs
     (:meth:`Program.block_stages`, called as one by :class:`_Staged`) whose training half compiles in the
-    background while the evaluation half is traced (adding_lstm, digits_cnn N=64 on 2 cores: ~10-13 % off the
+    background while the evaluation half is traced (adding_lstm, digits_cnn N=64 on 2 cores: ~6 % off the
     group's compile). A ``chunk_fn`` is one program.
     """
     options = compiler_options(shard.mesh.devices.flat[0].platform)
@@ -850,9 +853,8 @@ def _compile(prog: Program, hp: Any, data: Any, shard: NamedSharding, *, init: b
         compiled = _lower_chunk(prog, hp, data, shard, chunk_fn, chunk_args, state).compile(options)
     elif chunk:
         train_stage, eval_stage = prog.block_stages(len(hp["seed"]))
-        state = _sharded_like(jax.eval_shape(prog.init_batch, hp, data) if state is None else state, shard)
         lowered = jax.jit(train_stage, donate_argnums=0, out_shardings=shard).lower(
-            state, hp, data, jnp.bool_(True), jnp.int32(0))
+            _state_shapes(prog, hp, data, shard, state), hp, data, jnp.bool_(True), jnp.int32(0))
         train_pending = _COMPILER.submit(lowered.compile, options)
         trained, was_ok = lowered.out_info
         evaluation = jax.jit(eval_stage, donate_argnums=0, out_shardings=shard).lower(
