@@ -42,6 +42,7 @@ import collections
 import concurrent.futures
 import dataclasses
 import functools
+import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -795,12 +796,44 @@ def _lift(fn: Callable, size: int, batched: int = 2) -> Callable:
 CPU_COMPILER_OPTIONS: dict[str, Any] = {"xla_backend_optimization_level": 1}
 
 
-def compiler_options(platform: str) -> dict[str, Any] | None:
-    """The XLA compiler options the engine compiles its programs with on ``platform`` (``None``: XLA's)."""
+#: XLA options for the init program of a small model on the CPU (see :data:`SMALL_INIT_PARAMS`): no LLVM
+#: optimization and XLA's older elemental emitter. Init runs once per block, so its compile time is what counts:
+#: wine_mlp, digits_cnn, adding_lstm at N=64 compile it with 0.5-1.2 CPU s instead of 1.3-2.2, and it then runs
+#: 14-120 ms instead of 3-25 ms (``xla_cpu_use_fusion_emitters``, should a later XLA not know it, is left out).
+CPU_SMALL_INIT_COMPILER_OPTIONS: dict[str, Any] = {"xla_backend_optimization_level": 0,
+                                                   "xla_cpu_use_fusion_emitters": False}
+
+#: Parameters per variant up to which the init program is compiled with :data:`CPU_SMALL_INIT_COMPILER_OPTIONS`.
+#: Unoptimized code draws each value about 110 ns slower (2-core Xeon): at most 2 ms per variant, against ~0.4 s
+#: of a group's compile saved. A bigger model (digits_mlp's 59 k parameters; digits_mlp_wide's 3.2 M: its init
+#: at N=64 runs 3.2 s optimized, 22 s not) keeps :data:`CPU_COMPILER_OPTIONS`. The rule reads the model, never
+#: the block size, because the two compilations' initial values differ in rounding: a variant's initial
+#: parameters must not depend on how many variants it is trained with.
+SMALL_INIT_PARAMS = 2**14
+
+
+def compiler_options(platform: str, *, small_init: bool = False) -> dict[str, Any] | None:
+    """The XLA compiler options the engine compiles its programs with on ``platform`` (``None``: XLA's).
+
+    ``small_init``: the options for the init program of a model of at most :data:`SMALL_INIT_PARAMS`
+    parameters.
+    Options the environment's ``XLA_FLAGS`` already sets are left out.
+    """
     if platform != "cpu":
         return None
     flags = os.environ.get("XLA_FLAGS", "")
-    return {k: v for k, v in CPU_COMPILER_OPTIONS.items() if k not in flags} or None
+    options = CPU_SMALL_INIT_COMPILER_OPTIONS if small_init else CPU_COMPILER_OPTIONS
+    return {k: v for k, v in options.items() if k not in flags} or None
+
+
+def _compile_lowered(lowered: Any, options: dict[str, Any] | None, fallback: dict[str, Any] | None) -> Any:
+    """``lowered.compile(options)``; with ``fallback`` when this XLA does not know one of ``options``."""
+    try:
+        return lowered.compile(options)
+    except jax.errors.JaxRuntimeError as e:
+        if options == fallback or "No such compile option" not in str(e):
+            raise
+        return lowered.compile(fallback)
 
 
 _COMPILER = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="jaxnets-compile")
@@ -844,10 +877,15 @@ def _compile(prog: Program, hp: Any, data: Any, shard: NamedSharding, *, init: b
     background while the evaluation half is traced (adding_lstm, digits_cnn N=64 on 2 cores: ~6 % off the
     group's compile). A ``chunk_fn`` is one program.
     """
-    options = compiler_options(shard.mesh.devices.flat[0].platform)
+    platform = shard.mesh.devices.flat[0].platform
+    options = compiler_options(platform)
     init_lowered = _lower_init(prog, hp, data, shard) if init else None
-    pending = _COMPILER.submit(init_lowered.compile, options) if init_lowered else None
     state = init_lowered.out_info if init_lowered else None
+    pending = None
+    if init_lowered:
+        small = sum(math.prod(a.shape[1:]) for a in jax.tree.leaves(state.params)) <= SMALL_INIT_PARAMS
+        pending = _COMPILER.submit(_compile_lowered, init_lowered, compiler_options(platform, small_init=small),
+                                   options)
     compiled = None
     if chunk and chunk_fn is not None:
         compiled = _lower_chunk(prog, hp, data, shard, chunk_fn, chunk_args, state).compile(options)
