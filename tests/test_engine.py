@@ -8,8 +8,11 @@ import sys
 import textwrap
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.sharding import AxisType, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from jaxnets import data, engine, variants
 from jaxnets import events as jaxnets_events
@@ -473,3 +476,43 @@ def test_unguarded_steps_equal_guarded_ones_and_flag_what_is_not_finite():
     np.testing.assert_array_equal(finite, [True, True, True])
     for a, b in zip(jax.tree.leaves(again.params), jax.tree.leaves(guarded.params), strict=True):
         np.testing.assert_array_equal(np.asarray(a)[1], np.asarray(b)[1])
+
+
+def test_a_small_models_init_compiles_with_its_own_options(monkeypatch):
+    """The init program of a model of at most SMALL_INIT_PARAMS parameters gets the small-init options (those the
+    environment's XLA_FLAGS already sets left out); an option this XLA does not know falls back."""
+    monkeypatch.setenv("XLA_FLAGS", "")
+    assert engine.compiler_options("cpu", small_init=True) == engine.CPU_SMALL_INIT_COMPILER_OPTIONS
+    assert engine.compiler_options("gpu", small_init=True) is None
+    monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=0")
+    assert engine.compiler_options("cpu", small_init=True) == {"xla_cpu_use_fusion_emitters": False}
+    lowered = jax.jit(lambda x: 2 * x).lower(jnp.ones(3))
+    compiled = engine._compile_lowered(lowered, {"xla_no_such_option": True}, None)
+    np.testing.assert_array_equal(compiled(jnp.ones(3)), 2 * np.ones(3))
+    with pytest.raises(jax.errors.JaxRuntimeError, match="No such compile option"):
+        engine._compile_lowered(lowered, {"xla_no_such_option": True}, {"xla_no_such_option": True})
+
+
+@pytest.mark.parametrize("limit", [4000, 1000], ids=["small-init", "optimized-init"])
+def test_initial_params_do_not_depend_on_the_block_size(limit, monkeypatch):
+    """A variant's initial parameters are the same bit for bit alone and in a block of 8 whether its model is
+    small (3,466 parameters, at most SMALL_INIT_PARAMS, though a block of 8 holds more) or not: the init options
+    follow the model, not the block (the two options' initial values differ in rounding)."""
+    monkeypatch.setenv("XLA_FLAGS", "")  # the engine's options in full
+    monkeypatch.setattr(engine, "SMALL_INIT_PARAMS", limit)
+    rows = [{**BASE, "activation": ("relu", "tanh")[i % 2], "init": ("he_normal", "orthogonal")[i % 2], "seed": i}
+            for i in range(8)]
+
+    def initial(rows):
+        prog = engine.program(rows, DIGITS)
+        mesh = jax.make_mesh((1,), ("variants",), devices=jax.devices()[:1], axis_types=(AxisType.Auto,))
+        shard = NamedSharding(mesh, P("variants"))
+        hp, data = engine._to_device(prog.stack(), shard), engine._to_device(prog.data, NamedSharding(mesh, P()))
+        return engine._compile(prog, hp, data, shard, chunk=False).init(hp, data).params
+
+    block = initial(rows)
+    assert sum(np.asarray(a)[0].size for a in jax.tree.leaves(block)) == 3466
+    for i in (0, 5):
+        alone = initial(rows[i:i + 1])
+        for a, b in zip(jax.tree.leaves(block), jax.tree.leaves(alone), strict=True):
+            np.testing.assert_array_equal(np.asarray(a)[i], np.asarray(b)[0])
