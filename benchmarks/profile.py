@@ -23,7 +23,8 @@ kernels), plus a 1024^3 matmul for the machine's reachable peak.
 and lowering the init and chunk programs, compiling each (the chunk as one program, :meth:`Program.block_chunk`;
 ``engine.train`` compiles its two halves as two, overlapping, see :meth:`Program.block_stages`) — once with
 XLA's default options and once with
-the engine's (:func:`jaxnets.engine.compiler_options`), then the chunk's run time (``--steps`` steps, best
+the engine's (:func:`jaxnets.engine.compiler_options`; the init with
+:func:`jaxnets.engine.init_compiler_options`), then the chunk's run time (``--steps`` steps, best
 of ``--reps``) under each: the measurement behind :data:`jaxnets.engine.CPU_COMPILER_OPTIONS`.
 """
 
@@ -166,7 +167,8 @@ def report_compile(workload: str, n: int, steps: int, reps: int) -> None:
         t1 = time.perf_counter()
         chunk_lowered = engine._lower_chunk(prog, hp, data, shard, state=init_lowered.out_info)
         t2, c2 = time.perf_counter(), time.process_time()
-        init = init_lowered.compile(options)
+        init = init_lowered.compile(options if options is None else
+                                    engine.init_compiler_options(devices[0].platform, init_lowered.out_info.params))
         t3, c3 = time.perf_counter(), time.process_time()
         chunk = chunk_lowered.compile(options)
         t4, c4 = time.perf_counter(), time.process_time()

@@ -826,6 +826,14 @@ def compiler_options(platform: str, *, small_init: bool = False) -> dict[str, An
     return {k: v for k, v in options.items() if k not in flags} or None
 
 
+def init_compiler_options(platform: str, params: Any) -> dict[str, Any] | None:
+    """The options for a block's init program whose parameters have the [size]-stacked shapes ``params`` (e.g.
+    the lowered init's ``out_info.params``): the small-init options when one variant has at most
+    :data:`SMALL_INIT_PARAMS` parameters, else :func:`compiler_options`'s."""
+    small = sum(math.prod(a.shape[1:]) for a in jax.tree.leaves(params)) <= SMALL_INIT_PARAMS
+    return compiler_options(platform, small_init=small)
+
+
 def _compile_lowered(lowered: Any, options: dict[str, Any] | None, fallback: dict[str, Any] | None) -> Any:
     """``lowered.compile(options)``; with ``fallback`` when this XLA does not know one of ``options``."""
     try:
@@ -883,8 +891,7 @@ def _compile(prog: Program, hp: Any, data: Any, shard: NamedSharding, *, init: b
     state = init_lowered.out_info if init_lowered else None
     pending = None
     if init_lowered:
-        small = sum(math.prod(a.shape[1:]) for a in jax.tree.leaves(state.params)) <= SMALL_INIT_PARAMS
-        pending = _COMPILER.submit(_compile_lowered, init_lowered, compiler_options(platform, small_init=small),
+        pending = _COMPILER.submit(_compile_lowered, init_lowered, init_compiler_options(platform, state.params),
                                    options)
     compiled = None
     if chunk and chunk_fn is not None:

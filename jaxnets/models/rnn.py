@@ -25,7 +25,7 @@ CELLS: dict[str, type[nn.RNNCellBase]] = {"simple": nn.SimpleCell, "lstm": nn.Op
 
 The LSTM is ``OptimizedLSTMCell``: ``LSTMCell``'s parameters (the same names, shapes and initial values) and
 equations, with each step's four input and four recurrent matmuls done as one of each (adding_lstm, 64
-variants on 2 cores: 215 -> 238 model-steps/s, and 89 fewer XLA kernels to compile). Its outputs equal
+variants on 2 cores: 215 -> 238 model-steps/s, and 83 fewer XLA kernels to compile). Its outputs equal
 ``LSTMCell``'s; gradients differ in rounding only."""
 
 
