@@ -816,8 +816,7 @@ def compiler_options(platform: str, *, small_init: bool = False) -> dict[str, An
     """The XLA compiler options the engine compiles its programs with on ``platform`` (``None``: XLA's).
 
     ``small_init``: the options for the init program of a model of at most :data:`SMALL_INIT_PARAMS`
-    parameters.
-    Options the environment's ``XLA_FLAGS`` already sets are left out.
+    parameters. Options the environment's ``XLA_FLAGS`` already sets are left out.
     """
     if platform != "cpu":
         return None

@@ -68,6 +68,22 @@ def test_scanned_rnn_equals_step_by_step_unroll(cell):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
+def test_lstm_is_lstmcell_with_fused_matmuls():
+    """The "lstm" cell (Flax's OptimizedLSTMCell) has LSTMCell's parameters — names, shapes and initial values
+    bit for bit — and its outputs; the gradients agree to float32 rounding."""
+    x = jax.random.normal(jax.random.key(1), (4, 9, 3))
+    fused, plain = nn.RNN(CELLS["lstm"](features=5)), nn.RNN(nn.LSTMCell(features=5))
+    p_fused, p_plain = fused.init(KEY, x), plain.init(KEY, x)
+    assert jax.tree.structure(p_fused) == jax.tree.structure(p_plain)
+    for a, b in zip(jax.tree.leaves(p_fused), jax.tree.leaves(p_plain), strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(fused.apply(p_plain, x), plain.apply(p_plain, x), rtol=1e-6, atol=1e-7)
+    g_fused = jax.grad(lambda p: jnp.sum(fused.apply(p, x) ** 2))(p_plain)
+    g_plain = jax.grad(lambda p: jnp.sum(plain.apply(p, x) ** 2))(p_plain)
+    for a, b in zip(jax.tree.leaves(g_fused), jax.tree.leaves(g_plain), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_activation_and_init_by_id_equal_by_name():
     x = jax.random.normal(KEY, (6, 10))
     names = ("relu", "tanh")
