@@ -79,8 +79,10 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -204,21 +206,32 @@ def by_index(i: int | jax.Array, scale: float | jax.Array = 1.0, names: Sequence
     Raises:
       ValueError: ``names`` is empty or holds an unknown name, or a Python ``int`` ``i`` is out of range.
     """
-    inits = [get(n, scale) for n in names]
-    if not inits:
+    names = tuple(canonical(n) for n in names)
+    if not names:
         raise ValueError("by_index needs at least one initializer name")
     if isinstance(i, int | np.integer):
-        if not 0 <= int(i) < len(inits):
-            raise ValueError(f"initializer index {int(i)} out of range for {len(inits)} names {tuple(names)}")
-        return inits[int(i)]
-    if len(inits) == 1:
-        return inits[0]
+        if not 0 <= int(i) < len(names):
+            raise ValueError(f"initializer index {int(i)} out of range for {len(names)} names {names}")
+        return get(names[int(i)], scale)
+    if len(names) == 1:
+        return get(names[0], scale)
 
     def init(key: jax.Array, shape: Sequence[int], dtype=jnp.float32, out_sharding=None) -> jax.Array:
-        branches = [lambda k, f=f: f(k, shape, dtype, out_sharding) for f in inits]
-        return jax.lax.switch(jnp.asarray(i, jnp.int32), branches, key)
+        return _switch(jnp.asarray(i, jnp.int32), scale, key, tuple(shape), jnp.dtype(dtype), out_sharding, names)
 
     return init
+
+
+@functools.partial(jax.jit, static_argnums=(3, 4, 5, 6))
+def _switch(i: jax.Array, scale: float | jax.Array, key: jax.Array, shape: tuple[int, ...], dtype: np.dtype,
+            out_sharding: Any, names: tuple[str, ...]) -> jax.Array:
+    """``lax.switch`` over ``names``' initializers. A ``jit`` so that its trace is cached by shape: Flax
+    re-traces a parameter's initializer (``jax.eval_shape``) at every ``apply`` to check the shape, and a
+    model applied in the training step, the evaluation and the test split would otherwise trace every
+    branch (an orthogonal one's QR included) several times per compile."""
+    inits = [get(n, scale) for n in names]
+    branches = [lambda k, f=f: f(k, shape, dtype, out_sharding) for f in inits]
+    return jax.lax.switch(i, branches, key)
 
 
 def std_formula(name: str, fan_in: int, fan_out: int, scale: float = 1.0) -> float:

@@ -220,6 +220,32 @@ def test_by_index_subset_names():
         inits.by_index(2, 1.0, names)
 
 
+def test_by_index_traces_each_shape_once(monkeypatch):
+    """Flax re-traces a parameter's initializer (``jax.eval_shape``) at every ``apply`` to check its shape:
+    with a traced id, the switch over the candidates is traced once per shape and dtype, not per call."""
+    import flax.linen as nn
+
+    built = []
+    real_get = inits.get
+    monkeypatch.setattr(inits, "get", lambda name, scale=1.0: built.append(name) or real_get(name, scale))
+    names = ("glorot_uniform", "orthogonal", "he_normal")
+
+    def forward(i, x):
+        dense = nn.Dense(7, kernel_init=inits.by_index(i, 1.5, names))
+        params = dense.init(KEY, x)
+        return sum(dense.apply(params, x) for _ in range(4))  # four applies: four shape checks
+
+    x = jnp.ones((2, 5))
+    jax.eval_shape(forward, jnp.int32(1), x)
+    assert sorted(built) == sorted(names)  # one trace of the switch for the [5, 7] kernel
+    jax.eval_shape(forward, jnp.int32(2), jnp.ones((3, 5)))
+    assert sorted(built) == sorted(names)  # same kernel shape: the cached trace
+    got = jax.jit(lambda i: nn.Dense(7, kernel_init=inits.by_index(i, 1.5, names)).init(KEY, x))(jnp.int32(1))
+    want = nn.Dense(7, kernel_init=inits.get("orthogonal", 1.5)).init(KEY, x)
+    np.testing.assert_allclose(np.asarray(got["params"]["kernel"]), np.asarray(want["params"]["kernel"]),
+                               rtol=1e-6, atol=1e-7)
+
+
 @pytest.mark.parametrize("name", [n for n in RANDOM if n != "orthogonal"])
 def test_conv_kernel_fans(name):
     """Conv kernels [h, w, c_in, c_out]: the receptive field h*w multiplies both fans, as in jax."""
