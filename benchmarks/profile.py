@@ -100,7 +100,7 @@ def step_parts(workload: str, n: int, steps: int) -> dict[str, Callable[[Any], A
 
     def adam(s):
         def one(params, opt, hp1):
-            updates, opt = prog.optimizer(hp1).update(params, opt, params)
+            updates, opt = prog.optimizer(hp1, params).update(params, opt, params)
             return jax.tree.map(jnp.add, params, updates), opt
 
         update = jax.vmap(one)

@@ -2,6 +2,7 @@
 chunking, sharding over emulated devices, early stopping, and eager errors."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -516,3 +517,24 @@ def test_initial_params_do_not_depend_on_the_block_size(limit, monkeypatch):
         alone = initial(rows[i:i + 1])
         for a, b in zip(jax.tree.leaves(block), jax.tree.leaves(alone), strict=True):
             np.testing.assert_array_equal(np.asarray(a)[i], np.asarray(b)[0])
+
+
+def test_a_small_model_trains_with_the_flat_optimizer_as_with_the_tree(monkeypatch):
+    """Up to FLAT_OPTIMIZER_PARAMS parameters per variant the optimizer updates one flat vector (optax.flatten):
+    the same training as leaf by leaf, to float rounding (clipping's global norm sums in another order)."""
+    rows = MIXED[3:7]  # L2, dropout, clipping, a gain
+    prog = engine.program(rows, DIGITS)
+    state = jax.eval_shape(prog.init_batch, prog.stack(), prog._shapes(None))
+    moments = {x.shape for x in jax.tree.leaves(state.opt_state.inner_state)}
+    n_params = sum(math.prod(x.shape[1:]) for x in jax.tree.leaves(state.params))
+    assert engine.flat_optimizer(jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), state.params))
+    assert (len(rows), n_params) in moments and n_params <= engine.FLAT_OPTIMIZER_PARAMS
+    flat = engine.train(rows, DIGITS)
+    monkeypatch.setattr(engine, "FLAT_OPTIMIZER_PARAMS", 0)
+    engine.clear_cache()
+    tree = engine.train(rows, DIGITS)
+    engine.clear_cache()
+    for k in ("train_loss", "val_loss", "grad_norm"):
+        np.testing.assert_allclose(flat.history[k], tree.history[k], rtol=1e-4, err_msg=k)
+    for i in range(len(rows)):
+        _params_close(flat.params(i), tree.params(i), rtol=1e-4)
