@@ -213,11 +213,12 @@ def _all_finite(tree: Any) -> jax.Array:
 #: Parameters per variant up to which the optimizer updates one flat vector (``optax.flatten``) instead of each
 #: parameter leaf. XLA's CPU backend fuses no multi-output kernels, so an optimizer over a tree is three kernels
 #: per leaf (Adam's two moments and the update); flat, it is three for the model plus one concatenation of the
-#: gradients (a parameter-sized copy per step, cheap for a small model). 2-core Xeon, N=64, train program:
-#: adding_lstm 231 -> 204 kernels and 5.1 -> 4.0-4.4 compile CPU s, digits_cnn 5.1-5.3 -> 3.9-4.2, digits_mlp
-#: 3.9-4.0 -> 3.1, at the same speed. digits_mlp_wide (3.2 M parameters) keeps the tree: there the copy would
-#: add to an optimizer that is a large part of each step. The rule reads the model, never the block size.
-FLAT_OPTIMIZER_PARAMS = 2**17
+#: gradients (a parameter-sized copy per step). 2-core Xeon, N=64, train program: adding_lstm 231 -> 204 kernels
+#: and 5.1 -> 4.0-4.4 compile CPU s, digits_cnn 5.1-5.3 -> 3.9-4.2, at the same speed; wine_mlp 2-3 % faster.
+#: A bigger model pays for the copy: digits_mlp (59 k parameters) compiles 0.9 CPU s faster flat but trains
+#: 5-15 % slower (1,199-1,350 against 1,360-1,419 model-steps/s), so it keeps the tree. The rule reads the model,
+#: never the block size.
+FLAT_OPTIMIZER_PARAMS = 2**14
 
 
 def flat_optimizer(params: Any) -> bool:
