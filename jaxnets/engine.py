@@ -372,6 +372,14 @@ class Program:
         """The variant's outputs on ``x`` [B, ...] in evaluation mode (no dropout, running statistics)."""
         return self.adapter.apply(params, model_state, self.hyper(hp), x, train=False)[0]
 
+    @functools.cached_property
+    def predict_fns(self) -> tuple[Callable, Callable]:
+        """``(one, many)``: :meth:`apply` jitted for one variant, and vmapped over [V]-stacked ``params``,
+        ``model_state`` and ``hp`` (one ``x`` for all). Built once per program, so predictions compile once per
+        input shape, not at every call (what :meth:`jaxnets.result.Result.predict` and ``predict_all`` use).
+        The activation layout in force is the one at the first call (``None`` once training is over)."""
+        return jax.jit(self.apply), jax.jit(jax.vmap(self.apply, in_axes=(0, 0, 0, None)))
+
     # -- per variant ---------------------------------------------------------------------------------
     def init_params(self, hp: Mapping[str, jax.Array]) -> tuple[Any, Any]:
         """The variant's initial ``(params, model_state)``, from ``fold_in(key(seed), 0)``."""

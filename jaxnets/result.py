@@ -164,8 +164,8 @@ class Result:
         g, j = self._locate(i)
         prog = g.program
         hp = {k: v[j] for k, v in prog.stack(g.rows).items()}
-        fn = jax.jit(prog.apply)
-        return np.asarray(fn(self.params(i), self.model_state(i), hp, np.asarray(x, np.float32)))
+        one, _ = prog.predict_fns
+        return np.asarray(one(self.params(i), self.model_state(i), hp, np.asarray(x, np.float32)))
 
     def predict_all(self, x: Any) -> np.ndarray:
         """Every variant's outputs on ``x`` [B, ...], one vectorized call per static group: [V, B, ...]."""
@@ -173,7 +173,7 @@ class Result:
         parts = []
         for g in self.groups:
             prog = g.program
-            fn = jax.jit(jax.vmap(prog.apply, in_axes=(0, 0, 0, None)))
+            _, fn = prog.predict_fns
             state = g.model_state if g.model_state is not None else {}
             parts.append((g.indices, np.asarray(fn(g.params, state, prog.stack(g.rows), x))))
         shapes = {p.shape[1:] for _, p in parts}

@@ -218,6 +218,25 @@ def test_model_gives_each_variants_predictions(mixed_result):
         np.testing.assert_allclose(mixed_result.history["val_accuracy"][i, -1], accuracy, atol=1e-6)
 
 
+def test_predictions_compile_once_per_input_shape(mixed_result):
+    """Result.predict / predict_all give each variant's own outputs (engine.model's) and compile once per
+    program and input shape, not at every call."""
+    prog = mixed_result.groups[0].program
+    one, many = prog.predict_fns
+    x = DIGITS.x_val[:16]
+    every = mixed_result.predict_all(x)
+    for i, row in enumerate(mixed_result.rows):
+        want = engine.model(row, DIGITS).apply({"params": mixed_result.params(i)}, x)
+        np.testing.assert_allclose(mixed_result.predict(i, x), want, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(every[i], want, rtol=1e-5, atol=1e-5)
+    mixed_result.predict(0, x)
+    mixed_result.predict_all(x)
+    assert prog.predict_fns == (one, many)  # built once
+    assert one._cache_size() == 1 and many._cache_size() == 1
+    mixed_result.predict(3, DIGITS.x_val[:5])  # a new shape: one more
+    assert one._cache_size() == 2
+
+
 def test_early_stopping_keeps_best_params():
     v = {"hidden": (64,), "steps": 400, "eval_every": 10, "batch_size": 32, "learning_rate": 0.05,
          "early_stopping_patience": 2, "seed": 0}
