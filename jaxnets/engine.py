@@ -227,7 +227,13 @@ def flat_optimizer(params: Any) -> bool:
     leaves = jax.tree.leaves(params)
     dtypes = {jnp.dtype(x.dtype) for x in leaves}
     return (len(leaves) > 1 and len(dtypes) == 1 and jnp.issubdtype(dtypes.pop(), jnp.floating)
-            and sum(math.prod(x.shape) for x in leaves) <= FLAT_OPTIMIZER_PARAMS)
+            and _n_params(params) <= FLAT_OPTIMIZER_PARAMS)
+
+
+def _n_params(params: Any, stacked: bool = False) -> int:
+    """Parameters of one variant: the sizes of ``params``' leaves, without their leading [V] axis when
+    ``stacked``."""
+    return sum(math.prod(x.shape[1:] if stacked else x.shape) for x in jax.tree.leaves(params))
 
 
 def _n_hidden(spec: variants_lib.GroupSpec) -> int:
@@ -859,7 +865,7 @@ def init_compiler_options(platform: str, params: Any) -> dict[str, Any] | None:
     """The options for a block's init program whose parameters have the [size]-stacked shapes ``params`` (e.g.
     the lowered init's ``out_info.params``): the small-init options when one variant has at most
     :data:`SMALL_INIT_PARAMS` parameters, else :func:`compiler_options`'s."""
-    small = sum(math.prod(a.shape[1:]) for a in jax.tree.leaves(params)) <= SMALL_INIT_PARAMS
+    small = _n_params(params, stacked=True) <= SMALL_INIT_PARAMS
     return compiler_options(platform, small_init=small)
 
 
