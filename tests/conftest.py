@@ -9,10 +9,14 @@ import os
 
 os.environ["JAX_NUMPY_RANK_PROMOTION"] = "raise"
 # The tests' programs run a few dozen steps: compiling fast matters more than running fast. XLA's backend
-# optimization level 0 halves the suite's compile time on 2 cores; every comparison in a test is between
-# programs compiled with the same flags (set before JAX starts its backend).
-if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
+# optimization level 0 halves the suite's compile time on 2 cores, and XLA:CPU's older elemental emitter
+# (``xla_cpu_use_fusion_emitters=false``) takes another 30-45 % off (test_vectorized_equals_sequential and
+# test_user_model_vectorized_equals_alone: 48.5 -> 26.7 s on a 2-core Xeon). Every comparison in a test is
+# between programs compiled with the same flags (set before JAX starts its backend).
+_FAST_COMPILE = {"xla_backend_optimization_level": "0", "xla_cpu_use_fusion_emitters": "false"}
+for _flag, _value in _FAST_COMPILE.items():
+    if _flag not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + f" --{_flag}={_value}").strip()
 
 import jax  # noqa: E402
 

@@ -200,11 +200,12 @@ def test_by_index_vmap():
     assert got.shape == (len(ids), *BY_INDEX_SHAPE)
     for j, i in enumerate(ids.tolist()):
         name = inits.NAMES[i]
-        # the jitted single-variant initializer, to a few float32 ulps (tests/conftest.py compiles at XLA's
-        # backend optimization level 0, which rounds a vmapped and a single program's ops differently)
-        np.testing.assert_allclose(np.asarray(got[j]), _get_jit(name, scales[j], keys[j]), rtol=5e-7, atol=1e-9)
+        # the jitted single-variant initializer, to float32 rounding (tests/conftest.py compiles at XLA's backend
+        # optimization level 0 with the elemental emitter, which round a vmapped and a single program's ops
+        # differently: orthogonal's QR by up to 2e-6 relative); another variant's draw would differ by O(1)
+        np.testing.assert_allclose(np.asarray(got[j]), _get_jit(name, scales[j], keys[j]), rtol=5e-6, atol=5e-7)
         want = np.asarray(inits.get(name, scales[j])(keys[j], BY_INDEX_SHAPE))
-        np.testing.assert_allclose(np.asarray(got[j]), want, rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(np.asarray(got[j]), want, rtol=5e-6, atol=5e-7)
 
 
 def test_by_index_subset_names():
