@@ -979,8 +979,9 @@ def memory_budget(devices: Sequence[Any]) -> int:
 #: MLP 4x128, batch 128, 2-core EPYC: 256 variants in one program 2,492 model-steps/s; blocks of 8: 4,102).
 CPU_BLOCK_BYTES = 16 * 2**20
 
-#: Fewest variants per device in a block set by ``block_bytes``: below this, a program leaves cores idle
-#: (digits MLP 4x1024, 16 variants on 2 cores: blocks of 1 give 34 model-steps/s, blocks of 8 give 102).
+#: Fewest variants per device in a block set by ``block_bytes`` when several variants' steps fit in it: below
+#: this, a program of small operations leaves cores idle (digits MLP 4x128 on 2 cores, where ~8 variants' steps
+#: fill ``block_bytes``).
 MIN_BLOCK = 8
 
 
@@ -990,12 +991,18 @@ def _block_size(v: int, n_dev: int, footprint: Footprint, budget: int, max_varia
 
     All of them, unless fewer fit in ``budget`` bytes per device, or ``max_variants`` says fewer, or (when
     ``max_variants`` is None) a block of variants' training-step working set would exceed ``block_bytes``
-    per device (but never fewer than :data:`MIN_BLOCK` per device). The variants are then split into equal
-    blocks (the last one padded).
+    per device: then :data:`MIN_BLOCK` per device or more, except that on one device a variant whose step
+    alone exceeds ``block_bytes`` trains alone. Such a variant's operations (e.g. 128 x 1024 x 1024 matmuls)
+    already fill the cores, and a block of one is a plain program without ``vmap``
+    (digits_mlp_wide, 3.2 M parameters, 64 variants, 2-core Xeon: blocks of 8 gave 36.9 model-steps/s,
+    blocks of 1 55.9, with a 3.4 s instead of a 4.6 s compile). With several devices a block of one per
+    device would still be a vmapped program, so :data:`MIN_BLOCK` stays. The variants are then split into
+    equal blocks (the last one padded).
     """
     fit = max(1, budget // max(footprint.memory, 1)) * n_dev
     if max_variants is None and block_bytes:
-        max_variants = max(MIN_BLOCK, block_bytes // max(footprint.step, 1)) * n_dev
+        per_device = block_bytes // max(footprint.step, 1)
+        max_variants = (1 if per_device == 0 and n_dev == 1 else max(MIN_BLOCK, per_device)) * n_dev
     size = min(v, max_variants or v, fit)
     size = -(-v // -(-v // size))  # equal blocks: ceil(v / number of blocks)
     return -(-size // n_dev) * n_dev
@@ -1272,9 +1279,9 @@ class Options:
         device's memory (:func:`memory_budget`).
       block_bytes: when ``max_variants_per_program`` is None, the most training-step working set (state,
         gradients and a minibatch's activations, estimated from shapes) of the variants one device trains at
-        once (at least :data:`MIN_BLOCK`). On the CPU, keeping a block in cache is faster than one program
-        over every variant. ``None``: :data:`CPU_BLOCK_BYTES` on the CPU, no limit on accelerators; ``0``: no
-        limit.
+        once (at least :data:`MIN_BLOCK`; on one device, a variant whose step alone exceeds it trains alone).
+        On the CPU, keeping a block in cache is faster than one program over every variant. ``None``:
+        :data:`CPU_BLOCK_BYTES` on the CPU, no limit on accelerators; ``0``: no limit.
     """
 
     max_variants_per_program: int | None = None

@@ -161,8 +161,10 @@ def test_groups_too_big_for_memory_are_split_into_blocks(mixed_result):
     [
         (256, 1, 1, 2_000_000, 10**12, None, 16 * 2**20, 8),  # digits-sized: blocks of 8 (the cache)
         (256, 1, 1, 60_000, 10**12, None, 16 * 2**20, 256),  # wine-sized: everything at once
-        (256, 1, 1, 60_000_000, 10**12, None, 16 * 2**20, engine.MIN_BLOCK),  # never below MIN_BLOCK
-        (20, 1, 1, 10**9, 10**12, None, 1, 7),  # 3 equal blocks of 7, not 8 + 8 + 4
+        (256, 1, 1, 4_000_000, 10**12, None, 16 * 2**20, engine.MIN_BLOCK),  # 4 fit: never below MIN_BLOCK
+        (256, 1, 1, 60_000_000, 10**12, None, 16 * 2**20, 1),  # one variant outgrows block_bytes: alone
+        (256, 2, 1, 60_000_000, 10**12, None, 16 * 2**20, 2 * engine.MIN_BLOCK),  # ... unless vmapped anyway
+        (20, 1, 1, 2 * 10**8, 10**12, None, 10**9, 7),  # 3 equal blocks of 7, not 8 + 8 + 4
         (256, 1, 1, 2_000_000, 10**12, 64, 16 * 2**20, 64),  # an explicit maximum replaces block_bytes
         (256, 1, 1, 2_000_000, 10**12, None, 0, 256),  # 0: no block limit
         (256, 1, 1000, 1, 10_000, None, 0, 10),  # memory: 10 fit -> 26 blocks of ceil(256 / 26) = 10
