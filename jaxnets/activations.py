@@ -81,9 +81,12 @@ def index(name: str) -> int:
 
 
 def derivative(name: str) -> Activation:
-    """The elementwise derivative of activation ``name``: ``x -> f'(x)`` (``jax.jvp`` with unit tangents)."""
+    """The elementwise derivative of activation ``name``: ``x -> f'(x)``, computed as reverse mode computes it
+    (``jax.vjp`` with unit cotangents). Forward mode's formula is not the same under ``jit``: XLA:CPU's fused
+    ``tanh`` stops just short of 1, so gelu's ``x * (1 - tanh(u)**2) * u'`` gave 2,550 instead of 0 at
+    ``x = -1e4``."""
     f = get(name)
-    return lambda x: jax.jvp(f, (x,), (jnp.ones_like(x),))[1]
+    return lambda x: jax.vjp(f, x)[1](jnp.ones_like(x))[0]
 
 
 Layout = tuple[tuple[int, int], ...]
@@ -137,8 +140,9 @@ def _ordered(names: tuple[str, ...], layout: Layout | None) -> Activation:
         return np.zeros(np.shape(i), jax.dtypes.float0), g * slope(i, x)
 
     apply.defvjp(fwd, bwd)
-    apply.derivative = slope
-    return apply
+    jitted = jax.jit(apply)
+    jitted.derivative = jax.jit(slope)
+    return jitted
 
 
 def by_index(i: int | jax.Array, x: jax.Array, names: Sequence[str] = NAMES, layout: Layout | None = None

@@ -128,7 +128,7 @@ def activation_stats(
             continue
         z = _units(z)
         derivative = getattr(activation, "slope", None)
-        slope = derivative(z) if derivative is not None else jax.jvp(activation, (z,), (jnp.ones_like(z),))[1]
+        slope = derivative(z) if derivative is not None else jax.vjp(activation, z)[1](jnp.ones_like(z))[0]
         out["dead_fraction"].append(jnp.mean(jnp.all(slope == 0, axis=0)))
         out["saturated_fraction"].append(jnp.mean(jnp.abs(z) > saturation_threshold))
     return {k: jnp.stack(v).astype(jnp.float32) if v else jnp.zeros((0,), jnp.float32) for k, v in out.items()}

@@ -375,6 +375,7 @@ class _Group:
         self.compile_s = self.run_s = self.wall_s = 0.0
         self.n_blocks = 0
         self.shapes: list[tuple[int, Any]] = []  # (block size, activation layout) of each compiled chunk program
+        self.small_eval = False  # the evaluation compiles as the engine's does (engine.SMALL_EVAL_BYTES)
 
 
 def _snapshot(groups: Sequence[_Group], e: int) -> Snapshot:
@@ -463,13 +464,14 @@ def run(progs: Sequence[Any], policy: Policy, *, devices: Sequence[Any], max_var
         if missing:
             raise ValueError(f"the policy explores {missing}, which are not vmapped hyperparameters")
         v = len(prog.rows)
+        fp = prog.footprint({k: a[:1] for k, a in hyper.items()}, prog.data)
         if policy.exploits:
             size0 = -(-v // n_dev) * n_dev  # one block: the whole group is ranked together
         else:
-            fp = prog.footprint({k: a[:1] for k, a in hyper.items()}, prog.data)
             size0 = engine._block_size(v, n_dev, fp, budget or engine.memory_budget(devices), max_variants,
                                        block_bytes)
         groups.append(_Group(prog, gi, size0, engine._to_device(prog.data, replicated), n_evals, keys))
+        groups[-1].small_eval = fp.eval <= engine.SMALL_EVAL_BYTES
     g_index = np.concatenate([np.asarray(G.prog.indices) for G in groups])
     g_group = np.concatenate([np.full(G.v, G.gi) for G in groups])
     g_local = np.concatenate([np.arange(G.v) for G in groups])
@@ -495,6 +497,8 @@ def run(progs: Sequence[Any], policy: Policy, *, devices: Sequence[Any], max_var
                 ident = jnp.arange(size, dtype=jnp.int32)
                 fk = {k: jnp.ones(size, jnp.float32) for k in keys}
                 extra = {"chunk_fn": _explore_fn(G.prog, keys, size), "chunk_args": (ident, fk, fk)}
+            else:
+                extra = {"small_eval": G.small_eval}
             compiled = engine._compile(G.prog, hp, G.data, shard, init=init_key in todo, chunk=key in todo, **extra)
             if compiled.chunk is not None:
                 engine._CACHE[key] = compiled

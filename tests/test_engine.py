@@ -98,9 +98,9 @@ def test_one_compilation_for_a_mixed_grid(monkeypatch):
         traces["step"] += 1
         return real_step(self, *args, **kwargs)
 
-    def counting_compile(*args):
+    def counting_compile(*args, **kwargs):
         traces["compile"] += 1
-        return real_compile(*args)
+        return real_compile(*args, **kwargs)
 
     monkeypatch.setattr(engine.Program, "_step", counting_step)
     monkeypatch.setattr(engine, "_compile", counting_compile)
@@ -405,7 +405,7 @@ def test_mixed_activations_in_blocks_one_compile_same_numbers(mixed_result, monk
     engine.clear_cache()
     compiles = []
     real = engine._compile
-    monkeypatch.setattr(engine, "_compile", lambda *a: compiles.append(1) or real(*a))
+    monkeypatch.setattr(engine, "_compile", lambda *a, **k: compiles.append(1) or real(*a, **k))
     rows = MIXED + [{**v, "seed": v["seed"] + 10} for v in MIXED]
     res = engine.train(rows, DIGITS, options=engine.Options(max_variants_per_program=8))
     assert len(compiles) == 1 and res.groups[0].n_blocks == 2
@@ -514,6 +514,32 @@ def test_a_small_models_init_compiles_with_its_own_options(monkeypatch):
     np.testing.assert_array_equal(compiled(jnp.ones(3)), 2 * np.ones(3))
     with pytest.raises(jax.errors.JaxRuntimeError, match="No such compile option"):
         engine._compile_lowered(lowered, {"xla_no_such_option": True}, {"xla_no_such_option": True})
+
+
+def test_a_small_evaluation_compiles_with_its_own_options(monkeypatch):
+    """An evaluation that records at most SMALL_EVAL_BYTES per variant (the footprint's ``eval``) compiles with
+    the small-eval options; the rule reads one variant's shapes, and the numbers are the default's to float
+    rounding."""
+    monkeypatch.setenv("XLA_FLAGS", "")  # the engine's options in full
+    assert engine.compiler_options("cpu", small_eval=True) == engine.CPU_SMALL_EVAL_COMPILER_OPTIONS
+    assert engine.compiler_options("gpu", small_eval=True) is None
+    seen, real = [], engine._compile
+    monkeypatch.setattr(engine, "_compile", lambda *a, **k: seen.append(k.get("small_eval")) or real(*a, **k))
+    rows = [{**BASE, "activation": a, "seed": i} for i, a in enumerate(("relu", "tanh", "relu", "gelu"))]
+    prog = engine.program(rows, DIGITS)
+    fp = prog.footprint({k: a[:1] for k, a in prog.stack().items()}, prog.data)
+    n_eval = len(prog.data["x_eval"]) + len(prog.data["x_val"])
+    assert fp.eval >= 4 * n_eval * sum(BASE["hidden"])  # at least the hidden units, float32, both batches
+    monkeypatch.setattr(engine, "SMALL_EVAL_BYTES", fp.eval)
+    engine.clear_cache()
+    small = engine.train(rows, DIGITS)
+    monkeypatch.setattr(engine, "SMALL_EVAL_BYTES", fp.eval - 1)
+    engine.clear_cache()
+    default = engine.train(rows, DIGITS)
+    engine.clear_cache()
+    assert seen == [True, False]
+    for k in ("train_loss", "val_loss", "val_accuracy", "grad_norm"):
+        np.testing.assert_allclose(small.history[k], default.history[k], rtol=1e-5, atol=1e-7, err_msg=k)
 
 
 @pytest.mark.parametrize("limit", [4000, 1000], ids=["small-init", "optimized-init"])

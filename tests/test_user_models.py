@@ -105,7 +105,7 @@ def test_user_model_divergence_is_isolated_and_one_compile(factory, monkeypatch)
     engine.clear_cache()
     compiles = []
     real = engine._compile
-    monkeypatch.setattr(engine, "_compile", lambda *a: compiles.append(1) or real(*a))
+    monkeypatch.setattr(engine, "_compile", lambda *a, **k: compiles.append(1) or real(*a, **k))
     mixed = engine.train(good[:2] + [bad] + good[2:], DIGITS, model=factory)
     assert len(compiles) == 1
     assert mixed.status[2] == "diverged"
