@@ -856,7 +856,7 @@ CPU_SMALL_EVAL_COMPILER_OPTIONS: dict[str, Any] = {**CPU_COMPILER_OPTIONS, "xla_
 
 #: Bytes of recorded activations per variant (:attr:`Footprint.eval`) up to which the evaluation program is
 #: compiled with :data:`CPU_SMALL_EVAL_COMPILER_OPTIONS`. Such an evaluation (wine_mlp's: 13 features, 36
-#: validation examples, ~20 kB) takes about 2 ms for 64 variants with either emitter, so only its compile time
+#: validation examples, 74 kB) takes about 2 ms for 64 variants with either emitter, so only its compile time
 #: counts. Bigger ones keep :data:`CPU_COMPILER_OPTIONS`: the elemental emitter's code runs them up to 2x
 #: slower (64 variants: digits_mlp 66 -> 84 ms, digits_cnn 365 -> 555 ms, adding_lstm 572 -> 1,135 ms). Like
 #: the small-init rule, it reads one variant's shapes, never the block size.
