@@ -7,7 +7,8 @@ Two reports, each timed best-of-``--reps`` in this process (run it on a quiet ma
     python -m benchmarks.profile compile digits_cnn 64 # one group's compile: phases, XLA's vs the engine's options
 
 ``step`` builds the engine's per-variant program for ``N`` variants of a workload (all in one vmapped
-block, as the engine runs a block) and times ``--steps`` steps inside ``lax.scan`` of:
+block, as the engine runs a block; for ``N`` = 1 plain arrays without ``vmap``, as the engine runs a block of
+one) and times ``--steps`` steps inside ``lax.scan`` of:
 
 * ``full``: the engine's training step (minibatch gather, forward, backward, Adam, divergence mask);
 * ``fwd+bwd``: forward and backward only (parameters nudged by the gradient so nothing is dead code);
@@ -77,12 +78,17 @@ def step_parts(workload: str, n: int, steps: int) -> dict[str, Callable[[Any], A
     def loss_of(params, hp1, i):
         return prog.data_loss(prog.apply(params, {}, hp1, data["x_train"][i]), data["y_train"][i])
 
+    def lift(fn: Callable[..., Any], batched: int) -> Callable[..., Any]:
+        """``fn`` over the block, as the engine lifts it (:func:`jaxnets.engine._lift`: ``vmap``, or plain
+        arrays for one variant); its first ``batched`` arguments carry the variant axis."""
+        return engine._lift(fn, n, batched)
+
     def full(s):
-        step = jax.vmap(prog.step, in_axes=(0, 0, None, 0))
-        return jax.lax.scan(lambda s, i: (step(s, hp, data, i), None), s, idx)[0]
+        step = lift(lambda s, hp1, i, data: prog.step(s, hp1, data, i), 3)
+        return jax.lax.scan(lambda s, i: (step(s, hp, i, data), None), s, idx)[0]
 
     def fwd_bwd(s):
-        grad = jax.vmap(jax.grad(loss_of))
+        grad = lift(jax.grad(loss_of), 3)
 
         def body(p, i):
             return jax.tree.map(lambda a, g: a - 1e-9 * g, p, grad(p, hp, i)), None
@@ -90,7 +96,7 @@ def step_parts(workload: str, n: int, steps: int) -> dict[str, Callable[[Any], A
         return jax.lax.scan(body, s.params, idx)[0]
 
     def fwd(s):
-        loss = jax.vmap(loss_of)
+        loss = lift(loss_of, 3)
 
         def body(p, i):
             total = jnp.sum(loss(p, hp, i))
@@ -103,7 +109,7 @@ def step_parts(workload: str, n: int, steps: int) -> dict[str, Callable[[Any], A
             updates, opt = prog.optimizer(hp1, params).update(params, opt, params)
             return jax.tree.map(jnp.add, params, updates), opt
 
-        update = jax.vmap(one)
+        update = lift(one, 3)
         return jax.lax.scan(lambda c, _: (update(*c, hp), None), (s.params, s.opt_state), None, length=steps)[0]
 
     parts = {"full": full, "fwd+bwd": fwd_bwd, "fwd": fwd, "adam": adam}

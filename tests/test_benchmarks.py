@@ -264,6 +264,12 @@ def test_profile_reports_every_part(capsys):
     profile.main(["--reps", "1", "step", "wine_mlp", "2", "--steps", "3"])
     lines = capsys.readouterr().out.strip().splitlines()
     assert [ln.split(":")[1].split()[0] for ln in lines] == ["full", "fwd+bwd", "fwd", "adam"]
+    # one variant runs as the engine runs a block of one (plain arrays, no vmap): variant 0's numbers
+    one = profile.step_parts("wine_mlp", 1, steps=3)
+    alone = one["full"](one.pop("state"))
+    for a, b in zip(jax.tree.leaves(alone.params), jax.tree.leaves(after.params), strict=True):
+        assert a.shape[0] == 1
+        np.testing.assert_allclose(np.asarray(a)[0], np.asarray(b)[0], rtol=1e-5, atol=1e-6)
 
 
 def test_profile_compile_times_both_option_sets(capsys, monkeypatch):
