@@ -80,13 +80,17 @@ def index(name: str) -> int:
     return NAMES.index(canonical(name))
 
 
-def derivative(name: str) -> Activation:
-    """The elementwise derivative of activation ``name``: ``x -> f'(x)``, computed as reverse mode computes it
+def derivative_of(f: Activation) -> Activation:
+    """The derivative ``x -> f'(x)`` of an elementwise function ``f``, computed as reverse mode computes it
     (``jax.vjp`` with unit cotangents). Forward mode's formula is not the same under ``jit``: XLA:CPU's fused
     ``tanh`` stops just short of 1, so gelu's ``x * (1 - tanh(u)**2) * u'`` gave 2,550 instead of 0 at
     ``x = -1e4``."""
-    f = get(name)
     return lambda x: jax.vjp(f, x)[1](jnp.ones_like(x))[0]
+
+
+def derivative(name: str) -> Activation:
+    """The elementwise derivative of activation ``name``: ``x -> f'(x)`` (:func:`derivative_of`)."""
+    return derivative_of(get(name))
 
 
 Layout = tuple[tuple[int, int], ...]

@@ -25,6 +25,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxnets.activations import derivative_of
+
 STATS: tuple[str, ...] = ("act_mean", "act_std", "dead_fraction", "saturated_fraction")
 
 
@@ -109,7 +111,7 @@ def activation_stats(
       recorded: a model's recorded collection (see :func:`collect_recorded`): ``"act"`` (and optionally
         ``"preact"``) entries, tuples of per-layer arrays [B, ..., units], at any depth.
       activation: the activation the layers use (for its derivative: its ``slope`` attribute when it has one,
-        as ``hp.activation`` does, else ``jax.jvp``).
+        as ``hp.activation`` does, else :func:`jaxnets.activations.derivative_of`).
       saturation_threshold: |pre-activation| beyond which a unit counts as saturated (``inf``: never).
 
     Returns:
@@ -128,7 +130,7 @@ def activation_stats(
             continue
         z = _units(z)
         derivative = getattr(activation, "slope", None)
-        slope = derivative(z) if derivative is not None else jax.vjp(activation, z)[1](jnp.ones_like(z))[0]
+        slope = (derivative_of(activation) if derivative is None else derivative)(z)
         out["dead_fraction"].append(jnp.mean(jnp.all(slope == 0, axis=0)))
         out["saturated_fraction"].append(jnp.mean(jnp.abs(z) > saturation_threshold))
     return {k: jnp.stack(v).astype(jnp.float32) if v else jnp.zeros((0,), jnp.float32) for k, v in out.items()}

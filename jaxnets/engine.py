@@ -863,6 +863,11 @@ CPU_SMALL_EVAL_COMPILER_OPTIONS: dict[str, Any] = {**CPU_COMPILER_OPTIONS, "xla_
 SMALL_EVAL_BYTES = 2**20
 
 
+def _small_eval(footprint: Footprint) -> bool:
+    """Whether a variant's evaluation is small enough for the small-eval options (:data:`SMALL_EVAL_BYTES`)."""
+    return footprint.eval <= SMALL_EVAL_BYTES
+
+
 def compiler_options(platform: str, *, small_init: bool = False, small_eval: bool = False
                      ) -> dict[str, Any] | None:
     """The XLA compiler options the engine compiles its programs with on ``platform`` (``None``: XLA's).
@@ -1232,7 +1237,7 @@ def _run_group(prog: Program, *, max_variants: int | None, devices: Sequence[Any
         if key not in _CACHE:
             report(events.Compiling(group=group_index, n_variants=v))
             tc = time.perf_counter()
-            _CACHE[key] = _compile(prog, hp, data, shard, small_eval=footprint.eval <= SMALL_EVAL_BYTES)
+            _CACHE[key] = _compile(prog, hp, data, shard, small_eval=_small_eval(footprint))
             compile_s += time.perf_counter() - tc
             while len(_CACHE) > _CACHE_SIZE:
                 _CACHE.popitem(last=False)

@@ -360,8 +360,10 @@ def _scatter(dst: Any, src: Any, rows: np.ndarray, pos: np.ndarray) -> None:
 class _Group:
     """One static group's host-side state during a policy run."""
 
-    def __init__(self, prog: Any, gi: int, size0: int, data: Any, n_evals: int, keys: Sequence[str]):
+    def __init__(self, prog: Any, gi: int, size0: int, data: Any, n_evals: int, keys: Sequence[str],
+                 small_eval: bool = False):
         self.prog, self.gi, self.size0, self.data = prog, gi, size0, data
+        self.small_eval = small_eval  # the evaluation compiles as the engine's does (engine.SMALL_EVAL_BYTES)
         self.v = len(prog.rows)
         self.hyper = {k: np.array(a) for k, a in prog.stack().items()}
         self.state: Any = None  # TrainState of [v, ...] NumPy arrays once initialized
@@ -375,7 +377,6 @@ class _Group:
         self.compile_s = self.run_s = self.wall_s = 0.0
         self.n_blocks = 0
         self.shapes: list[tuple[int, Any]] = []  # (block size, activation layout) of each compiled chunk program
-        self.small_eval = False  # the evaluation compiles as the engine's does (engine.SMALL_EVAL_BYTES)
 
 
 def _snapshot(groups: Sequence[_Group], e: int) -> Snapshot:
@@ -464,14 +465,15 @@ def run(progs: Sequence[Any], policy: Policy, *, devices: Sequence[Any], max_var
         if missing:
             raise ValueError(f"the policy explores {missing}, which are not vmapped hyperparameters")
         v = len(prog.rows)
-        fp = prog.footprint({k: a[:1] for k, a in hyper.items()}, prog.data)
+        small_eval = False  # PBT's explore program is one program, compiled with the engine's options
         if policy.exploits:
             size0 = -(-v // n_dev) * n_dev  # one block: the whole group is ranked together
         else:
+            fp = prog.footprint({k: a[:1] for k, a in hyper.items()}, prog.data)
             size0 = engine._block_size(v, n_dev, fp, budget or engine.memory_budget(devices), max_variants,
                                        block_bytes)
-        groups.append(_Group(prog, gi, size0, engine._to_device(prog.data, replicated), n_evals, keys))
-        groups[-1].small_eval = fp.eval <= engine.SMALL_EVAL_BYTES
+            small_eval = engine._small_eval(fp)
+        groups.append(_Group(prog, gi, size0, engine._to_device(prog.data, replicated), n_evals, keys, small_eval))
     g_index = np.concatenate([np.asarray(G.prog.indices) for G in groups])
     g_group = np.concatenate([np.full(G.v, G.gi) for G in groups])
     g_local = np.concatenate([np.arange(G.v) for G in groups])
