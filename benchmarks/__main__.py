@@ -79,6 +79,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, bool]:
     p.add_argument("--engine-option", action="append", default=[], metavar="KEY=VALUE", type=_option,
                    help="extra jaxnets.engine.Options field for the jaxnets contender, e.g. "
                         "max_variants_per_program=32 (repeatable; default: the engine as users get it)")
+    p.add_argument("--repeats", type=int, help="rounds of every (workload, N)'s contenders, interleaved; each "
+                                               "record is then the median of its rounds (default 1)")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG plot")
     p.add_argument("--plan", action="store_true",
                    help="measure the matmul peak, print the plan (steps, skips, estimated time) and stop")
@@ -86,8 +88,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, bool]:
     overrides = {k: v for k, v in {
         "workloads": a.workloads, "contenders": a.contenders, "ns": a.ns, "out": a.out, "target_s": a.target_s,
         "steps": a.steps, "max_record_s": a.max_record_s, "timeout_s": a.timeout_s, "isolate": a.isolate,
-        "torch_threads": a.torch_threads, "engine_options": dict(a.engine_option) or None,
+        "torch_threads": a.torch_threads, "engine_options": dict(a.engine_option) or None, "repeats": a.repeats,
     }.items() if v is not None}
+    if a.repeats is not None and a.repeats < 1:
+        p.error(f"--repeats must be at least 1, got {a.repeats}")
     overrides["plot"] = not a.no_plot
     return (quick_config(**overrides) if a.quick else Config(**overrides)), a.plan
 

@@ -174,6 +174,15 @@ def _fmt_rate(x: float) -> str:
     return f"{x:,.0f}" if x >= 100 else f"{x:,.1f}"
 
 
+def _rounds(r: dict[str, Any]) -> str:
+    """Two table cells: the range of a median record's rounds' rates and compile times (empty for one)."""
+    samples = r.get("samples") or []
+    if not samples:
+        return " | |"
+    rates, comp = [s["model_steps_per_s"] for s in samples], [s["compile_s"] for s in samples]
+    return (f" {_fmt_rate(min(rates))}-{_fmt_rate(max(rates))} | {min(comp):.2f}-{max(comp):.2f} |")
+
+
 def markdown(results: dict[str, Any]) -> str:
     m, v = results["machine"], results["versions"]
     recs = results["records"]
@@ -192,7 +201,9 @@ def markdown(results: dict[str, Any]) -> str:
         f"{results['config']['ns']}, isolation: "
         + {"all": "one process per record", "torch": "PyTorch records in their own processes",
            "none": "none (one process)"}.get(str(results["config"]["isolate"]), str(results["config"]["isolate"]))
-        + ("" if results["config"].get("subtract_eval", True) else "; jaxnets' evaluation NOT subtracted"),
+        + ("" if results["config"].get("subtract_eval", True) else "; jaxnets' evaluation NOT subtracted")
+        + (f"; every record is the median of {results['config']['repeats']} interleaved rounds (the rounds' "
+           "range in the tables below)" if results["config"].get("repeats", 1) > 1 else ""),
         "",
         "Model-steps/s = training steps per second summed over the N models (compile, init and warm-up "
         "excluded). In brackets: jaxnets' rate divided by that contender's (> 1: jaxnets is faster). "
@@ -235,8 +246,10 @@ def markdown(results: dict[str, Any]) -> str:
                     s += f" ({j['model_steps_per_s'] / r['model_steps_per_s']:.2f}x)"
                 cells.append(s)
             lines.append(f"| {n} | " + " | ".join(cells) + " |")
+        rounds = any(r.get("samples") for r in wrecs)
         lines += ["", "| N | contender | model-steps/s | GFLOP/s | % of peak | compile s | peak RSS MB | steps "
-                      "| models timed | timed s |", "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                      "| models timed | timed s |" + (" rounds' model-steps/s | rounds' compile s |" if rounds else ""),
+                  "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if rounds else "")]
         for n in ns:
             for c in contenders:
                 r = _find(recs, w, c, n)
@@ -245,7 +258,7 @@ def markdown(results: dict[str, Any]) -> str:
                 lines.append(f"| {n} | {c} | {_fmt_rate(r['model_steps_per_s'])} | {r['gflops']:.2f} | "
                              f"{r['peak_fraction']:.1%} | {r['compile_s']:.2f} | {r['peak_rss_mb']:.0f} | "
                              f"{r['steps']} | {r['n_timed']}{' (extrap.)' if r.get('extrapolated') else ''} | "
-                             f"{r['timed_s']:.2f} |")
+                             f"{r['timed_s']:.2f} |" + (_rounds(r) if rounds else ""))
     if results["skipped"]:
         lines += ["", "## Skipped", "", "| workload | N | contender | reason |", "|---|---:|---|---|"]
         lines += [f"| {s['workload']} | {s['n']} | {s['contender']} | {s['reason']} |" for s in results["skipped"]]

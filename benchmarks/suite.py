@@ -4,9 +4,11 @@ again; write the JSON / Markdown / plot.
 The orchestrating process imports neither JAX nor PyTorch: each task runs in a fresh worker process
 (:mod:`benchmarks.worker`), so every record's peak memory is its own, a crash or an out-of-memory kill
 loses one record, and no process holds an accelerator while another measures. Records run interleaved —
-for each workload, for each N, every contender in turn — so slow drifts of a shared machine hit all
-contenders alike. ``isolate="none"`` runs everything in this process instead (fast; for tests); then
-``peak_rss_mb`` is the process's peak so far and ``rss_scope`` says so. ``isolate="torch"`` (``--quick``)
+for each workload, for each N, every contender in turn (``repeats`` rounds of them) — so slow drifts of a
+shared machine hit all contenders alike; with ``repeats`` > 1 each record is the median of its rounds
+(:func:`median_record`), so one slow spell does not decide a ratio. ``isolate="none"`` runs everything in
+this process instead (fast; for tests); then ``peak_rss_mb`` is the process's peak so far and ``rss_scope``
+says so. ``isolate="torch"`` (``--quick``)
 runs the JAX records here and only the PyTorch ones (and the peak, which uses PyTorch too) in fresh
 processes: PyTorch's OpenMP threads sharing a process with XLA's thread pool stall badly.
 """
@@ -38,6 +40,11 @@ RECORD_KEYS: tuple[str, ...] = ("workload", "contender", "n", "model_steps_per_s
 CPU_NS: tuple[int, ...] = (1, 8, 64, 256, 1024)
 ACCELERATOR_NS: tuple[int, ...] = (1, 8, 64, 256, 1024, 4096, 16384)
 VECTORIZED: tuple[str, ...] = ("jaxnets", "jax_vmap", "torch_func")
+#: Fewest steps in jaxnets' timed chunk (when the plan sizes the steps): its rate is the difference of a
+#: K-step and a 1-step chunk that both hold one evaluation, so a K of 5 (the plan's floor for big models) leaves
+#: the evaluation's noise divided by only 4 (adding_lstm N=64: 4 steps of 0.13 s against a 0.57 s evaluation).
+#: The one-at-a-time contenders likewise train at least ``LOOP_MIN_STEPS`` per model.
+JAXNETS_MIN_STEPS = 20
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -55,6 +62,9 @@ class Config:
         a second time with 1-step chunks to subtract the evaluation (see ``run_jaxnets``).
       engine_options: extra ``jaxnets.engine.Options`` fields for the jaxnets contender (default none: the
         engine as a user gets it), e.g. ``{"max_variants_per_program": 32}`` to try chunking.
+      repeats: rounds of every (workload, N)'s contenders, interleaved; each record is then the median of its
+        rounds (:func:`median_record`). jaxnets_min_steps: fewest steps of jaxnets' timed chunk when the
+        steps are planned (see :data:`JAXNETS_MIN_STEPS`; kept under ``max_record_s``).
     """
 
     workloads: Sequence[str] = WORKLOAD_NAMES
@@ -71,6 +81,8 @@ class Config:
     timeout_s: float = 900.0
     torch_threads: int | None = None
     engine_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    repeats: int = 1
+    jaxnets_min_steps: int = JAXNETS_MIN_STEPS
     quick: bool = False
     out: str | None = None
     plot: bool = True
@@ -80,7 +92,7 @@ def quick_config(**overrides: Any) -> Config:
     """``--quick``: N = 1, 8, tiny measurements, JAX records in this process and PyTorch ones in their own
     processes: two to three minutes on 2 cores (mostly compilation)."""
     base = dict(ns=(1, 8), target_s=0.1, max_steps=500, min_steps=3, max_record_s=10.0, isolate="torch",
-                quick=True)
+                quick=True, jaxnets_min_steps=1)
     return Config(**{**base, **overrides})
 
 
@@ -215,18 +227,25 @@ def make_plan(cfg: Config, accelerator: bool, peak_gflops: float, memory_bytes: 
     that fit) or its estimated time exceeds ``cfg.max_record_s``.
     """
     ns = tuple(cfg.ns) if cfg.ns else (ACCELERATOR_NS if accelerator else CPU_NS)
+    if cfg.repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {cfg.repeats}")
     tasks, skipped, total = [], [], 0.0
     mode = _isolation(cfg.isolate)
     for w in cfg.workloads:
         wl = WORKLOADS[w]
         for n in ns:
-            steps = plan_steps(wl, n, cfg, peak_gflops, accelerator)
+            planned = plan_steps(wl, n, cfg, peak_gflops, accelerator)
+            group: list[dict[str, Any]] = []
             for c in cfg.contenders:
                 on_acc = accelerator and (c not in TORCH_CONTENDERS or torch_on_accelerator)
                 peak = peak_gflops if (on_acc or not accelerator) else 100.0  # CPU PyTorch on a GPU host
                 base = {"workload": w, "contender": c, "n": n}
                 need = (n if c in VECTORIZED else 1) * wl.train_bytes_per_model()
                 mem = memory_bytes if (on_acc or not accelerator) else host_memory_bytes
+                steps = planned
+                if c == "jaxnets" and cfg.steps is None and planned < cfg.jaxnets_min_steps:
+                    longer = estimate_seconds(wl, c, n, cfg.jaxnets_min_steps, cfg, peak, on_acc)
+                    steps = cfg.jaxnets_min_steps if longer <= cfg.max_record_s else planned
                 est = estimate_seconds(wl, c, n, steps, cfg, peak, on_acc)
                 if c in TORCH_CONTENDERS and not torch_ok:
                     why = "torch not installed (pip install -e '.[bench]')"
@@ -243,12 +262,33 @@ def make_plan(cfg: Config, accelerator: bool, peak_gflops: float, memory_bytes: 
                 compile_guess = {"jaxnets": 7.0, "jax_loop": 1.5, "jax_scan": 1.5, "jax_vmap": 2.0}.get(c, 0.3)
                 startup = 2.0 if _fresh_process({"task": "record", "contender": c}, mode) else 0.0
                 calls = 2 if (c == "jaxnets" and cfg.subtract_eval) else 1
-                total += startup + calls * compile_guess / 2 + est
-                tasks.append({"task": "record", **base, "steps": steps, "target_s": cfg.target_s,
+                total += cfg.repeats * (startup + calls * compile_guess / 2 + est)
+                group.append({"task": "record", **base, "steps": steps, "target_s": cfg.target_s,
                               "torch_threads": cfg.torch_threads, "engine_options": dict(cfg.engine_options),
                               "subtract_eval": cfg.subtract_eval,
                               "estimated_s": round(est, 2)})
+            tasks += [{**t, "round": r} for r in range(cfg.repeats) for t in group]
     return Plan(tasks, skipped, ns, total)
+
+
+def median_record(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One record from ``samples``, the records of one (workload, contender, N) from several rounds.
+
+    The sample whose ``model_steps_per_s`` is the median (the lower middle one for an even count), with
+    ``compile_s`` the median of the rounds' compile times (the lower middle one likewise); ``repeats`` (the
+    count) and ``samples`` (each round's ``model_steps_per_s``, ``compile_s`` and ``timed_s``, in run order)
+    are added. One sample is returned as it is, with ``repeats`` = 1.
+    """
+    if not samples:
+        raise ValueError("median_record needs at least one sample")
+    if len(samples) == 1:
+        return {**samples[0], "repeats": 1}
+    by_rate = sorted(samples, key=lambda r: r["model_steps_per_s"])
+    mid = (len(samples) - 1) // 2
+    compile_s = sorted(r["compile_s"] for r in samples)[mid]
+    kept = ("model_steps_per_s", "compile_s", "timed_s")
+    return {**by_rate[mid], "compile_s": compile_s, "repeats": len(samples),
+            "samples": [{k: r.get(k) for k in kept} for r in samples]}
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -300,27 +340,32 @@ def run(cfg: Config, log: Callable[[str], None] = _log, dry_run: bool = False) -
                      engine_splits=bool(meta.get("engine_splits_by_memory")))
     for s in plan.skipped:
         log(f"  {s['workload']:16s} N={s['n']:<6d} {s['contender']:11s} skipped: {s['reason']}")
-    log(f"{len(plan.tasks)} records to run, about {plan.estimated_s / 60:.0f} min (a rough guess)")
+    rounds = f" ({cfg.repeats} rounds, each record the median)" if cfg.repeats > 1 else ""
+    log(f"{len(plan.tasks)} records to run{rounds}, about {plan.estimated_s / 60:.0f} min (a rough guess)")
     if dry_run:
         for t in plan.tasks:
             log(f"  {t['workload']:16s} N={t['n']:<6d} {t['contender']:11s} steps {t['steps']:<6d} "
-                f"~{t['estimated_s']:.1f} s")
+                f"~{t['estimated_s']:.1f} s" + (f"  round {t['round'] + 1}" if cfg.repeats > 1 else ""))
         return {"plan": plan}
 
-    records: list[dict[str, Any]] = []
+    samples: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
     failed: list[dict[str, Any]] = []
     for task in plan.tasks:
         w, c, n = task["workload"], task["contender"], task["n"]
+        round_ = f"  round {task['round'] + 1}" if cfg.repeats > 1 else ""
         try:
-            rec = run_task({k: v for k, v in task.items() if k != "estimated_s"}, cfg.isolate, cfg.timeout_s)
+            rec = run_task({k: v for k, v in task.items() if k not in ("estimated_s", "round")}, cfg.isolate,
+                           cfg.timeout_s)
         except (TaskFailed, MemoryError) as e:
-            failed.append({"workload": w, "contender": c, "n": n, "error": str(e)})
-            log(f"  {w:16s} N={n:<6d} {c:11s} FAILED: {e}")
+            failed.append({"workload": w, "contender": c, "n": n, "error": str(e)} |
+                          ({"round": task["round"]} if cfg.repeats > 1 else {}))
+            log(f"  {w:16s} N={n:<6d} {c:11s} FAILED: {e}{round_}")
             continue
-        records.append(rec)
+        samples.setdefault((w, c, n), []).append(rec)
         extra = f"  (timed {rec['n_timed']} of {n} models)" if rec.get("extrapolated") else ""
         log(f"  {w:16s} N={n:<6d} {c:11s} {rec['model_steps_per_s']:12,.0f} model-steps/s  "
-            f"compile {rec['compile_s']:5.2f} s  steps {rec['steps']}{extra}")
+            f"compile {rec['compile_s']:5.2f} s  steps {rec['steps']}{extra}{round_}")
+    records = [median_record(recs) for recs in samples.values()]
     peaks.append(run_task({"task": "peak", "quick": cfg.quick}, cfg.isolate, cfg.timeout_s))
     peak = max(p["peak_gflops"] for p in peaks)
     log(f"matmul peak (best of start and end): {peak:.0f} GFLOP/s")

@@ -24,7 +24,7 @@ if str(ROOT) not in sys.path:  # benchmarks/ is not an installed package; `pytho
 from benchmarks import CONTENDERS, RECORD_KEYS, WORKLOAD_NAMES, WORKLOADS, Config, run  # noqa: E402
 from benchmarks.__main__ import parse_args  # noqa: E402
 from benchmarks.report import speed_targets  # noqa: E402
-from benchmarks.suite import make_plan  # noqa: E402
+from benchmarks.suite import make_plan, median_record  # noqa: E402
 from benchmarks.workloads import ALL_ACTIVATIONS, load_data  # noqa: E402
 from jaxnets import activations  # noqa: E402
 from jaxnets.models import CNN, MLP, RNN  # noqa: E402
@@ -88,8 +88,92 @@ def test_plan_skips_what_cannot_fit_and_missing_torch():
     big = Config(ns=(64,), workloads=("digits_mlp_wide",), memory_fraction=0.05, max_record_s=1e9)
     kept = make_plan(big, False, 500.0, 8 * 2**30, False, False, engine_splits=True)
     assert [(t["contender"]) for t in kept.tasks] == ["jaxnets", "jax_loop", "jax_scan"]
-    for t in plan.tasks:  # the same steps for every contender at one (workload, N)
-        assert t["steps"] == next(u["steps"] for u in plan.tasks if (u["workload"], u["n"]) == (t["workload"], t["n"]))
+    for t in plan.tasks:  # the same steps for every contender at one (workload, N), jaxnets at least its minimum
+        first = next(u["steps"] for u in plan.tasks if (u["workload"], u["n"]) == (t["workload"], t["n"])
+                     and u["contender"] != "jaxnets")
+        if t["contender"] == "jaxnets":
+            assert t["steps"] == max(first, cfg.jaxnets_min_steps) or t["steps"] == first
+        else:
+            assert t["steps"] == first
+
+
+def test_plan_rounds_and_jaxnets_minimum_chunk():
+    """``repeats`` rounds of each (workload, N)'s contenders, interleaved; jaxnets' timed chunk at least
+    ``jaxnets_min_steps`` where the plan sizes steps and the record stays under ``max_record_s``."""
+    cfg = Config(workloads=("adding_lstm", "wine_mlp"), contenders=("jaxnets", "jax_scan"), ns=(8, 64), repeats=3)
+    plan = make_plan(cfg, False, 300.0, 8 * 2**30, False, False)
+    order = [(t["workload"], t["n"], t["round"], t["contender"]) for t in plan.tasks]
+    assert order == [(w, n, r, c) for w in cfg.workloads for n in cfg.ns for r in range(3) for c in cfg.contenders]
+    steps = {(t["workload"], t["n"], t["contender"]): t["steps"] for t in plan.tasks}
+    lstm64 = steps[("adding_lstm", 64, "jax_scan")]
+    assert lstm64 < cfg.jaxnets_min_steps and steps[("adding_lstm", 64, "jaxnets")] == cfg.jaxnets_min_steps
+    assert steps[("wine_mlp", 64, "jaxnets")] == steps[("wine_mlp", 64, "jax_scan")] > cfg.jaxnets_min_steps
+    single = make_plan(Config(workloads=cfg.workloads, contenders=cfg.contenders, ns=cfg.ns), False, 300.0,
+                       8 * 2**30, False, False)
+    assert len(plan.tasks) == 3 * len(single.tasks) and plan.estimated_s == pytest.approx(3 * single.estimated_s)
+    # fixed --steps are every contender's; a longer chunk that would pass max_record_s keeps the planned steps
+    fixed = make_plan(Config(workloads=("adding_lstm",), ns=(64,), steps=5), False, 300.0, None, False, False)
+    assert {t["steps"] for t in fixed.tasks} == {5}
+    tight = Config(workloads=("adding_lstm",), contenders=("jaxnets",), ns=(64,), max_record_s=10.0)
+    assert make_plan(tight, False, 300.0, None, False, False).tasks[0]["steps"] == lstm64
+    with pytest.raises(ValueError, match="repeats"):
+        make_plan(Config(repeats=0), False, 300.0, None, False, False)
+
+
+def test_median_record_keeps_the_median_round():
+    def rec(rate, comp, timed=1.0):
+        return {"workload": "wine_mlp", "contender": "jaxnets", "n": 8, "model_steps_per_s": rate,
+                "compile_s": comp, "timed_s": timed, "steps": 10}
+
+    one = rec(5.0, 2.0)
+    assert median_record([one]) == {**one, "repeats": 1}
+    med = median_record([rec(300.0, 3.0, 0.3), rec(100.0, 5.0, 0.1), rec(200.0, 4.0, 0.2)])
+    assert med["model_steps_per_s"] == 200.0 and med["timed_s"] == 0.2  # the median round's own fields
+    assert med["compile_s"] == 4.0 and med["repeats"] == 3
+    assert [s["model_steps_per_s"] for s in med["samples"]] == [300.0, 100.0, 200.0]  # run order
+    even = median_record([rec(4.0, 9.0), rec(1.0, 1.0), rec(3.0, 2.0), rec(2.0, 5.0)])
+    assert (even["model_steps_per_s"], even["compile_s"]) == (2.0, 2.0)  # the lower middle of each
+    with pytest.raises(ValueError):
+        median_record([])
+
+
+def test_repeated_suite_reports_medians(tmp_path, monkeypatch):
+    """The run with ``repeats``: each record is the median of its rounds, a failed round is listed and the
+    others still count, the ratios and the Markdown use the medians (no compute: the worker is faked)."""
+    from benchmarks import suite
+
+    rates = {"jaxnets": [300.0, 100.0, 200.0], "jax_scan": [150.0, 120.0, None]}
+    seen: list[tuple[str, int]] = []
+
+    def fake(task, isolate, timeout_s):
+        if task["task"] == "info":
+            return {"machine": {"cpu_model": "test", "cpu_family": "", "cpu_isa": [], "cores": 2, "memory_gb": 1,
+                                "platform": "cpu", "device_kind": "cpu", "device_count": 1, "name": "cpu-test"},
+                    "versions": {"jax": jax.__version__}, "date": "today"}
+        if task["task"] == "peak":
+            return {"peak_gflops": 100.0, "detail": {"jax": 100.0}, "sizes": []}
+        assert "round" not in task  # the worker gets the task without the plan's bookkeeping
+        c = task["contender"]
+        seen.append((c, task["steps"]))
+        rate = rates[c][sum(1 for s in seen if s[0] == c) - 1]
+        if rate is None:
+            raise suite.TaskFailed("boom")
+        return {"workload": task["workload"], "contender": c, "n": task["n"], "model_steps_per_s": rate,
+                "compile_s": rate / 100, "timed_s": 1.0, "steps": task["steps"], "n_timed": task["n"],
+                "extrapolated": False, "peak_rss_mb": 1.0}
+
+    monkeypatch.setattr(suite, "run_task", fake)
+    out = tmp_path / "cpu-test.json"
+    res = run(Config(workloads=("wine_mlp",), contenders=("jaxnets", "jax_scan"), ns=(8,), repeats=3,
+                     out=str(out), plot=False), log=lambda msg: None)
+    assert [c for c, _ in seen] == ["jaxnets", "jax_scan"] * 3  # interleaved rounds
+    recs = {r["contender"]: r for r in res["records"]}
+    assert recs["jaxnets"]["model_steps_per_s"] == 200.0 and recs["jaxnets"]["repeats"] == 3
+    assert recs["jax_scan"]["model_steps_per_s"] == 120.0 and recs["jax_scan"]["repeats"] == 2
+    assert res["failed"] == [{"workload": "wine_mlp", "contender": "jax_scan", "n": 8, "error": "boom", "round": 2}]
+    assert res["ratios"][0]["jaxnets_over_contender"] == pytest.approx(200.0 / 120.0)
+    md = out.with_suffix(".md").read_text()
+    assert "median of 3 interleaved rounds" in md and "| 100-300 | 1.00-3.00 |" in md
 
 
 def test_cli_flags():
@@ -103,6 +187,9 @@ def test_cli_flags():
         parse_args(["--workloads", "mnist"])
     cfg, _ = parse_args(["--workloads", "wine_mlp_9act", "--contenders", "jaxnets,jax_vmap"])
     assert cfg.workloads == ("wine_mlp_9act",) and cfg.contenders == ("jaxnets", "jax_vmap")
+    assert cfg.repeats == 1 and parse_args(["--repeats", "3"])[0].repeats == 3
+    with pytest.raises(SystemExit):
+        parse_args(["--repeats", "0"])
 
 
 def _check_results_file(path: Path, contenders: set[str], ns: tuple[int, ...]) -> dict:
