@@ -99,8 +99,21 @@ of the variant axis (the same on every device): the first ``count`` variants of 
 and so on. See :func:`by_index`."""
 
 
-def _switch_vmap(fns: Sequence[Activation], layout: Layout | None):
-    """``op(i, x) = fns[i](x)`` with a batching rule that applies each function to its own variants only."""
+def value_and_derivative_of(f: Activation) -> Callable[[jax.Array], tuple[jax.Array, jax.Array]]:
+    """``x -> (f(x), f'(x))`` in one pass: the derivative as :func:`derivative_of` computes it, from the same
+    forward values (``jax.vjp`` of ``f``; e.g. tanh's is ``(1 + y)(1 - y)`` from ``y = tanh(x)``), so a
+    backward pass that keeps the slope need not evaluate ``f`` again."""
+
+    def both(x):
+        y, pullback = jax.vjp(f, x)
+        return y, pullback(jnp.ones_like(x))[0]
+
+    return both
+
+
+def _switch_vmap(fns: Sequence[Callable], layout: Layout | None):
+    """``op(i, x) = fns[i](x)`` with a batching rule that applies each function to its own variants only.
+    ``fns`` may return an array or a tuple of arrays shaped like ``x``."""
 
     @jax.custom_batching.custom_vmap
     def op(i, x):
@@ -112,7 +125,8 @@ def _switch_vmap(fns: Sequence[Activation], layout: Layout | None):
         if not x_batched:
             x = jnp.broadcast_to(x, (axis_size, *x.shape))
         if not i_batched:  # one id for the whole batch: a real branch
-            return jax.lax.switch(i, [jax.vmap(f) for f in fns], x), True
+            out = jax.lax.switch(i, [jax.vmap(f) for f in fns], x)
+            return out, jax.tree.map(lambda _: True, out)
         share = sum(c for _, c in layout) if layout else 0
         if share and axis_size % share == 0:
             # each device's share holds the activations in contiguous slices: one function per slice
@@ -121,8 +135,10 @@ def _switch_vmap(fns: Sequence[Activation], layout: Layout | None):
             for k, count in layout:
                 parts.append(fns[k](xr[:, start:start + count]))
                 start += count
-            return jnp.concatenate(parts, axis=1).reshape(x.shape), True
-        return jax.vmap(lambda i, x: jax.lax.switch(i, fns, x))(i, x), True  # a select over every function
+            out = jax.tree.map(lambda *p: jnp.concatenate(p, axis=1).reshape(x.shape), *parts)
+            return out, jax.tree.map(lambda _: True, out)
+        out = jax.vmap(lambda i, x: jax.lax.switch(i, fns, x))(i, x)  # a select over every function
+        return out, jax.tree.map(lambda _: True, out)
 
     return op
 
@@ -131,17 +147,21 @@ def _switch_vmap(fns: Sequence[Activation], layout: Layout | None):
 def _ordered(names: tuple[str, ...], layout: Layout | None) -> Activation:
     forward = _switch_vmap([get(n) for n in names], layout)
     slope = _switch_vmap([derivative(n) for n in names], layout)
+    value_and_slope = _switch_vmap([value_and_derivative_of(get(n)) for n in names], layout)
 
     @jax.custom_vjp
     def apply(i, x):
         return forward(i, x)
 
     def fwd(i, x):
-        return forward(i, x), (i, x)
+        # the slope is computed with the value (one evaluation of each activation, fused) and kept for the
+        # backward pass, which is then one multiply: no second evaluation of the activation (tanh, sigmoid, ...)
+        y, dy = value_and_slope(i, x)
+        return y, (i, dy)
 
     def bwd(res, g):
-        i, x = res
-        return np.zeros(np.shape(i), jax.dtypes.float0), g * slope(i, x)
+        i, dy = res
+        return np.zeros(np.shape(i), jax.dtypes.float0), g * dy
 
     apply.defvjp(fwd, bwd)
     jitted = jax.jit(apply)
@@ -160,7 +180,9 @@ def by_index(i: int | jax.Array, x: jax.Array, names: Sequence[str] = NAMES, lay
     slice of variants only (a ``jax.custom_batching.custom_vmap`` rule), so a batch mixing nine activations
     costs about as much as one. Without ``layout`` (or when the batch does not match it) it falls back to the
     select. The gradient is ``g * f_i'(x)`` (a ``jax.custom_vjp``; reverse mode only), computed the same way,
-    so no untaken branch can put NaN into it.
+    so no untaken branch can put NaN into it; the slope is computed with the value in the forward pass
+    (:func:`value_and_derivative_of`) and kept, so the backward pass is one multiply and evaluates no
+    activation again.
 
     Args:
       i: the activation's id, an index into ``names``: a Python ``int`` or a traced int32 scalar, so one

@@ -131,6 +131,33 @@ def test_layout_computes_each_activation_once_per_slice():
     assert "select" not in text and text.count("tanh") == 1
 
 
+def test_gradient_with_a_layout_evaluates_each_activation_once():
+    """The backward pass uses the slope kept from the forward pass: differentiating a layout mix evaluates tanh
+    and sigmoid once each, as ``jax.grad`` of the plain functions does (before, the backward pass evaluated
+    every activation again: an LSTM's candidate tanh twice per time step)."""
+    names = ("sigmoid", "tanh", "relu")
+    ids = jnp.array([0, 0, 1, 1, 2, 2])
+    x = jnp.linspace(-3.0, 3.0, 48).reshape(6, 8)
+    layout = ((0, 2), (1, 2), (2, 2))
+    value_and_grad = jax.jit(jax.vmap(jax.value_and_grad(
+        lambda i, x: jnp.sum(activations.by_index(i, x, names, layout) ** 2), argnums=1)))
+    text = value_and_grad.lower(ids, x).as_text()
+    assert text.count("stablehlo.tanh") == 1 and text.count("stablehlo.exponential") == 1  # sigmoid: 1 / (1 + exp(-x))
+    y = jnp.stack([activations.get(names[i])(x[j]) for j, i in enumerate(ids.tolist())])
+    slope = jnp.stack([activations.derivative(names[i])(x[j]) for j, i in enumerate(ids.tolist())])
+    value, grad = value_and_grad(ids, x)
+    np.testing.assert_allclose(value, jnp.sum(y**2, axis=1), rtol=1e-6)
+    np.testing.assert_allclose(grad, 2 * y * slope, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", activations.NAMES)
+def test_value_and_derivative_of(name):
+    x = jnp.asarray(X + 0.013)
+    y, dy = activations.value_and_derivative_of(activations.get(name))(x)
+    np.testing.assert_array_equal(y, activations.get(name)(x))
+    np.testing.assert_allclose(dy, activations.derivative(name)(x), rtol=1e-6, atol=1e-7)
+
+
 def test_unbatched_id_is_a_real_branch():
     x = jnp.linspace(-3, 3, 7)
     for i, name in enumerate(activations.NAMES):
