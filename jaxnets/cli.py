@@ -60,7 +60,12 @@ class UsageError(Exception):
 
 class Progress:
     """Turns :func:`jaxnets.sweep.run` events into a tqdm bar over evaluations (stderr) and saves each
-    finished unit into the results directory the moment it arrives."""
+    finished unit into the results directory the moment it arrives.
+
+    The bar counts a group's evaluations (the sweep's ``evals``); the engine reports each evaluation once per
+    block of variants, so a block's evaluation advances it by the block's share of its group's variants (a
+    group trained in 4 blocks takes 4 events per evaluation), and a finished unit sets it to the unit's end.
+    """
 
     def __init__(self, out: Path, metric: str, goal: str, quiet: bool):
         self.out, self.metric, self.goal, self.quiet = out, metric, goal, quiet
@@ -70,6 +75,9 @@ class Progress:
         self.best_live = math.inf
         self.best: float | None = None
         self.saved = 0
+        self.group_variants: dict[int, int] = {}  # this unit's groups: variants per group (Compiling events)
+        self.done = 0.0  # evaluations done, with blocks' fractions
+        self.unit_end = 0  # the bar's position once the current unit is done
 
     def __call__(self, event: Any) -> None:
         from jaxnets import events
@@ -85,12 +93,14 @@ class Progress:
             case events.UnitStarted():
                 self._unit_start(event)
             case events.Compiling():
+                self.group_variants[event.group] = event.n_variants
                 self.bar.set_postfix_str("compiling")
             case events.Evaluated():
                 finite = [v for v in event.val_loss.tolist() if math.isfinite(v)]
                 self.best_live = min([self.best_live, *finite])
                 self._postfix()
-                self.bar.update(1)
+                block = len(event.val_loss)
+                self._advance(self.done + block / max(self.group_variants.get(event.group, block), block))
             case events.UnitDone():
                 self._unit_done(event)
             case events.Checkpoint():
@@ -108,14 +118,24 @@ class Progress:
         self.bar.set_description(f"{event.unit} ({i + 1}/{n}, {state})")
         if event.stale and not self.quiet:
             self.bar.write(f"{event.unit}: saved unit does not match this config's variants; retraining")
+        self.group_variants = {}
+        self.unit_end = self.bar.n + event.evals
         if event.resumed:
-            self.bar.update(event.evals)
+            self._advance(self.unit_end)
         else:
             self.bar.set_postfix_str("compiling")
+
+    def _advance(self, done: float) -> None:
+        """Move the bar to ``done`` evaluations (whole ones shown), never past the current unit's end."""
+        self.done = min(done, self.unit_end)
+        step = int(self.done + 1e-9) - self.bar.n
+        if step > 0:
+            self.bar.update(step)
 
     def _unit_done(self, event: Any) -> None:
         from jaxnets import store
 
+        self._advance(self.unit_end)
         res = event.result
         if not event.resumed:
             store.save_unit(self.out, res)

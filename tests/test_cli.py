@@ -183,3 +183,28 @@ def test_demo_prints_its_bundled_config(capsys):
     assert cli.main(["demo", "--print-config"]) == 0
     assert capsys.readouterr().out == cli.demo_config().read_text()
 
+
+
+def test_progress_bar_counts_a_groups_evaluations_once_over_its_blocks(tmp_path):
+    """The engine reports an evaluation once per block of variants: a group of 4 variants in blocks of 2 with
+    2 evaluations sends 4 events, and the bar (total: the group's 2 evaluations) advances by half of one per
+    block, ending at its total, not at 4."""
+    from types import SimpleNamespace
+
+    from jaxnets import events
+
+    prog = cli.Progress(tmp_path, "final_val_loss", "min", quiet=False)
+    prog(events.SweepStarted(n_variants=4, n_units=1, evals=2, exact=True))
+    prog(events.UnitStarted(unit="group-000", index=0, n_units=1, n_variants=4, evals=2, resumed=False, stale=False))
+    prog(events.Compiling(group=0, n_variants=4))
+    seen = []
+    for start in (0, 2):  # block by block, each through every evaluation
+        for e in (1, 2):
+            prog(events.Evaluated(group=0, block_start=start, eval=e, n_evals=3, step=10 * e,
+                                  val_loss=np.array([1.0, 2.0])))
+            seen.append(prog.bar.n)
+    assert seen == [0, 1, 1, 2] and prog.bar.total == 2
+    result = SimpleNamespace(columns={"final_val_loss": np.array([1.0, 2.0, 3.0, 4.0])}, key="group-000")
+    prog(events.UnitDone(unit="group-000", result=result, resumed=True))
+    assert prog.bar.n == 2 and prog.best == 1.0
+    prog.close()
