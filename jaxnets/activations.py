@@ -80,12 +80,25 @@ def index(name: str) -> int:
     return NAMES.index(canonical(name))
 
 
+def value_and_derivative_of(f: Activation) -> Callable[[jax.Array], tuple[jax.Array, jax.Array]]:
+    """``x -> (f(x), f'(x))`` in one pass, the derivative as reverse mode computes it (``jax.vjp`` of ``f``
+    with unit cotangents) from the same forward values (e.g. tanh's is ``(1 + y)(1 - y)`` from
+    ``y = tanh(x)``), so a backward pass that keeps the slope need not evaluate ``f`` again."""
+
+    def both(x):
+        y, pullback = jax.vjp(f, x)
+        return y, pullback(jnp.ones_like(x))[0]
+
+    return both
+
+
 def derivative_of(f: Activation) -> Activation:
     """The derivative ``x -> f'(x)`` of an elementwise function ``f``, computed as reverse mode computes it
     (``jax.vjp`` with unit cotangents). Forward mode's formula is not the same under ``jit``: XLA:CPU's fused
     ``tanh`` stops just short of 1, so gelu's ``x * (1 - tanh(u)**2) * u'`` gave 2,550 instead of 0 at
     ``x = -1e4``."""
-    return lambda x: jax.vjp(f, x)[1](jnp.ones_like(x))[0]
+    both = value_and_derivative_of(f)
+    return lambda x: both(x)[1]
 
 
 def derivative(name: str) -> Activation:
@@ -97,18 +110,6 @@ Layout = tuple[tuple[int, int], ...]
 """How a batch of variants is ordered by activation: ``((id, count), ...)`` for each device's contiguous share
 of the variant axis (the same on every device): the first ``count`` variants of a share have activation ``id``,
 and so on. See :func:`by_index`."""
-
-
-def value_and_derivative_of(f: Activation) -> Callable[[jax.Array], tuple[jax.Array, jax.Array]]:
-    """``x -> (f(x), f'(x))`` in one pass: the derivative as :func:`derivative_of` computes it, from the same
-    forward values (``jax.vjp`` of ``f``; e.g. tanh's is ``(1 + y)(1 - y)`` from ``y = tanh(x)``), so a
-    backward pass that keeps the slope need not evaluate ``f`` again."""
-
-    def both(x):
-        y, pullback = jax.vjp(f, x)
-        return y, pullback(jnp.ones_like(x))[0]
-
-    return both
 
 
 def _switch_vmap(fns: Sequence[Callable], layout: Layout | None):
