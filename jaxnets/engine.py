@@ -1291,11 +1291,13 @@ def _run_group(prog: Program, *, max_variants: int | None, devices: Sequence[Any
 
 @dataclasses.dataclass(frozen=True)
 class Options:
-    """Engine settings that do not change results.
+    """Engine settings that do not change results beyond float32 rounding (a block size changes the order in
+    which XLA's kernels accumulate: digits MLP, 8 variants in one block or one at a time, 20 steps: losses
+    and gradient norms within 1e-6 relative); the same settings on the same machine give the same numbers.
 
     Attributes:
       max_variants_per_program: most variants one compiled program trains at once; larger groups run in
-        blocks of this size, one after another (one compilation per group; results identical). ``None``:
+        blocks of this size, one after another (one compilation per group; results as above). ``None``:
         set by ``block_bytes`` and the memory budget.
       devices: devices to shard the variant axis over (default: all of ``jax.devices()``).
       n_eval_train: training examples used for the evaluation-time train loss and diagnostics.
