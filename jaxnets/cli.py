@@ -75,7 +75,6 @@ class Progress:
         self.best_live = math.inf
         self.best: float | None = None
         self.saved = 0
-        self.group_variants: dict[int, int] = {}  # this unit's groups: variants per group (Compiling events)
         self.done = 0.0  # evaluations done, with blocks' fractions
         self.unit_end = 0  # the bar's position once the current unit is done
 
@@ -93,14 +92,13 @@ class Progress:
             case events.UnitStarted():
                 self._unit_start(event)
             case events.Compiling():
-                self.group_variants[event.group] = event.n_variants
                 self.bar.set_postfix_str("compiling")
             case events.Evaluated():
                 finite = [v for v in event.val_loss.tolist() if math.isfinite(v)]
                 self.best_live = min([self.best_live, *finite])
                 self._postfix()
                 block = len(event.val_loss)
-                self._advance(self.done + block / max(self.group_variants.get(event.group, block), block))
+                self._advance(self.done + block / max(event.n_variants, block))
             case events.UnitDone():
                 self._unit_done(event)
             case events.Checkpoint():
@@ -118,7 +116,6 @@ class Progress:
         self.bar.set_description(f"{event.unit} ({i + 1}/{n}, {state})")
         if event.stale and not self.quiet:
             self.bar.write(f"{event.unit}: saved unit does not match this config's variants; retraining")
-        self.group_variants = {}
         self.unit_end = self.bar.n + event.evals
         if event.resumed:
             self._advance(self.unit_end)

@@ -1254,7 +1254,8 @@ def _run_group(prog: Program, *, max_variants: int | None, devices: Sequence[Any
             history.append(_to_host(m))
             run_s += time.perf_counter() - tr
             report(events.Evaluated(group=group_index, block_start=start, eval=e, n_evals=spec.n_evals,
-                                    step=int(spec.eval_steps[e]), val_loss=history[-1]["val_loss"][keep]))
+                                    step=int(spec.eval_steps[e]), val_loss=history[-1]["val_loss"][keep],
+                                    n_variants=v))
         final = _to_host((state.params, state.model_state, state.status, state.stopped_step, state.best_val))
         pick = functools.partial(_take, keep)
         parts.append({

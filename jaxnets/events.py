@@ -54,6 +54,8 @@ class Evaluated(Event):
       n_evals: evaluations of the group, evaluation 0 included.
       step: the training step of this evaluation.
       val_loss: [variants in the block] validation losses (NaN where diverged).
+      n_variants: variants in the group (the blocks' ``val_loss`` together; 0: not given), so a listener can
+        count a group's evaluation once over its blocks.
     """
 
     group: int
@@ -62,6 +64,7 @@ class Evaluated(Event):
     n_evals: int
     step: int
     val_loss: np.ndarray
+    n_variants: int = 0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -604,7 +604,8 @@ def run(progs: Sequence[Any], policy: Policy, *, devices: Sequence[Any], max_var
                     G.tested[rows_real] = True
                 if e > 0:
                     report(events.Evaluated(group=G.gi, block_start=start, eval=e, n_evals=n_evals,
-                                            step=int(eval_steps[e]), val_loss=m["val_loss"][keep]))
+                                            step=int(eval_steps[e]), val_loss=m["val_loss"][keep],
+                                            n_variants=G.v))
             host = engine._to_host(state)
             G.run_s += time.perf_counter() - tr
             if G.state is None:

@@ -196,12 +196,11 @@ def test_progress_bar_counts_a_groups_evaluations_once_over_its_blocks(tmp_path)
     prog = cli.Progress(tmp_path, "final_val_loss", "min", quiet=False)
     prog(events.SweepStarted(n_variants=4, n_units=1, evals=2, exact=True))
     prog(events.UnitStarted(unit="group-000", index=0, n_units=1, n_variants=4, evals=2, resumed=False, stale=False))
-    prog(events.Compiling(group=0, n_variants=4))
-    seen = []
+    seen = []  # no Compiling event: a group whose program is cached already sends none
     for start in (0, 2):  # block by block, each through every evaluation
         for e in (1, 2):
             prog(events.Evaluated(group=0, block_start=start, eval=e, n_evals=3, step=10 * e,
-                                  val_loss=np.array([1.0, 2.0])))
+                                  val_loss=np.array([1.0, 2.0]), n_variants=4))
             seen.append(prog.bar.n)
     assert seen == [0, 1, 1, 2] and prog.bar.total == 2
     result = SimpleNamespace(columns={"final_val_loss": np.array([1.0, 2.0, 3.0, 4.0])}, key="group-000")
