@@ -55,7 +55,7 @@ import optax
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxnets import activations, adapters, diagnostics, events, initializers, losses, optimizers
+from jaxnets import activations, adapters, blocks, diagnostics, events, initializers, losses, optimizers
 from jaxnets import variants as variants_lib
 from jaxnets.data import Dataset
 from jaxnets.hyper import Hyper
@@ -473,8 +473,10 @@ class Program:
                          step=nbytes((state.params, state.opt_state)) + nbytes(params) + 2 * nbytes(batch_acts),
                          eval=nbytes(acts))
 
-    def batch_indices(self, first_step: jax.Array, hp: Mapping[str, jax.Array]) -> jax.Array:
-        """Minibatch indices [eval_every, batch_size] of steps ``first_step, first_step + 1, ...``.
+    def batch_indices(self, first_step: jax.Array, hp: Mapping[str, jax.Array], n: int | None = None
+                      ) -> jax.Array:
+        """Minibatch indices [n, batch_size] of steps ``first_step, first_step + 1, ...`` (``n``: default
+        ``eval_every``).
 
         Step ``t`` draws ``batch_size`` indices uniformly with replacement from ``fold_in(fold_in(key(seed),
         1), t)`` — with ``shared_data``, from ``fold_in(fold_in(key(data_seed), 1), t)``, the same for every
@@ -483,7 +485,7 @@ class Program:
         """
         seed = self.spec.data_seed if self.spec.shared_data else hp["seed"]
         base = jax.random.fold_in(jax.random.key(seed), 1)
-        steps = first_step + jnp.arange(self.spec.eval_every, dtype=jnp.int32)
+        steps = first_step + jnp.arange(self.spec.eval_every if n is None else n, dtype=jnp.int32)
         draw = lambda t: jax.random.randint(jax.random.fold_in(base, t), (self.spec.batch_size,), 0,  # noqa: E731
                                             self.n_train)
         return jax.vmap(draw)(steps)
@@ -545,8 +547,9 @@ class Program:
                               stopped_step=jnp.where(diverged, state.step, state.stopped_step)), jnp.isfinite(loss)
 
     def steps(self, state: TrainState, hp: Mapping[str, jax.Array], data: Mapping[str, jax.Array],
-              first_step: jax.Array | None = None, guard: bool | jax.Array = True) -> tuple[TrainState, jax.Array]:
-        """``eval_every`` training steps of one variant in a ``lax.scan``: ``(state, finite)``.
+              first_step: jax.Array | None = None, guard: bool | jax.Array = True, n: int | None = None
+              ) -> tuple[TrainState, jax.Array]:
+        """``eval_every`` (or ``n``) training steps of one variant in a ``lax.scan``: ``(state, finite)``.
 
         ``guard`` True: every step is :meth:`step` (guarded) and ``finite`` is True. ``guard`` False: the steps
         run unguarded (no per-step parameter check, no masked update) and ``finite`` says whether every loss
@@ -557,7 +560,7 @@ class Program:
         may be a traced unbatched bool. ``first_step``: see :meth:`chunk`.
         """
         start = first_step if self.spec.shared_data and first_step is not None else state.step
-        idx = self.batch_indices(start, hp)
+        idx = self.batch_indices(start, hp, n)
 
         def body(carry, i):
             s, ok = carry
@@ -1211,8 +1214,107 @@ def _fit_order(ids: np.ndarray, layout: activations.Layout | None, size: int, n_
     return np.asarray(order, np.int64), np.asarray(real, bool)
 
 
+def _agree(value: int) -> int:
+    """``value`` as process 0 has it (every process must call this at the same point); itself in one process."""
+    if jax.process_count() == 1:
+        return int(value)
+    from jax.experimental import multihost_utils
+
+    return int(multihost_utils.broadcast_one_to_all(np.int32(value)))
+
+
+def _trial_key(prog: Program, hyper: Mapping[str, np.ndarray], rule: int, n_dev: int) -> dict[str, Any]:
+    """What a block-size choice depends on (:mod:`jaxnets.blocks`): the machine, and the group's training
+    step program but its step counts (``steps``, ``eval_every``, patience and ``data_seed`` change no
+    operation), its parameter and data shapes, the rule's size and the device count."""
+    spec = dataclasses.replace(prog.spec, steps=0, eval_every=0, early_stopping_patience=0, data_seed=0)
+    hp1 = {k: a[:1] for k, a in hyper.items()}
+    state = jax.eval_shape(prog.init_batch, hp1, prog.data)
+    named = lambda f: None if f is None else f"{getattr(f, '__module__', '')}.{getattr(f, '__qualname__', f)}"  # noqa: E731
+    return {"machine": blocks.machine(), "spec": repr(spec), "rule": rule, "devices": n_dev,
+            "output_dim": prog.output_dim, "many_to_many": prog.many_to_many,
+            "data": sorted((k, list(a.shape), a.dtype.str) for k, a in prog.data.items()),
+            "params": [list(a.shape) for a in jax.tree.leaves(state.params)],
+            "model": named(prog.adapter.factory) if prog.custom else prog.spec.kind,
+            "loss": named(prog.user_loss), "metric": named(prog.user_metric)}
+
+
+#: Bytes of one variant's training step (:attr:`Footprint.step`) below which a group skips the block-size
+#: trial and keeps the rule's blocks: such a variant cannot fill even two cores, so one at a time never wins
+#: (wine_mlp, 59 kB a step, 64 variants on a 2-core EPYC: one block 6.5 ms for 8 steps of all 64, one at a
+#: time 18 ms), and the trial would cost seconds of compilation for nothing. Shapes only, so the same group
+#: always decides the same way.
+TRIAL_MIN_STEP_BYTES = 2**18
+
+
+def _trial_block_size(prog: Program, hyper: Mapping[str, np.ndarray], rule: int, devices: Sequence[Any],
+                      shard: NamedSharding, data: Any, footprint: Footprint, report: ProgressFn, group_index: int
+                      ) -> tuple[int, float]:
+    """The block size a CPU group trains in: the shape rule's ``rule`` or one variant per device, whichever a
+    timed trial of their training steps finds faster, remembered per machine (:mod:`jaxnets.blocks`).
+    Returns ``(size, trial seconds)`` (0 when the choice was remembered or there was nothing to try: the rule
+    gives one variant per device, or a variant's step is under :data:`TRIAL_MIN_STEP_BYTES`). Every process
+    must call it."""
+    n_dev = len(devices)
+    if rule <= n_dev or footprint.step < TRIAL_MIN_STEP_BYTES:
+        return rule, 0.0
+    key = _trial_key(prog, hyper, rule, n_dev)
+    known = _agree(blocks.lookup(key) or 0)
+    if known:
+        return known, 0.0
+    t0 = time.perf_counter()
+    report(events.TimingBlocks(group=group_index, n_variants=len(prog.rows), sizes=(rule, n_dev)))
+    ids, n_act = hyper["activation"], len(prog.spec.activations)
+    platform = devices[0].platform
+    options = compiler_options(platform)
+    order, _, layout, size = _block_order(ids, rule, n_dev, n_act)
+    small_order = _block_order(ids, n_dev, n_dev, n_act)[0]
+    rows = order[:size]  # the rule's first block; the small candidate trains the same variants, n_dev at a time
+    hp = _to_device({k: a[rows] for k, a in hyper.items()}, shard)
+    lowered_init = _lower_init(prog, hp, data, shard)
+    init = _COMPILER.submit(_compile_lowered, lowered_init,
+                            init_compiler_options(platform, lowered_init.out_info.params), options)
+    first = jnp.int32(0)
+    rows_of = lambda tree, n: jax.tree.map(  # noqa: E731 - [n]-stacked shapes of a [size]-stacked tree
+        lambda a: jax.ShapeDtypeStruct((n, *a.shape[1:]), a.dtype, sharding=shard), tree)
+    compiled = {}
+    try:
+        for cand, cand_layout in ((size, layout), (n_dev, None)):
+            prog.layout = cand_layout  # read while tracing (the activations' slices), so set per candidate
+            fn = _lift(lambda st, hp, data, t: prog.steps(st, hp, data, t, False, n=blocks.TRIAL_STEPS)[0], cand)
+            lowered = jax.jit(fn, out_shardings=shard).lower(rows_of(lowered_init.out_info, cand), rows_of(hp, cand),
+                                                             data, first)
+            compiled[cand] = _COMPILER.submit(_compile_lowered, lowered, options, options)
+    finally:
+        prog.layout = None
+    state = init.result()(hp, data)
+    big, small = compiled[size].result(), compiled[n_dev].result()
+    host_state, host_hp = jax.device_get(state), jax.device_get(hp)
+    piece = lambda tree, i: _to_device(jax.tree.map(lambda a: a[i:i + n_dev], tree), shard)  # noqa: E731
+    pieces = [(piece(host_state, i), piece(host_hp, i)) for i in range(0, size, n_dev)]
+    candidates = [
+        blocks.Candidate(rule, len(order) / size, lambda: jax.block_until_ready(big(state, hp, data, first))),
+        blocks.Candidate(n_dev, len(small_order) / size,
+                         lambda: jax.block_until_ready([small(s, h, data, first) for s, h in pieces])),
+    ]
+    pick, group_s = blocks.choose(candidates)
+    pick = _agree(pick)
+    blocks.record(key, pick, group_s)
+    return pick, time.perf_counter() - t0
+
+
+def _wants_trial(block_trial: bool | None, devices: Sequence[Any], max_variants: int | None,
+                 block_bytes: int | None) -> bool:
+    """Whether a group's block size comes from a timed trial (:attr:`Options.block_trial`)."""
+    if block_trial is not None:
+        return bool(block_trial)
+    return (devices[0].platform == "cpu" and max_variants is None and block_bytes is None
+            and blocks.path() is not None)
+
+
 def _run_group(prog: Program, *, max_variants: int | None, devices: Sequence[Any], budget: int | None,
-               block_bytes: int | None, progress: ProgressFn | None, group_index: int) -> GroupResult:
+               block_bytes: int | None, progress: ProgressFn | None, group_index: int,
+               block_trial: bool | None = False) -> GroupResult:
     spec = prog.spec
     t0 = time.perf_counter()
     report = progress or (lambda event: None)
@@ -1222,11 +1324,15 @@ def _run_group(prog: Program, *, max_variants: int | None, devices: Sequence[Any
     v = len(prog.rows)
     hyper = prog.stack()
     footprint = prog.footprint({k: a[:1] for k, a in hyper.items()}, prog.data)
+    trial = _agree(_wants_trial(block_trial, devices, max_variants, block_bytes))
     if block_bytes is None:
         block_bytes = CPU_BLOCK_BYTES if devices[0].platform == "cpu" else 0
     size = _block_size(v, n_dev, footprint, budget or memory_budget(devices), max_variants, block_bytes)
-    order, real, prog.layout, size = _block_order(hyper["activation"], size, n_dev, len(spec.activations))
     data = _to_device(prog.data, replicated)
+    trial_s = 0.0
+    if trial:
+        size, trial_s = _trial_block_size(prog, hyper, size, devices, shard, data, footprint, report, group_index)
+    order, real, prog.layout, size = _block_order(hyper["activation"], size, n_dev, len(spec.activations))
     key = _signature(prog, size, devices)
     compile_s = run_s = 0.0
     parts: list[dict[str, Any]] = []
@@ -1287,6 +1393,7 @@ def _run_group(prog: Program, *, max_variants: int | None, devices: Sequence[Any
         layer_names=list(prog.layer_names),
         program=prog,
         model_steps=v * spec.eval_every * (spec.n_evals - 1),
+        trial_s=trial_s,
     )
 
 
@@ -1310,6 +1417,14 @@ class Options:
         once (at least :data:`MIN_BLOCK`; on one device, a variant whose step alone exceeds it trains alone).
         On the CPU, keeping a block in cache is faster than one program over every variant. ``None``:
         :data:`CPU_BLOCK_BYTES` on the CPU, no limit on accelerators; ``0``: no limit.
+      block_trial: whether a group chooses between the rule's block size (above) and one variant per device
+        by a short timed trial of both, remembered per machine (:mod:`jaxnets.blocks`: the rule's blocks are
+        slower than one variant at a time on some CPUs). ``None``: on the CPU when the rule is in force
+        (``max_variants_per_program`` and ``block_bytes`` unset) and a choices file is enabled
+        (:func:`jaxnets.blocks.enable`, done by :func:`jaxnets.compilation_cache.enable` and so by the CLI),
+        so that every run on the machine trains in the same blocks; ``True``: always (choices then stay in
+        this process's memory when no file is enabled); ``False``: the rule alone. The trial's time is
+        ``GroupResult.trial_s``. A population policy's groups follow the rule.
     """
 
     max_variants_per_program: int | None = None
@@ -1317,6 +1432,7 @@ class Options:
     n_eval_train: int = 1024
     memory_budget_bytes: int | None = None
     block_bytes: int | None = None
+    block_trial: bool | None = None
 
 
 ModelFactory = Callable[..., Any]
@@ -1473,7 +1589,7 @@ def train(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, model: ModelFac
     results = [
         _run_group(prog, max_variants=options.max_variants_per_program, devices=devices,
                    budget=options.memory_budget_bytes, block_bytes=options.block_bytes, progress=progress,
-                   group_index=gi)
+                   group_index=gi, block_trial=options.block_trial)
         for gi, prog in enumerate(progs)
     ]
     return Result.from_groups(results, n_variants=len(variants))
