@@ -81,6 +81,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, bool]:
                         "max_variants_per_program=32 (repeatable; default: the engine as users get it)")
     p.add_argument("--repeats", type=int, help="rounds of every (workload, N)'s contenders, interleaved; each "
                                                "record is then the median of its rounds (default 1)")
+    p.add_argument("--block-choices", metavar="DIR|off",
+                   help="directory of the engine's block-size choices for the jaxnets contender (a record whose "
+                        "call times the candidates shows it in block_trial_s), or off for the shape rule's "
+                        "blocks (default: where the jaxnets CLI keeps them, as JAXNETS_COMPILE_CACHE says)")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG plot")
     p.add_argument("--plan", action="store_true",
                    help="measure the matmul peak, print the plan (steps, skips, estimated time) and stop")
@@ -89,6 +93,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, bool]:
         "workloads": a.workloads, "contenders": a.contenders, "ns": a.ns, "out": a.out, "target_s": a.target_s,
         "steps": a.steps, "max_record_s": a.max_record_s, "timeout_s": a.timeout_s, "isolate": a.isolate,
         "torch_threads": a.torch_threads, "engine_options": dict(a.engine_option) or None, "repeats": a.repeats,
+        "block_choices": a.block_choices,
     }.items() if v is not None}
     if a.repeats is not None and a.repeats < 1:
         p.error(f"--repeats must be at least 1, got {a.repeats}")

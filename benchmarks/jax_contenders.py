@@ -91,7 +91,10 @@ def run_jaxnets(wl: Workload, n: int, steps: int, target_s: float, engine_option
        evaluation + the same overhead.
 
     ``model_steps_per_s = n * (steps - 1) / (T_S - T_1)``: evaluation, initialization, compilation and
-    warm-up are all excluded. ``model_steps_per_s_with_eval = n * steps / T_S`` keeps the evaluation in
+    warm-up are all excluded. When the engine keeps block-size choices (:mod:`jaxnets.blocks`, see the
+    suite's ``block_choices``), the main call times the candidate block sizes if this machine has no choice
+    for the group yet (``block_trial_s``: in ``total_s`` and ``engine_wall_s``, not in ``compile_s``), and
+    the second call trains in the same blocks. ``model_steps_per_s_with_eval = n * steps / T_S`` keeps the evaluation in
     (what a run with ``eval_every = steps`` gets). With ``subtract_eval=False`` (``--quick``) the second
     call is skipped and ``model_steps_per_s`` is the evaluation-inclusive figure (``eval_subtracted``).
     """
@@ -125,6 +128,7 @@ def run_jaxnets(wl: Workload, n: int, steps: int, target_s: float, engine_option
         "eval_work_fraction": _eval_work_fraction(wl, ds, N_EVAL_TRAIN, steps),
         "n_diverged": int((result.status == "diverged").sum()),
         "n_blocks": g.n_blocks,
+        "block_trial_s": g.trial_s,
         "engine_options": engine_options,
     }
 

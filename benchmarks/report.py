@@ -246,6 +246,12 @@ def markdown(results: dict[str, Any]) -> str:
                     s += f" ({j['model_steps_per_s'] / r['model_steps_per_s']:.2f}x)"
                 cells.append(s)
             lines.append(f"| {n} | " + " | ".join(cells) + " |")
+        blocked = [r for r in (_find(recs, w, "jaxnets", n) for n in ns) if r is not None and "n_blocks" in r]
+        if blocked:
+            lines += ["", "jaxnets trained " + ", ".join(
+                f"N={r['n']} in {r['n_blocks']} block{'s' * (r['n_blocks'] != 1)}"
+                + (f" (block-size trial {r['block_trial_s']:.1f} s, once per machine)" if r.get("block_trial_s")
+                   else "") for r in blocked) + "."]
         rounds = any(r.get("samples") for r in wrecs)
         lines += ["", "| N | contender | model-steps/s | GFLOP/s | % of peak | compile s | peak RSS MB | steps "
                       "| models timed | timed s |" + (" rounds' model-steps/s | rounds' compile s |" if rounds else ""),

@@ -1289,7 +1289,7 @@ def _trial_block_size(prog: Program, hyper: Mapping[str, np.ndarray], rule: int,
         prog.layout = None
     state = init.result()(hp, data)
     big, small = compiled[size].result(), compiled[n_dev].result()
-    host_state, host_hp = jax.device_get(state), jax.device_get(hp)
+    host_state, host_hp = _to_host(state), _to_host(hp)  # every process holds the whole block
     piece = lambda tree, i: _to_device(jax.tree.map(lambda a: a[i:i + n_dev], tree), shard)  # noqa: E731
     pieces = [(piece(host_state, i), piece(host_hp, i)) for i in range(0, size, n_dev)]
     candidates = [

@@ -25,3 +25,17 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 # The CLI turns JAX's persistent compilation cache on by default (a per-user directory); the tests' own
 # subprocesses leave the user's cache alone.
 os.environ.setdefault("JAXNETS_COMPILE_CACHE", "0")
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _no_block_choices_file():
+    """A test that enables the block-size choices file (e.g. through ``compilation_cache.enable``) leaves
+    it off again, so later tests keep the shape rule's blocks."""
+    yield
+    from jaxnets import blocks
+
+    blocks.disable()
+    blocks.forget()

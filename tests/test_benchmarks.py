@@ -137,6 +137,51 @@ def test_median_record_keeps_the_median_round():
         median_record([])
 
 
+def test_median_record_keeps_the_block_trial_of_its_rounds():
+    def rec(rate, trial):
+        return {"workload": "digits_cnn", "contender": "jaxnets", "n": 8, "model_steps_per_s": rate,
+                "compile_s": 2.0, "timed_s": 1.0, "n_blocks": 8, "block_trial_s": trial}
+
+    med = median_record([rec(100.0, 4.5), rec(300.0, 0.0), rec(200.0, 0.0)])
+    assert med["model_steps_per_s"] == 200.0 and med["block_trial_s"] == 4.5  # round 1 timed the block sizes
+    assert [s["block_trial_s"] for s in med["samples"]] == [4.5, 0.0, 0.0] and med["samples"][0]["n_blocks"] == 8
+
+
+def test_block_choices_directory(tmp_path, monkeypatch):
+    from benchmarks.suite import block_choices_dir
+    from jaxnets import compilation_cache
+
+    assert block_choices_dir("off") is None and block_choices_dir(str(tmp_path)) == str(tmp_path)
+    monkeypatch.setenv("JAXNETS_COMPILE_CACHE", "0")
+    assert block_choices_dir(None) is None
+    monkeypatch.setenv("JAXNETS_COMPILE_CACHE", str(tmp_path / "c"))
+    assert block_choices_dir(None) == str(tmp_path / "c")
+    monkeypatch.delenv("JAXNETS_COMPILE_CACHE")
+    assert block_choices_dir(None) == str(compilation_cache.default_dir())
+    plan = make_plan(Config(workloads=("wine_mlp",), contenders=("jaxnets",), ns=(8,), block_choices=str(tmp_path)),
+                     False, 300.0, None, False, False)
+    assert plan.tasks[0]["block_choices"] == str(tmp_path)
+    assert parse_args(["--block-choices", "off"])[0].block_choices == "off"
+
+
+def test_jaxnets_record_times_the_block_sizes_once(tmp_path):
+    """With a choices directory, the first jaxnets record of a group times the candidate block sizes
+    (``block_trial_s``, outside ``compile_s``) and both of its calls train in the chosen blocks; the next
+    record reuses the choice."""
+    from benchmarks.worker import run_record
+    from jaxnets import blocks
+
+    task = {"task": "record", "workload": "digits_mlp", "contender": "jaxnets", "n": 2, "steps": 2,
+            "target_s": 0.01, "block_choices": str(tmp_path)}
+    first = run_record(task)
+    assert first["block_trial_s"] > 0 and first["n_blocks"] in (1, 2)
+    assert blocks.path() is None  # the worker turns the file off again
+    assert json.loads((tmp_path / blocks.FILE_NAME).read_text())["choices"]
+    blocks.forget()
+    again = run_record(task)
+    assert again["block_trial_s"] == 0.0 and again["n_blocks"] == first["n_blocks"]
+
+
 def test_repeated_suite_reports_medians(tmp_path, monkeypatch):
     """The run with ``repeats``: each record is the median of its rounds, a failed round is listed and the
     others still count, the ratios and the Markdown use the medians (no compute: the worker is faked)."""

@@ -7,7 +7,8 @@ and killed in a ``finally``:
   ``history.npz``, bit for bit, as one process with 4 devices (mixed activations and inits, diverging and
   early-stopped variants);
 * the Python API: two processes calling ``jax.distributed.initialize`` then ``engine.train`` both hold the
-  whole, identical ``Result`` (and PRNG-key leaves survive the gathering);
+  whole, identical ``Result`` (and PRNG-key leaves survive the gathering); a block-size trial whose timings
+  disagree between the processes trains both in process 0's blocks;
 * killing one of two processes mid-sweep makes the launch exit non-zero, with a message, well within 60 s;
   the same launch again resumes and ends with the uninterrupted table;
 * a coordinator nobody answers gives a one-line error, not a hang; bad options are refused before JAX starts.
@@ -259,9 +260,21 @@ tree |= {"columns": engine._to_device(host["columns"], NamedSharding(mesh, P(Non
 back = engine._to_host(tree)
 same_bits = all(back[k].dtype == v.dtype and back[k].shape == v.shape and back[k].tobytes() == v.tobytes()
                 for k, v in host.items())
+# the block-size trial: every process runs it, process 0's choice wins (here forced apart: 4 on process 0,
+# the rule's 8 on process 1), and each remembers it
+from jaxnets import blocks
+engine.TRIAL_MIN_STEP_BYTES = 0
+blocks.enable(sys.argv[3])
+real_choose = blocks.choose
+blocks.choose = lambda candidates, **kw: ((4, 8)[pid], real_choose(candidates, **kw)[1])
+tried = engine.train(variants, ds, options=engine.Options(block_trial=True))
+blocks.choose = real_choose
+fours = engine.train(variants, ds, options=engine.Options(max_variants_per_program=4))
+trial = [tried.groups[0].n_blocks, json.load(open(blocks.path()))["choices"].popitem()[1]["size"],
+         bool(np.array_equal(tried.history["val_loss"], fours.history["val_loss"], equal_nan=True))]
 print("RESULT " + json.dumps({"devices": [jax.local_device_count(), jax.device_count()],
                               "table": table.to_json(), "history": result.history["val_loss"].tolist(),
-                              "params": params, "same_keys": same_keys, "same_bits": same_bits}))
+                              "params": params, "same_keys": same_keys, "same_bits": same_bits, "trial": trial}))
 """
 
 
@@ -270,7 +283,8 @@ def test_python_api_under_two_processes(tmp_path):
     script.write_text(API_SCRIPT)
     port = str(launch.free_port())
     env = _env(2)
-    procs = [subprocess.Popen([sys.executable, str(script), port, str(i)], stdout=subprocess.PIPE,
+    procs = [subprocess.Popen([sys.executable, str(script), port, str(i), str(tmp_path / f"blocks-{i}")],
+                              stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, env=env) for i in range(2)]
     try:
         outs = [p.communicate(timeout=TIMEOUT_S) for p in procs]
@@ -287,6 +301,7 @@ def test_python_api_under_two_processes(tmp_path):
     assert a["devices"] == b["devices"] == [2, 4]
     assert a == b
     assert a["same_keys"] and a["same_bits"]
+    assert a["trial"] == [2, 4, True]  # process 0's choice, in both processes' blocks and files
     table = pd.read_json(io.StringIO(a["table"]))
     assert len(table) == 8 and {"ok", "diverged"} <= set(table["status"])
     assert np.isfinite(a["params"]).all()
