@@ -3,7 +3,9 @@
 Data path for one group (see :mod:`jaxnets.variants` for how rows become groups)::
 
     rows ─► stack() ─► hyper {key: [V]} ─► pad V to a multiple of the device count, shard the variant axis
-         ─► split into blocks of variants (memory; on the CPU, cache-sized blocks: Options.block_bytes)
+         ─► split into blocks of variants (memory; on the CPU, cache-sized blocks: Options.block_bytes,
+            or one variant per device where a timed trial, remembered per machine, finds it faster:
+            Options.block_trial, :mod:`jaxnets.blocks`)
          ─► init:  parameters per variant (seed, init id, init scale, ...) -> TrainState [V, ...]
          ─► chunk: vmap( lax.scan(step, eval_every steps) ; evaluate ) — jitted once, buffers donated,
                    called once per evaluation (Python runs per chunk, never per step); called with
