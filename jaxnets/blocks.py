@@ -12,7 +12,9 @@ alone, in model-steps/s:
 So before a CPU group trains, the engine (:func:`jaxnets.engine.train`, see ``Options.block_trial``) times
 its candidate block sizes and keeps the faster one:
 
-- the candidates are the shape rule's block size and one variant per device (when these differ);
+- the candidates are the shape rule's block size and one variant per device (when these differ; groups
+  whose variants are too small to fill the cores, and built-in MLPs, keep the rule's blocks untried:
+  ``jaxnets.engine.TRIAL_MIN_STEP_BYTES`` and ``UNTRIED_KINDS``);
 - each candidate's training steps (:data:`TRIAL_STEPS` unguarded steps of the group's own step program,
   at that block size, on the group's first variants) are compiled, run once to warm up, then timed
   :data:`TRIAL_ROUNDS` times, alternating between the candidates; a candidate's time is its fastest round

@@ -164,12 +164,14 @@ def test_block_choices_directory(tmp_path, monkeypatch):
     assert parse_args(["--block-choices", "off"])[0].block_choices == "off"
 
 
-def test_jaxnets_record_times_the_block_sizes_once(tmp_path):
+def test_jaxnets_record_times_the_block_sizes_once(tmp_path, monkeypatch):
     """With a choices directory, the first jaxnets record of a group times the candidate block sizes
     (``block_trial_s``, outside ``compile_s``) and both of its calls train in the chosen blocks; the next
     record reuses the choice."""
     from benchmarks.worker import run_record
-    from jaxnets import blocks
+    from jaxnets import blocks, engine
+
+    monkeypatch.setattr(engine, "UNTRIED_KINDS", frozenset())  # the MLP compiles faster than a CNN or an LSTM
 
     task = {"task": "record", "workload": "digits_mlp", "contender": "jaxnets", "n": 2, "steps": 2,
             "target_s": 0.01, "block_choices": str(tmp_path)}

@@ -112,6 +112,7 @@ def _trial_events(rows, options, monkeypatch, pick=None):
     """Train ``rows`` with the trial on every group size (``TRIAL_MIN_STEP_BYTES`` 0); ``pick`` forces the
     choice after the real timing. Returns the result and the TimingBlocks events."""
     monkeypatch.setattr(engine, "TRIAL_MIN_STEP_BYTES", 0)
+    monkeypatch.setattr(engine, "UNTRIED_KINDS", frozenset())  # the MLP compiles fastest
     if pick is not None:
         real = blocks.choose
         monkeypatch.setattr(blocks, "choose", lambda candidates, **kw: (pick, real(candidates, **kw)[1]))
@@ -153,10 +154,16 @@ def test_the_trial_runs_only_where_it_can_matter(tmp_path, monkeypatch):
     assert timing == []
     _, timing = _trial_events(ROWS, engine.Options(block_trial=False), monkeypatch)
     assert timing == []
-    # a variant whose step is small (here: under the real threshold) keeps the rule's blocks, untried
+    # a variant whose step is small (here: under the real threshold), or a built-in MLP, keeps the rule's
+    # blocks, untried
     monkeypatch.undo()
     blocks.enable(tmp_path)
+    monkeypatch.setattr(engine, "UNTRIED_KINDS", frozenset())
     seen = []
+    engine.train(ROWS, DIGITS, progress=seen.append)
+    assert not any(isinstance(e, jaxnets_events.TimingBlocks) for e in seen)
+    monkeypatch.undo()
+    monkeypatch.setattr(engine, "TRIAL_MIN_STEP_BYTES", 0)
     engine.train(ROWS, DIGITS, progress=seen.append)
     assert not any(isinstance(e, jaxnets_events.TimingBlocks) for e in seen)
     # the real trial picks one of the two candidates, and the group trains in that many blocks
