@@ -1274,11 +1274,11 @@ def _trial_block_size(prog: Program, hyper: Mapping[str, np.ndarray], rule: int,
     if known:
         return known, 0.0
     t0 = time.perf_counter()
-    report(events.TimingBlocks(group=group_index, n_variants=len(prog.rows), sizes=(rule, n_dev)))
     ids, n_act = hyper["activation"], len(prog.spec.activations)
+    order, _, layout, size = _block_order(ids, rule, n_dev, n_act)  # size > n_dev: a layout has >= 2 per device
+    report(events.TimingBlocks(group=group_index, n_variants=len(prog.rows), sizes=(rule, n_dev)))
     platform = devices[0].platform
     options = compiler_options(platform)
-    order, _, layout, size = _block_order(ids, rule, n_dev, n_act)
     small_order = _block_order(ids, n_dev, n_dev, n_act)[0]
     rows = order[:size]  # the rule's first block; the small candidate trains the same variants, n_dev at a time
     hp = _to_device({k: a[rows] for k, a in hyper.items()}, shard)
