@@ -33,7 +33,7 @@ import contextlib
 import math
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -309,6 +309,10 @@ def run_sweep(config_path: Path, out: Path, *, quiet: bool, force: bool, top: in
             done = launch.share_units(out, done, refused is not None)
         if refused is not None:
             raise refused
+        # asha / pbt units resume mid-unit from process 0's checkpoints, on every process
+        partial = store.load_checkpoints(out) if writer else {}
+        if distributed:
+            partial = launch.share_checkpoints(out, partial)
         if compile_cache:
             from jaxnets import compilation_cache
 
@@ -318,26 +322,28 @@ def run_sweep(config_path: Path, out: Path, *, quiet: bool, force: bool, top: in
                 raise UsageError(str(e)) from None
         if not writer:  # train the same programs; process 0 saves and writes everything
             try:
-                sweep.run(p, done)
+                sweep.run(p, done, partial=partial)
             except KeyboardInterrupt:
                 return 130
             launch.barrier("jaxnets sweep: results written")
             return 0
-        code = _train(p, cfg, out, done, quiet=quiet, top=top)
+        code = _train(p, cfg, out, done, partial, quiet=quiet, top=top)
         if distributed and code == 0:
             launch.barrier("jaxnets sweep: results written")
         return code
 
 
-def _train(p: Plan, cfg: Config, out: Path, done: dict[str, UnitResult], *, quiet: bool, top: int) -> int:
-    """Train (resuming from ``done``), write the results and plots, print the ranked table (the lock held)."""
-    import jax
-
+def _train(p: Plan, cfg: Config, out: Path, done: dict[str, UnitResult],
+           partial: Mapping[str, tuple[str, Mapping[str, Any]]], *, quiet: bool, top: int) -> int:
+    """Train (resuming from ``done`` and the ``asha`` / ``pbt`` checkpoints ``partial``), write the results
+    and plots, print the ranked table (the lock held)."""
     from jaxnets import plots, store, sweep
 
     progress = Progress(out, cfg.metric, cfg.goal, quiet)
-    # asha / pbt resume mid-unit from their checkpoints (one process only: the others start the unit afresh)
-    partial = store.load_checkpoints(out) if jax.process_count() == 1 else {}
+    resuming = sorted(k for k in partial if k not in done)
+    if resuming and not quiet:
+        print(f"resuming {', '.join(resuming)} from {'its' if len(resuming) == 1 else 'their'} checkpoint "
+              f"in {out}/{store.CHECKPOINTS}", file=sys.stderr)
     try:
         results = sweep.run(p, done, progress, partial)
     except KeyboardInterrupt:

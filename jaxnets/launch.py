@@ -11,7 +11,8 @@ devices), so the variant axis is sharded over all of them. Only process 0 writes
 * :func:`initialize` joins the runtime with bounded timeouts: a coordinator that cannot be reached (or peers
   that never come) gives a one-line error after :data:`INIT_TIMEOUT_S`; a process that dies makes the others
   fail within about :data:`HEARTBEAT_TIMEOUT_S` (at once when they are waiting for it in a collective).
-* :func:`share_units` makes every process resume from exactly the units process 0 resumes from.
+* :func:`share_units` makes every process resume from exactly the units process 0 resumes from, and
+  :func:`share_checkpoints` from exactly its ``asha`` / ``pbt`` checkpoints.
 * :func:`launch` (``jaxnets launch -n N -- sweep CONFIG --out DIR``) starts N processes on 127.0.0.1 (loopback
   only, a free port), forwards their output line by line with a ``[process i]`` prefix, and stops the others
   a bounded time after one fails.
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ENV_COORDINATOR", "ENV_NUM_PROCESSES", "ENV_PROCESS_ID", "INIT_TIMEOUT_S", "HEARTBEAT_TIMEOUT_S",
     "SHUTDOWN_TIMEOUT_S", "GRACE_S", "DistributedError", "Setup", "resolve", "initialize", "process_index",
-    "share_units", "barrier", "abort", "free_port", "launch",
+    "share_units", "share_checkpoints", "barrier", "abort", "free_port", "launch",
 ]
 
 ENV_COORDINATOR = "JAXNETS_COORDINATOR"
@@ -295,19 +296,67 @@ def abort(e: BaseException) -> NoReturn:
 
 def _digest(done: Mapping[str, UnitResult]) -> bytes:
     """SHA-256 of saved units (keys, fingerprints and every array), to compare what processes resume from."""
+    return _digest_arrays({key: (res.fingerprint, {
+        "variant": res.variant, "group": res.group, "eval_step": res.eval_step,
+        **{f"col_{k}": v for k, v in res.columns.items()}, **{f"hist_{k}": v for k, v in res.history.items()}})
+        for key, res in done.items()})
+
+
+def _digest_arrays(entries: Mapping[str, tuple[str, Mapping[str, Any]]]) -> bytes:
+    """SHA-256 of ``{key: (fingerprint, {name: array})}``: keys, fingerprints, names, dtypes, shapes, bytes."""
     import numpy as np
 
     h = hashlib.sha256()
-    for key in sorted(done):
-        res = done[key]
-        h.update(f"\0{key}\0{res.fingerprint}\0".encode())
-        arrays = {"variant": res.variant, "group": res.group, "eval_step": res.eval_step,
-                  **{f"col_{k}": v for k, v in res.columns.items()}, **{f"hist_{k}": v for k, v in res.history.items()}}
+    for key in sorted(entries):
+        fingerprint, arrays = entries[key]
+        h.update(f"\0{key}\0{fingerprint}\0".encode())
         for name in sorted(arrays):
             a = np.ascontiguousarray(arrays[name])
             h.update(f"\0{name}\0{a.dtype.str}\0{a.shape}\0".encode())
             h.update(a.tobytes())
     return h.digest()
+
+
+def share_checkpoints(out: str | Path, partial: Mapping[str, tuple[str, Mapping[str, Any]]]
+                      ) -> dict[str, tuple[str, Mapping[str, Any]]]:
+    """Make every process resume its ``asha`` / ``pbt`` units from the checkpoints process 0 resumes from (a
+    collective: every process calls it, after :func:`share_units`).
+
+    Args:
+      out: the results directory.
+      partial: on process 0, the checkpoints :func:`jaxnets.store.load_checkpoints` returned (ignored
+        elsewhere).
+
+    Returns:
+      ``{unit key: (fingerprint, state)}``, the same on every process.
+
+    Raises:
+      DistributedError: some process does not see process 0's checkpoints (``out`` is not shared).
+    """
+    import jax
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    from jaxnets import store
+
+    me = jax.process_index()
+    wanted = bytes(np.asarray(multihost_utils.broadcast_one_to_all(
+        np.frombuffer(_digest_arrays(partial if me == 0 else {}), np.uint8))))
+    if me == 0:
+        mine = dict(partial)
+    elif wanted == _digest_arrays({}):
+        mine = {}
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # process 0 reports damaged checkpoints
+            mine = store.load_checkpoints(out)
+    same = np.asarray(multihost_utils.process_allgather(np.int32(_digest_arrays(mine) == wanted)))
+    if not same.all():
+        bad = ", ".join(str(i) for i in np.flatnonzero(same == 0))
+        raise DistributedError(f"process(es) {bad} do not see the checkpoints that process 0 resumes from in "
+                               f"{str(out)!r}: --out must be the same folder for every process (a shared file "
+                               "system)")
+    return mine
 
 
 def share_units(out: str | Path, done: Mapping[str, UnitResult], failed: bool) -> dict[str, UnitResult]:

@@ -10,7 +10,8 @@ and killed in a ``finally``:
   whole, identical ``Result`` (and PRNG-key leaves survive the gathering); a block-size trial whose timings
   disagree between the processes trains both in process 0's blocks;
 * killing one of two processes mid-sweep makes the launch exit non-zero, with a message, well within 60 s;
-  the same launch again resumes and ends with the uninterrupted table;
+  the same launch again resumes and ends with the uninterrupted table; an ``asha`` unit stopped after a rung
+  resumes from its checkpoint under two processes;
 * a coordinator nobody answers gives a one-line error, not a hang; bad options are refused before JAX starts.
 """
 
@@ -216,6 +217,44 @@ def test_kill_one_process_then_resume(reference, config, tmp_path):
     assert "resumed" in again.stderr
     assert first.stat().st_mtime_ns == saved_at, "a finished unit was trained again"
     _assert_same_results(reference, out)
+
+
+INTERRUPT_AT_FIRST_CHECKPOINT = """\
+import sys
+from jaxnets import cli, store
+
+save = store.save_checkpoint
+
+
+def save_then_stop(*args, **kwargs):
+    save(*args, **kwargs)
+    raise KeyboardInterrupt
+
+
+store.save_checkpoint = save_then_stop
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_population_unit_resumes_from_its_checkpoint_under_two_processes(tmp_path):
+    """An asha unit stopped after its first rung (one process, 4 devices) resumes under 2 processes x 2
+    devices from process 0's checkpoint, on both processes, and ends with the uninterrupted table."""
+    cfg = tmp_path / "asha.toml"
+    cfg.write_text(POPULATION.format(method="asha", extra="min_steps = 4"))
+    one, out = tmp_path / "one", tmp_path / "resumed"
+    proc = _run(_jaxnets("sweep", str(cfg), "--out", str(one), "--quiet"), devices=4)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    script = tmp_path / "interrupt.py"
+    script.write_text(INTERRUPT_AT_FIRST_CHECKPOINT)
+    proc = _run([sys.executable, str(script), "sweep", str(cfg), "--out", str(out), "--quiet"], devices=4)
+    assert proc.returncode == 130, proc.stderr[-3000:]
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["population-000.npz"]
+    assert not (out / "units").exists() or not any((out / "units").iterdir())
+    proc = _run(_jaxnets("launch", "-n", "2", "--", "sweep", str(cfg), "--out", str(out)), devices=2)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "[process 0] resuming population-000 from its checkpoint" in proc.stderr
+    _assert_same_results(one, out)
+    assert not any((out / "checkpoints").iterdir())  # dropped once the unit is saved
 
 
 # ------------------------------------------------------------------------------------------ the Python API
