@@ -37,7 +37,7 @@ import threading
 import time
 import traceback
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
@@ -333,30 +333,9 @@ def share_checkpoints(out: str | Path, partial: Mapping[str, tuple[str, Mapping[
     Raises:
       DistributedError: some process does not see process 0's checkpoints (``out`` is not shared).
     """
-    import jax
-    import numpy as np
-    from jax.experimental import multihost_utils
-
     from jaxnets import store
 
-    me = jax.process_index()
-    wanted = bytes(np.asarray(multihost_utils.broadcast_one_to_all(
-        np.frombuffer(_digest_arrays(partial if me == 0 else {}), np.uint8))))
-    if me == 0:
-        mine = dict(partial)
-    elif wanted == _digest_arrays({}):
-        mine = {}
-    else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # process 0 reports damaged checkpoints
-            mine = store.load_checkpoints(out)
-    same = np.asarray(multihost_utils.process_allgather(np.int32(_digest_arrays(mine) == wanted)))
-    if not same.all():
-        bad = ", ".join(str(i) for i in np.flatnonzero(same == 0))
-        raise DistributedError(f"process(es) {bad} do not see the checkpoints that process 0 resumes from in "
-                               f"{str(out)!r}: --out must be the same folder for every process (a shared file "
-                               "system)")
-    return mine
+    return _share(out, partial, False, _digest_arrays, store.load_checkpoints, "checkpoints")
 
 
 def share_units(out: str | Path, done: Mapping[str, UnitResult], failed: bool) -> dict[str, UnitResult]:
@@ -379,17 +358,24 @@ def share_units(out: str | Path, done: Mapping[str, UnitResult], failed: bool) -
       DistributedError: process 0 could not open the directory (on the other processes), or some process does
         not see process 0's saved units (``out`` is not shared).
     """
+    from jaxnets import store
+
+    return _share(out, done, failed, _digest, store.load_units, "saved units")
+
+
+def _share(out: str | Path, mine: Mapping[str, Any], failed: bool, digest: Callable[[Mapping[str, Any]], bytes],
+           load: Callable[[str | Path], dict[str, Any]], what: str) -> dict[str, Any]:
+    """Process 0's ``mine`` on every process: process 0 broadcasts ``failed`` and ``digest(mine)``, the others
+    ``load(out)`` (unless process 0 has nothing), and every process checks that its copy has that digest."""
     import jax
     import numpy as np
     from jax.experimental import multihost_utils
 
-    from jaxnets import store
-
     me = jax.process_index()
-    message = np.zeros(33, np.uint8)  # [failed, sha256 of process 0's units]
+    message = np.zeros(33, np.uint8)  # [failed, sha256 of process 0's entries]
     if me == 0:
         message[0] = failed
-        message[1:] = np.frombuffer(_digest(done), np.uint8)
+        message[1:] = np.frombuffer(digest(mine), np.uint8)
     message = np.asarray(multihost_utils.broadcast_one_to_all(message))
     if message[0]:
         if me == 0:
@@ -398,20 +384,20 @@ def share_units(out: str | Path, done: Mapping[str, UnitResult], failed: bool) -
                                "(see its error)")
     wanted = bytes(message[1:])
     if me == 0:
-        units = dict(done)
-    elif wanted == _digest({}):
-        units = {}
+        got = dict(mine)
+    elif wanted == digest({}):
+        got = {}
     else:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # process 0 reports damaged units
-            units = store.load_units(out)
-    same = np.asarray(multihost_utils.process_allgather(np.int32(_digest(units) == wanted)))
+            warnings.simplefilter("ignore")  # process 0 reports damaged files
+            got = load(out)
+    same = np.asarray(multihost_utils.process_allgather(np.int32(digest(got) == wanted)))
     if not same.all():
         bad = ", ".join(str(i) for i in np.flatnonzero(same == 0))
-        raise DistributedError(f"process(es) {bad} do not see the saved units that process 0 resumes from in "
+        raise DistributedError(f"process(es) {bad} do not see the {what} that process 0 resumes from in "
                                f"{str(out)!r}: --out must be the same folder for every process (a shared file "
                                "system)")
-    return units
+    return got
 
 
 def barrier(name: str) -> None:
