@@ -55,7 +55,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = ["FILE_NAME", "MARGIN", "TRIAL_ROUNDS", "TRIAL_STEPS", "Candidate", "choose", "disable", "enable",
            "forget", "lookup", "machine", "path", "record"]
@@ -200,17 +200,19 @@ def record(key: Mapping[str, Any], size: int, seconds: Mapping[int, float]) -> N
                 os.unlink(tmp)
 
 
-class Candidate:
+class Candidate(NamedTuple):
     """One block size under trial.
 
     Attributes:
       size: the block size (variants per program call).
-      n_blocks: blocks the group would run in at this size.
+      n_blocks: how many times one ``run`` the group's training would take at this size (the blocks it would
+        run in, when ``run`` trains one block; fractional when ``run`` covers several).
       run: runs the candidate's trial program once and waits for its results.
     """
 
-    def __init__(self, size: int, n_blocks: int, run: Callable[[], Any]):
-        self.size, self.n_blocks, self.run = size, n_blocks, run
+    size: int
+    n_blocks: float
+    run: Callable[[], Any]
 
 
 def choose(candidates: list[Candidate], *, rounds: int = TRIAL_ROUNDS, margin: float = MARGIN
