@@ -100,10 +100,8 @@ def block_choices_dir(value: str | None) -> str | None:
 
     if value is not None:
         return None if value.strip().lower() == "off" else str(Path(value).expanduser().absolute())
-    env = os.environ.get(compilation_cache.ENV_VAR, "").strip()
-    if env.lower() in compilation_cache._OFF:
-        return None
-    return str(compilation_cache.default_dir() if env.lower() in compilation_cache._DEFAULT else Path(env).absolute())
+    target = compilation_cache.dir_from_env()
+    return None if target is None else str(target.expanduser().absolute())
 
 
 def quick_config(**overrides: Any) -> Config:

@@ -174,10 +174,24 @@ def enable_from_env(environ: Mapping[str, str] | None = None) -> Path | None:
     Raises:
       UnsafeCacheDirError: as :func:`enable`.
     """
+    target = dir_from_env(environ)
+    return None if target is None else enable(target)
+
+
+def dir_from_env(environ: Mapping[str, str] | None = None) -> Path | None:
+    """The cache directory :data:`ENV_VAR` names (nothing is created or enabled): :func:`default_dir` when it
+    is unset or says on, its own directory (``~`` not expanded), or ``None`` when it turns the cache off.
+
+    Args:
+      environ: the environment to read (default ``os.environ``).
+
+    Example::
+
+        >>> dir_from_env({"JAXNETS_COMPILE_CACHE": "0"}) is None
+        True
+    """
     env = os.environ if environ is None else environ
     value = env.get(ENV_VAR, "").strip()
     if value.lower() in _OFF:
         return None
-    if value.lower() in _DEFAULT:
-        return enable(default_dir(env))
-    return enable(value)
+    return default_dir(env) if value.lower() in _DEFAULT else Path(value)
