@@ -91,8 +91,6 @@ class Progress:
                                 dynamic_ncols=True, desc="sweep")
             case events.UnitStarted():
                 self._unit_start(event)
-            case events.TimingBlocks():
-                self.bar.set_postfix_str("timing block sizes")
             case events.Compiling():
                 self.bar.set_postfix_str("compiling")
             case events.Evaluated():

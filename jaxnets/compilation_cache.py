@@ -12,10 +12,6 @@ is unset or not absolute), created owner-only (mode ``0o700``). A compilation ca
 code that JAX runs without checking it, so a directory that another user could write to is refused
 (:class:`UnsafeCacheDirError`): one owned by another user, or writable by group or others.
 
-It also keeps the engine's block-size choices there (:func:`jaxnets.blocks.enable`, file
-:data:`jaxnets.blocks.FILE_NAME`): the first run of a CPU group on a machine times its candidate block sizes,
-later runs reuse the choice (and so train in the same blocks, with the same numbers).
-
 The ``jaxnets sweep`` and ``jaxnets demo`` commands call :func:`enable_from_env` before training:
 ``JAXNETS_COMPILE_CACHE=0`` (or ``--no-compile-cache``) turns the cache off, ``JAXNETS_COMPILE_CACHE=DIR``
 picks the directory. In Python, nothing is cached unless you call :func:`enable` yourself. JAX's own
@@ -115,8 +111,8 @@ def enable(path: str | os.PathLike[str] | None = None) -> Path:
     one must be a directory owned by this user and not writable by group or others. Then
     ``jax_compilation_cache_dir`` is set to it, with ``jax_persistent_cache_min_compile_time_secs = 0`` and
     ``jax_persistent_cache_min_entry_size_bytes = -1`` so that every program is cached, however small or
-    quick to compile, and the engine's block-size choices are kept in the same directory
-    (:func:`jaxnets.blocks.enable`). Calling it again with another directory switches to that one.
+    quick to compile. Calling it again with another directory switches to that one. A cached program is the
+    program that would be compiled: results never depend on the cache.
 
     Args:
       path: the cache directory; ``~`` is expanded. ``None``: :func:`default_dir`.
@@ -140,16 +136,12 @@ def enable(path: str | os.PathLike[str] | None = None) -> Path:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
     jax_cache.reset_cache()  # JAX opens its cache once per process: make it (re)open at `target`
-    from jaxnets import blocks
-
-    blocks.enable(target)  # block-size choices are per machine too
     return target
 
 
 def disable() -> None:
     """Turn the persistent compilation cache off again for later compilations of this process (what was
-    written stays on disk); JAX's thresholds go back to their defaults; block-size choices are no longer
-    read from or written to the directory (:func:`jaxnets.blocks.disable`)."""
+    written stays on disk); JAX's thresholds go back to their defaults."""
     import jax
     from jax.experimental.compilation_cache import compilation_cache as jax_cache
 
@@ -157,9 +149,6 @@ def disable() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     jax_cache.reset_cache()
-    from jaxnets import blocks
-
-    blocks.disable()
 
 
 def enable_from_env(environ: Mapping[str, str] | None = None) -> Path | None:

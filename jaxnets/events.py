@@ -9,9 +9,8 @@ Every event is a frozen dataclass deriving from :class:`Event`; listeners dispat
             case events.Evaluated(step=step, val_loss=v):
                 print(f"step {step}: best val loss {np.nanmin(v):.3g}")
 
-The engine (:func:`jaxnets.engine.train`, its ``progress`` argument) emits :class:`TimingBlocks` before a
-group times its block sizes (once per machine), :class:`Compiling` before a group compiles and
-:class:`Evaluated` after every evaluation. A sweep (:func:`jaxnets.sweep.run`, its ``on_event``
+The engine (:func:`jaxnets.engine.train`, its ``progress`` argument) emits :class:`Compiling` before a group
+compiles and :class:`Evaluated` after every evaluation. A sweep (:func:`jaxnets.sweep.run`, its ``on_event``
 argument) emits :class:`SweepStarted`, then for each unit :class:`UnitStarted`, the engine's events of that
 unit, and :class:`UnitDone`.
 """
@@ -23,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Event", "Compiling", "TimingBlocks", "Evaluated", "SweepStarted", "UnitStarted", "UnitDone", "Checkpoint"]
+__all__ = ["Event", "Compiling", "Evaluated", "SweepStarted", "UnitStarted", "UnitDone", "Checkpoint"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,21 +41,6 @@ class Compiling(Event):
 
     group: int
     n_variants: int
-
-
-@dataclasses.dataclass(frozen=True)
-class TimingBlocks(Event):
-    """A static group is about to time its candidate block sizes (:mod:`jaxnets.blocks`; once per machine).
-
-    Attributes:
-      group: the group's index among the call's static groups.
-      n_variants: variants in the group.
-      sizes: the candidate block sizes (the shape rule's first).
-    """
-
-    group: int
-    n_variants: int
-    sizes: tuple[int, ...]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -49,9 +49,7 @@ class GroupResult:
     time (compilation and data transfer included); ``n_blocks`` the number of blocks of variants
     the group ran as (one after another, see :class:`jaxnets.engine.Options`); ``model_steps`` the training
     steps computed, summed over variants (a chunk of ``eval_every`` steps counts for each real variant of its
-    block; pruned variants stop counting); ``trial_s`` the time its block-size trial took (compiling and
-    timing the candidates, see :mod:`jaxnets.blocks`; 0 when there was none or the choice was remembered),
-    part of ``wall_s`` but of neither ``compile_s`` nor ``run_s``.
+    block; pruned variants stop counting); ``program`` the group's :class:`jaxnets.engine.Program`.
     """
 
     spec: Any
@@ -72,7 +70,6 @@ class GroupResult:
     layer_names: list[str] = dataclasses.field(default_factory=list)
     program: Any = None
     model_steps: int = 0
-    trial_s: float = 0.0
 
 
 def _place(parts: list[tuple[np.ndarray, np.ndarray]], n: int) -> np.ndarray:

@@ -1,0 +1,133 @@
+"""The engine: train a heterogeneous batch of variants in one compiled, sharded program per static group.
+
+Data path (one module per step)::
+
+    rows ─► checks   validate variants, data, model, loss ONCE; one Program per static group
+         ─► program  the pure per-variant functions: init, training steps, evaluation (stateless)
+         ─► plan     footprint → block size, activation layout, loop strategy: from shapes, names and the
+                     platform's Tuning, never from a timing
+         ─► compile  jit(vmap(program)) per block: init, chunk (eval_every steps + an evaluation), cached
+         ─► loop     segments between evaluation boundaries, block by block; a population policy adds
+                     boundaries and decisions to the same loop (policy=None: plain training)
+         ─► transfer host <-> device, whole on every process   ─► Result
+
+A group's variant axis is padded to a multiple of the device count and sharded over the devices; a large group
+runs in blocks of variants, one after another (memory; on the CPU, cache-sized blocks). A block's chunk runs
+its ``eval_every`` steps inside the program (``lax.scan``) or, for a program XLA:CPU runs slowly in a loop
+body (a convolution), as a host loop over one compiled, buffer-donating step: same numbers either way.
+Python runs per chunk (or per step in the host loop), never inside a compiled program. Same config and seed on
+the same kind of machine give the same numbers, however busy the machine is: nothing here reads a clock to
+decide what to compute.
+
+Example::
+
+    from jaxnets import data, engine
+    ds = data.load("digits")
+    variants = [{"activation": a, "init": i, "seed": s, "steps": 200}
+                for a in ("tanh", "relu") for i in ("glorot_uniform", "he_normal") for s in range(4)]
+    result = engine.train(variants, ds)
+    print(result.to_dataframe())
+    logits = engine.model(result.rows[0], ds).apply({"params": result.params(0)}, ds.x_test)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxnets import events
+from jaxnets.data import Dataset
+from jaxnets.engine import loop
+from jaxnets.engine.checks import LossFn, ModelFactory, build_programs, prepare
+from jaxnets.engine.compile import clear_cache
+from jaxnets.engine.options import CPU_TUNING, DEFAULT_TUNING, Options, Tuning, tuning_for
+from jaxnets.engine.plan import Footprint, footprint, memory_budget
+from jaxnets.engine.program import DIVERGED, EARLY_STOPPED, OK, PRUNED, Program, TrainState, model
+from jaxnets.result import GroupResult, Result
+
+__all__ = ["CPU_TUNING", "DEFAULT_TUNING", "DIVERGED", "EARLY_STOPPED", "OK", "PRUNED", "Footprint", "GroupResult",
+           "LossFn", "ModelFactory", "Options", "Program", "ProgressFn", "Result", "TrainState", "Tuning",
+           "clear_cache", "footprint", "memory_budget", "model", "prepare", "program", "train", "tuning_for"]
+
+ProgressFn = Callable[[events.Event], None]
+
+
+def program(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, model: ModelFactory | None = None,
+            loss: str | LossFn | None = None, metric: LossFn | None = None,
+            extra_keys: Mapping[str, str] | None = None, n_eval_train: int = 1024,
+            tuning: Tuning | None = None) -> Program:
+    """The pure per-variant :class:`Program` (``init``, ``train_chunk``, ``evaluate``) of ONE static group.
+
+    Args:
+      variants: rows that form one static group (same model structure, optimizer kind, loss, batch size,
+        steps, ...); :meth:`Program.stack` gives their ``hp`` arrays.
+      ds: the data set; :attr:`Program.data` holds its arrays in the form the functions read them.
+      model, loss, metric, extra_keys: as in :func:`train`.
+      n_eval_train: training examples of the evaluation-time train loss and diagnostics.
+      tuning: the :class:`Tuning` of the platform the functions will run on (the CPU's picks CPU-friendly
+        kernels); default: that of ``jax.devices()[0]``'s platform.
+
+    Returns:
+      the group's :class:`Program`.
+
+    Raises:
+      ValueError: bad input (as :func:`train`), or variants that form more than one static group.
+    """
+    tuning = tuning or tuning_for(jax.devices()[0].platform)
+    progs = build_programs(variants, ds, model=model, loss=loss, metric=metric, extra_keys=extra_keys,
+                           n_eval_train=n_eval_train, tuning=tuning)
+    if len(progs) != 1:
+        raise ValueError(f"the variants form {len(progs)} static groups; program() takes the variants of one "
+                         "(split them with engine.prepare(...), or use engine.train)")
+    return progs[0]
+
+
+def train(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, model: ModelFactory | None = None,
+          loss: str | LossFn | None = None, metric: LossFn | None = None,
+          extra_keys: Mapping[str, str] | None = None, options: Options | None = None,
+          progress: ProgressFn | None = None, policy: Any = None,
+          checkpoint: Callable[[dict[str, np.ndarray]], None] | None = None,
+          resume: Mapping[str, np.ndarray] | None = None) -> Result:
+    """Train every variant on ``ds``; one compiled program per static group, the variant axis sharded.
+
+    Args:
+      variants: rows of hyperparameters (see :data:`jaxnets.variants.KEYS`; missing keys take
+        :data:`jaxnets.variants.DEFAULTS`).
+      ds: a :class:`jaxnets.data.Dataset` (your own arrays: :func:`jaxnets.data.from_arrays`).
+      model: your own model factory, ``factory(hp) -> flax.linen.Module`` or ``factory(hp, rngs) ->
+        flax.nnx.Module`` (see :mod:`jaxnets.adapters` for the calling convention and :mod:`jaxnets.hyper`
+        for ``hp``); ``None``: the built-in MLP / CNN / RNN of each variant's ``kind``.
+      loss: a loss name (for rows that set none), or your own ``loss(outputs, labels) -> [B]`` per-example
+        loss; labels are then the data set's (int32 classes or float32 targets).
+      metric: with a loss callable, an accuracy-like ``metric(outputs, labels) -> [B]`` reported as
+        ``val_accuracy`` / ``test_accuracy``.
+      extra_keys: your own hyperparameters, ``{name: "vmapped" | "static"}``: vmapped ones are numbers that
+        become [V] arrays in ``hp``, static ones any hashable value that splits static groups.
+      options: :class:`Options`.
+      progress: called with a :class:`jaxnets.events.Compiling` before a group compiles and a
+        :class:`jaxnets.events.Evaluated` after every evaluation of a block of variants.
+      policy: a population policy (:class:`jaxnets.population.Policy`, e.g. ``population.ASHA`` or
+        ``population.PBT``) deciding at evaluation boundaries which variants continue (the rest are
+        ``pruned``) and which copy whom; every group must then have the same ``steps`` and ``eval_every``.
+        ``None``: every variant trains to the end, group after group.
+      checkpoint: with a policy, called after every boundary's decision with a snapshot (``{name: array}``)
+        that ``resume`` continues from.
+      resume: with a policy, a snapshot from ``checkpoint`` of the same call: training continues after it and
+        ends with the numbers of an uninterrupted run.
+
+    Returns:
+      a :class:`jaxnets.result.Result` with rows in the order of ``variants``.
+
+    Raises:
+      ValueError: on any bad variant, data, model factory or loss, before anything is compiled
+        (:class:`jaxnets.variants.VariantError` names the variants); a policy that does not fit the groups.
+    """
+    options = options or Options()
+    platform = (options.devices or jax.devices())[0].platform
+    progs = build_programs(variants, ds, model=model, loss=loss, metric=metric, extra_keys=extra_keys,
+                           n_eval_train=options.n_eval_train, tuning=options.tuning_on(platform))
+    return loop.run(progs, n_variants=len(variants), options=options, progress=progress, policy=policy,
+                    checkpoint=checkpoint, resume=resume)

@@ -1,0 +1,170 @@
+"""Every check of a call's input, before any compute: variants, data, model factory, loss — and the
+:class:`jaxnets.engine.program.Program` of each static group, built once from them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnets import losses
+from jaxnets import variants as variants_lib
+from jaxnets.data import Dataset
+from jaxnets.engine.options import Tuning
+from jaxnets.engine.program import Program, first_line, loss_labels
+
+__all__ = ["LossFn", "ModelFactory", "build_programs", "check_data", "check_program", "prepare"]
+
+ModelFactory = Callable[..., Any]
+"""``factory(hp) -> flax.linen.Module`` or ``factory(hp, rngs) -> flax.nnx.Module`` (see :mod:`jaxnets.adapters`)."""
+LossFn = Callable[[jax.Array, jax.Array], jax.Array]
+"""``loss(outputs, labels) -> per-example loss [B]`` (or a metric: per-example values, e.g. 1.0 / 0.0)."""
+
+
+def check_data(ds: Dataset, spec: variants_lib.GroupSpec, *, builtin_model: bool = True,
+               builtin_loss: bool = True) -> None:
+    """Raise ``ValueError`` naming the problem when ``ds`` cannot train a group of ``spec`` (sizes, NaN,
+    labels, the built-in model's input layout)."""
+    splits = ("train", "val", "test") if len(ds.x_test) else ("train", "val")
+    for split in splits:
+        x, y = getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}")
+        if len(x) != len(y):
+            raise ValueError(f"{ds.name}: x_{split} has {len(x)} examples but y_{split} has {len(y)}")
+        if len(x) == 0:
+            raise ValueError(f"{ds.name}: the {split} split is empty")
+        if not np.all(np.isfinite(x)):
+            raise ValueError(f"{ds.name}: x_{split} contains NaN or Inf")
+    if ds.x_val.shape[1:] != ds.x_train.shape[1:]:
+        raise ValueError(f"{ds.name}: x_val examples have shape {ds.x_val.shape[1:]}, "
+                         f"x_train examples {ds.x_train.shape[1:]}")
+    if ds.x_test.shape[1:] != ds.x_train.shape[1:] and len(ds.x_test):
+        raise ValueError(f"{ds.name}: x_test examples have shape {ds.x_test.shape[1:]}, "
+                         f"x_train examples {ds.x_train.shape[1:]}")
+    if spec.batch_size > len(ds.x_train):
+        raise ValueError(f"batch_size {spec.batch_size} is larger than the {len(ds.x_train)} training examples")
+    if not builtin_loss:
+        return
+    for split in splits:
+        y = loss_labels(spec.loss, getattr(ds, f"y_{split}"), ds)
+        losses.check_labels(spec.loss, y, ds.output_dim)
+    if not builtin_model:
+        return
+    need = {"cnn": 4, "rnn": 3}.get(spec.kind)
+    if need and ds.x_train.ndim != need:
+        layout = "images [N, H, W, C]" if spec.kind == "cnn" else "sequences [N, T, F]"
+        raise ValueError(f"model kind {spec.kind!r} needs {layout}; data set {ds.name!r} has x of shape "
+                         f"{ds.x_train.shape} (try the '_image' / '_sequence' variant of the data set)")
+    if ds.sequence_output and spec.kind != "rnn":
+        raise ValueError(f"data set {ds.name!r} has a label per time step; only kind 'rnn' can fit it")
+
+
+def check_program(prog: Program) -> None:
+    """Trace init, a training step and an evaluation from shapes only (nothing runs), so a bad model
+    factory or loss fails before any compute with a message naming the problem.
+
+    Raises:
+      ValueError: the model, its outputs or the loss do not fit the data (the message says how).
+    """
+    hp1 = {k: v[:1] for k, v in prog.stack(prog.rows[:1]).items()}
+    data = prog.data_shapes()
+    try:
+        state = jax.eval_shape(prog.init_batch, hp1, data)
+    except Exception as e:  # noqa: BLE001 - the user's factory may raise anything: name it, don't crash
+        raise ValueError(f"the model could not be initialized: {type(e).__name__}: {first_line(e)}") from None
+    row = jax.tree.map(lambda a: a[0], hp1)
+    one = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), state)
+    batch = jax.ShapeDtypeStruct((prog.spec.batch_size,) + data["x_train"].shape[1:], jnp.float32)
+    try:
+        out = jax.eval_shape(lambda p, s, x: prog.adapter.apply(p, s, prog.hyper(row), x, train=True,
+                                                               rng=jax.random.key(0))[0],
+                             one.params, one.model_state, batch)
+    except Exception as e:  # noqa: BLE001
+        raise ValueError(f"the model failed in training mode: {type(e).__name__}: {first_line(e)}") from None
+    y = prog.data["y_train"][: prog.spec.batch_size]
+    if prog.user_loss is None:
+        fitted = jax.eval_shape(lambda o: losses.fit_logits(prog.spec.loss, o, jnp.asarray(y)), out)
+        try:
+            losses.check_labels(prog.spec.loss, y, prog.output_dim,
+                                logits_shape=fitted.shape)
+        except ValueError as e:
+            raise ValueError(f"model output shape {tuple(out.shape)} does not fit the labels: {e}") from None
+    else:
+        try:
+            per = jax.eval_shape(prog.per_example_loss, out, jax.ShapeDtypeStruct(y.shape, y.dtype))
+        except Exception as e:  # noqa: BLE001
+            raise ValueError(f"the loss failed on outputs {tuple(out.shape)} and labels {y.shape}: "
+                             f"{type(e).__name__}: {first_line(e)}") from None
+        if tuple(per.shape) != tuple(y.shape[: max(per.ndim, 1)]) or per.ndim == 0:
+            raise ValueError(f"the loss returned shape {tuple(per.shape)}; it must return one value per "
+                             f"example, shape {y.shape[:1]} (reduce over the other axes, not the batch)")
+    try:
+        jax.eval_shape(jax.vmap(prog.chunk, in_axes=(0, 0, None, None, None, None)), state, hp1, data, True,
+                       True, jnp.int32(0))
+    except Exception as e:  # noqa: BLE001
+        raise ValueError(f"a training step failed: {type(e).__name__}: {first_line(e)}") from None
+
+
+def build_programs(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, model: ModelFactory | None,
+                   loss: str | LossFn | None, metric: LossFn | None, extra_keys: Mapping[str, str] | None,
+                   n_eval_train: int, tuning: Tuning) -> list[Program]:
+    """Validate everything (variants, data, model, loss) and build one :class:`Program` per static group."""
+    groups = prepare(variants, ds, model=model, loss=loss, extra_keys=extra_keys)
+    user_loss = loss if callable(loss) else None
+    if metric is not None and not callable(metric):
+        raise TypeError(f"metric= must be a callable (outputs, labels) -> per-example values, got {metric!r}")
+    if metric is not None and user_loss is None:
+        raise ValueError("metric= goes with a loss callable (loss=); the built-in losses have their accuracy")
+    programs = []
+    for g in groups:
+        try:
+            prog = Program(g, ds, model=model, loss=user_loss, metric=metric, n_eval_train=n_eval_train,
+                           tuning=tuning)
+            if prog.custom or user_loss is not None:
+                check_program(prog)
+        except (ValueError, TypeError) as e:
+            raise variants_lib.VariantError(g.indices[0], str(e), g.indices) from None
+        programs.append(prog)
+    return programs
+
+
+def prepare(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, model: ModelFactory | None = None,
+            loss: str | LossFn | None = None, extra_keys: Mapping[str, str] | None = None
+            ) -> list[variants_lib.Group]:
+    """Validate every variant and the data, and split into static groups — all before any compute.
+
+    Args:
+      variants: rows of hyperparameters.
+      ds: the data set.
+      model: a model factory (``None``: the built-in model of each variant's ``kind``); the data's layout is
+        then the factory's business, not checked here.
+      loss: a loss name used where a row sets none, or a callable (then the rows' ``loss`` is not used).
+      extra_keys: declared user keys (see :func:`jaxnets.variants.check_extra_keys`).
+
+    Returns:
+      the static groups, in order of first appearance.
+
+    Raises:
+      VariantError: a bad variant, or data a group's variants cannot train on (``.indices``: the group).
+      ValueError: an empty variant list or a bad ``extra_keys``.
+      TypeError: ``ds`` is not a :class:`jaxnets.data.Dataset`.
+    """
+    if not isinstance(ds, Dataset):
+        raise TypeError(f"expected a jaxnets.data.Dataset, got {type(ds).__name__}")
+    if len(variants) == 0:
+        raise ValueError("no variants to train: the variant list is empty")
+    extra = variants_lib.check_extra_keys(extra_keys)
+    default_loss = loss if isinstance(loss, str) else ds.default_loss
+    if loss is not None and not isinstance(loss, str) and not callable(loss):
+        raise TypeError(f"loss= must be a loss name or a callable (outputs, labels) -> per-example loss, "
+                        f"got {loss!r}")
+    rows = [variants_lib.normalize(v, i, default_loss, extra) for i, v in enumerate(variants)]
+    groups = variants_lib.group(rows, extra)
+    for g in groups:
+        try:
+            check_data(ds, g.spec, builtin_model=model is None, builtin_loss=not callable(loss))
+        except ValueError as e:
+            raise variants_lib.VariantError(g.indices[0], str(e), g.indices) from None
+    return groups
