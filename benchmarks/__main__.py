@@ -48,7 +48,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, bool]:
         prog="python -m benchmarks",
         description="Benchmark jaxnets' vectorized engine against one-at-a-time JAX (Python loop, lax.scan), "
                     "a hand-written jit(vmap(scan)) of N models of one activation (jax_vmap) and PyTorch (loop, "
-                    "torch.func ensembles) on six workloads and N = 1..1024 models (more on an accelerator). "
+                    "torch.func ensembles) on seven workloads (one of them a user's own NNX model, user_cnn) and "
+                    "N = 1..1024 models (more on an accelerator). "
                     "Writes JSON, Markdown and a plot.")
     p.add_argument("--quick", action="store_true",
                    help="tiny run (N = 1, 8; ~0.1 s measurements; JAX records in this process, PyTorch ones "
@@ -78,13 +79,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, bool]:
                         "busy shared machine 1 avoids OpenMP stalls)")
     p.add_argument("--engine-option", action="append", default=[], metavar="KEY=VALUE", type=_option,
                    help="extra jaxnets.engine.Options field for the jaxnets contender, e.g. "
-                        "max_variants_per_program=32 (repeatable; default: the engine as users get it)")
+                        "max_variants_per_program=32 or loop=scan (repeatable; default: the engine as users get "
+                        "it)")
     p.add_argument("--repeats", type=int, help="rounds of every (workload, N)'s contenders, interleaved; each "
                                                "record is then the median of its rounds (default 1)")
-    p.add_argument("--block-choices", metavar="DIR|off",
-                   help="directory of the engine's block-size choices for the jaxnets contender (a record whose "
-                        "call times the candidates shows it in block_trial_s), or off for the shape rule's "
-                        "blocks (default: where the jaxnets CLI keeps them, as JAXNETS_COMPILE_CACHE says)")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG plot")
     p.add_argument("--plan", action="store_true",
                    help="measure the matmul peak, print the plan (steps, skips, estimated time) and stop")
@@ -93,7 +91,6 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, bool]:
         "workloads": a.workloads, "contenders": a.contenders, "ns": a.ns, "out": a.out, "target_s": a.target_s,
         "steps": a.steps, "max_record_s": a.max_record_s, "timeout_s": a.timeout_s, "isolate": a.isolate,
         "torch_threads": a.torch_threads, "engine_options": dict(a.engine_option) or None, "repeats": a.repeats,
-        "block_choices": a.block_choices,
     }.items() if v is not None}
     if a.repeats is not None and a.repeats < 1:
         p.error(f"--repeats must be at least 1, got {a.repeats}")

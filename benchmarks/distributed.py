@@ -8,8 +8,9 @@
 
 each in fresh subprocesses: one untimed run (compilation), then the best of ``--reps`` timed runs. It reports
 model-steps/s (``N * steps`` over the wall time of ``engine.train``, every evaluation's fetch included) and the
-time the engine spends fetching results to the host per evaluation (``engine._to_host``: ``jax.device_get`` in
-one process, an all-gather over the processes with several), measured on arrays that are already computed.
+time the engine spends fetching results to the host per evaluation (:func:`jaxnets.engine.transfer.to_host`:
+``jax.device_get`` in one process, an all-gather over the processes with several), measured on arrays that are
+already computed.
 The figures go to ``benchmarks/results/distributed-<cpu>.json`` (e.g. ``cpu-intel-xeon-processor-2core``) with
 the machine's load average, since a busy machine slows every run.
 """
@@ -42,12 +43,15 @@ def _worker(args: argparse.Namespace) -> None:
 
     from benchmarks.workloads import WORKLOADS, load_data
     from jaxnets import engine
+    from jaxnets.engine import loop as engine_loop
 
     wl = WORKLOADS[args.workload]
     ds = load_data(wl)
     rows = wl.jaxnets_rows(args.n, steps=args.steps, eval_every=args.eval_every)
     engine.train(rows, ds)  # compiles; the timed runs reuse the compiled programs
-    fetch = engine._to_host
+    # the training loop's own name for jaxnets.engine.transfer.to_host (it imports the function): timing it there
+    # times every fetch of a train call
+    fetch = engine_loop.to_host
     calls: list[tuple[str, float, int]] = []
     last: dict[str, Any] = {}
 
@@ -61,7 +65,7 @@ def _worker(args: argparse.Namespace) -> None:
                       sum(int(np.asarray(x).nbytes) for x in jax.tree.leaves(out) if hasattr(x, "nbytes"))))
         return out
 
-    engine._to_host = timed
+    engine_loop.to_host = timed
     walls, per_call = [], []
     try:
         for _ in range(args.reps):
@@ -71,7 +75,7 @@ def _worker(args: argparse.Namespace) -> None:
             walls.append(time.perf_counter() - t)
             per_call.append(list(calls))
     finally:
-        engine._to_host = fetch
+        engine_loop.to_host = fetch
     # The fetches above also wait for the slowest process's computation; the gathering itself, on arrays every
     # process has computed: the same metrics fetched again and again (each call synchronizes the processes).
     fetch(last["metrics"])
@@ -190,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         "workload": args.workload, "n_variants": args.n, "steps": args.steps, "eval_every": args.eval_every,
         "reps": args.reps, "runs": runs, "speedup_vs_1x1": speedup,
         "multi_process_fetch_overhead": overhead,
-        "notes": "fetch in training: engine._to_host after each evaluation, arrays computed on this process "
+        "notes": "fetch in training: jaxnets.engine.transfer.to_host after each evaluation, arrays computed on "
+                 "this process "
                  "(with several processes it also waits for the slowest one); alone: the same fetch repeated "
                  "on computed arrays (the all-gather itself). busy: load average above the core count.",
         "duration_s": time.perf_counter() - t0,

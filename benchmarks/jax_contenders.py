@@ -66,7 +66,8 @@ def _engine_second_chunks(wl: Workload, ds, n: int, chunk: int, engine_options: 
     if hasattr(engine, "clear_cache"):  # compile afresh, so compile_s is a real compilation
         engine.clear_cache()
     options = engine.Options(**{"n_eval_train": N_EVAL_TRAIN, **engine_options})
-    result = engine.train(rows, ds, options=options, progress=progress)
+    model = wl.factory() if wl.model is not None else None
+    result = engine.train(rows, ds, model=model, options=options, progress=progress)
     if len(result.groups) != 1 or len(order) != 2 * len(marks) or any(len(m) != 2 for m in marks.values()):
         raise RuntimeError(f"expected one group and two chunks per block of variants, got {len(result.groups)} "
                            f"group(s) and events {marks}")
@@ -76,11 +77,13 @@ def _engine_second_chunks(wl: Workload, ds, n: int, chunk: int, engine_options: 
 
 def run_jaxnets(wl: Workload, n: int, steps: int, target_s: float, engine_options: dict[str, Any] | None = None,
                 subtract_eval: bool = True, **_: Any) -> dict[str, Any]:
-    """All ``n`` variants in one ``jaxnets.engine.train`` call (one static group, one compiled program).
+    """All ``n`` variants in one ``jaxnets.engine.train`` call (one static group, one compiled program); a
+    workload of a user's model trains it through ``model=`` (:meth:`Workload.factory`).
 
-    The engine runs ``eval_every`` steps in a compiled ``lax.scan`` and then one evaluation (forward on the
-    validation split, a gradient on ``n_eval_train`` examples, per-layer diagnostics). To time the training
-    steps alone:
+    The engine runs ``eval_every`` steps — in a compiled ``lax.scan``, or (a convolution on the CPU) as a host
+    loop over one compiled step: the record's ``loop`` says which (:func:`jaxnets.engine.plan.loop_strategy`)
+    — and then one evaluation (forward on the validation split, a gradient on ``n_eval_train`` examples,
+    per-layer diagnostics). To time the training steps alone:
 
     1. the main call trains ``2 * steps`` steps with ``eval_every = steps``: two chunks. The first chunk is
        the warm-up; the second one's time ``T_S`` (between the engine's progress callbacks, which fire once
@@ -91,12 +94,11 @@ def run_jaxnets(wl: Workload, n: int, steps: int, target_s: float, engine_option
        evaluation + the same overhead.
 
     ``model_steps_per_s = n * (steps - 1) / (T_S - T_1)``: evaluation, initialization, compilation and
-    warm-up are all excluded. When the engine keeps block-size choices (:mod:`jaxnets.blocks`, see the
-    suite's ``block_choices``), the main call times the candidate block sizes if this machine has no choice
-    for the group yet (``block_trial_s``: in ``total_s`` and ``engine_wall_s``, not in ``compile_s``), and
-    the second call trains in the same blocks. ``model_steps_per_s_with_eval = n * steps / T_S`` keeps the evaluation in
-    (what a run with ``eval_every = steps`` gets). With ``subtract_eval=False`` (``--quick``) the second
-    call is skipped and ``model_steps_per_s`` is the evaluation-inclusive figure (``eval_subtracted``).
+    warm-up are all excluded. Both calls train in the same blocks of variants: the engine sizes them from
+    shapes alone (:func:`jaxnets.engine.plan.block_size`). ``model_steps_per_s_with_eval = n * steps / T_S``
+    keeps the evaluation in (what a run with ``eval_every = steps`` gets). With ``subtract_eval=False``
+    (``--quick``) the second call is skipped and ``model_steps_per_s`` is the evaluation-inclusive figure
+    (``eval_subtracted``).
     """
     ds = load_data(wl)
     engine_options = dict(engine_options or {})
@@ -128,7 +130,7 @@ def run_jaxnets(wl: Workload, n: int, steps: int, target_s: float, engine_option
         "eval_work_fraction": _eval_work_fraction(wl, ds, N_EVAL_TRAIN, steps),
         "n_diverged": int((result.status == "diverged").sum()),
         "n_blocks": g.n_blocks,
-        "block_trial_s": g.trial_s,
+        "loop": getattr(g, "loop", None),  # how the steps ran: "scan" or "host" (GroupResult.loop)
         "engine_options": engine_options,
     }
 
@@ -139,7 +141,14 @@ def run_jaxnets(wl: Workload, n: int, steps: int, target_s: float, engine_option
 
 
 class _Single:
-    """One model's pieces: the same Flax model and sampling as the engine, plain ``optax.adam``."""
+    """One model's pieces: the same Flax model and sampling as the engine, plain ``optax.adam``.
+
+    A user's NNX model (``wl.model``) is used the way its author would in plain JAX: built once per variant
+    from ``nnx.Rngs`` of the variant's init key, split into a graph definition and its state, and applied as
+    ``nnx.merge(graphdef, params)(x)`` inside the jitted step. Its variants' learning rates differ, so Adam
+    is ``optax.inject_hyperparams(optax.adam)``: the rate lives in the optimizer state and one compiled step
+    serves every variant.
+    """
 
     def __init__(self, wl: Workload, ds):
         import jax.numpy as jnp
@@ -150,13 +159,40 @@ class _Single:
         self.x = jnp.asarray(ds.x_train, jnp.float32)
         self.y = jnp.asarray(ds.y_train)
         self.n_train = len(ds.x_train)
-        self.tx = optax.adam(wl.learning_rate)  # eps 1e-8, as the engine's adam
+        if wl.learning_rates:  # per-variant rates: in the optimizer state (set per variant by init)
+            self.tx = optax.inject_hyperparams(optax.adam)(learning_rate=wl.learning_rates[0])
+        else:
+            self.tx = optax.adam(wl.learning_rate)  # eps 1e-8, as the engine's adam
+        self.factory = wl.factory() if wl.model is not None else None
+        self._graphdef: Any = None
         if ds.default_loss == "sparse_categorical_crossentropy":
             self.loss = lambda logits, y: optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
         elif ds.default_loss == "mse":
             self.loss = lambda pred, y: jnp.mean(jnp.square(pred - y))
         else:  # pragma: no cover - no workload uses it
             raise ValueError(ds.default_loss)
+
+    def _user_init(self, key):
+        """A user's NNX model of init key ``key``: its parameters (an ``nnx.State``); keeps its graphdef."""
+        from flax import nnx
+
+        graphdef, params = nnx.split(self.factory(None, nnx.Rngs(params=key)))
+        self._graphdef = graphdef
+        return params
+
+    def apply_fn(self, activation: str) -> Callable[[Any, Any], Any]:
+        """``apply(params, x) -> outputs`` of the model with ``activation`` (a user's model: its own)."""
+        if self.factory is None:
+            model = self.model(activation)
+            return lambda p, x: model.apply({"params": p}, x)
+        from flax import nnx
+
+        if self._graphdef is None:
+            import jax
+
+            jax.eval_shape(self._user_init, jax.random.key(0))  # sets the graphdef, computes nothing
+        graphdef = self._graphdef
+        return lambda p, x: nnx.merge(graphdef, p)(x)
 
     def model(self, activation: str, init: str = "lecun_normal"):
         from jaxnets.models import CNN, MLP, RNN
@@ -176,10 +212,18 @@ class _Single:
         v = self.wl.variant(i)
         k_init, k_data = _rng_keys(v["seed"])
         config = (v["activation"], v["init"])
-        if config not in self._inits:  # one jitted init per (activation, initializer), as a user would write
-            self._inits[config] = jax.jit(self.model(*config).init)
-        params = self._inits[config](k_init, jnp.zeros((1, *self.wl.input_shape), jnp.float32))["params"]
+        if self.factory is not None:
+            if config not in self._inits:
+                self._inits[config] = jax.jit(self._user_init)
+            params = self._inits[config](k_init)
+        else:
+            if config not in self._inits:  # one jitted init per (activation, initializer), as a user would write
+                self._inits[config] = jax.jit(self.model(*config).init)
+            params = self._inits[config](k_init, jnp.zeros((1, *self.wl.input_shape), jnp.float32))["params"]
         opt_state = self.tx.init(params)
+        if "learning_rate" in v:  # inject_hyperparams: this variant's rate, same structure and dtype
+            rate = jnp.asarray(v["learning_rate"], opt_state.hyperparams["learning_rate"].dtype)
+            opt_state.hyperparams["learning_rate"] = rate
         jax.block_until_ready((params, opt_state))
         return params, opt_state, k_data
 
@@ -188,13 +232,13 @@ class _Single:
         import jax
         import optax
 
-        model, tx, loss_fn, batch, n_train = (self.model(activation), self.tx, self.loss, self.wl.batch_size,
+        apply, tx, loss_fn, batch, n_train = (self.apply_fn(activation), self.tx, self.loss, self.wl.batch_size,
                                              self.n_train)
 
         def step(params, opt_state, x, y, key, t):
             idx = jax.random.randint(jax.random.fold_in(key, t), (batch,), 0, n_train)
             xb, yb = x[idx], y[idx]
-            loss, grads = jax.value_and_grad(lambda p: loss_fn(model.apply({"params": p}, xb), yb))(params)
+            loss, grads = jax.value_and_grad(lambda p: loss_fn(apply(p, xb), yb))(params)
             updates, opt_state = tx.update(grads, opt_state, params)
             return optax.apply_updates(params, updates), opt_state, loss
 
@@ -223,7 +267,8 @@ def run_jax_loop(wl: Workload, n: int, steps: int, target_s: float, **_: Any) ->
     Timed: the ``steps`` calls of each model, up to ``block_until_ready``; initialization not timed. Models
     are timed until ``target_s`` is spent (at least one of each activation), then the rate is scaled to
     ``n`` models (``extrapolated``). Past ``HARD_CAP * target_s`` the loop stops even inside a model
-    (``time_boxed``).
+    (``time_boxed``). A user's model (``user_cnn``) is that NNX module, one step function for every variant
+    (each variant's learning rate is in its optimizer state, see :class:`_Single`).
     """
     import jax
 

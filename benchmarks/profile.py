@@ -20,13 +20,15 @@ forward ``vbi,vio->vbo``, input gradient ``vbo,vio->vbi``, weight gradient ``vbi
 gradient as a fused multiply-and-sum (what :func:`jaxnets.models.small_kernel_dot_general` uses for small
 kernels), plus a 1024^3 matmul for the machine's reachable peak.
 
-``compile`` builds one block of ``N`` variants of a workload and times the phases of its compile — tracing
-and lowering the init and chunk programs, compiling each (the chunk as one program, :meth:`Program.block_chunk`;
-``engine.train`` compiles its two halves as two, overlapping, see :meth:`Program.block_stages`) — once with
-XLA's default options and once with
-the engine's (:func:`jaxnets.engine.compiler_options`; the init with
-:func:`jaxnets.engine.init_compiler_options`), then the chunk's run time (``--steps`` steps, best
-of ``--reps``) under each: the measurement behind :data:`jaxnets.engine.CPU_COMPILER_OPTIONS`.
+``compile`` builds one block of ``N`` variants of a workload (the program built with
+:data:`jaxnets.engine.CPU_TUNING`, as the engine builds it on the CPU) and times the phases of its compile —
+tracing and lowering the init and chunk programs, compiling each (the chunk as one program with its steps in
+a ``lax.scan``, :func:`jaxnets.engine.chunk.chunk`; ``engine.train`` compiles its two halves as two,
+overlapping, see :func:`jaxnets.engine.chunk.stages`, or a convolution's steps as a host loop) — once with
+XLA's default options and once with ``CPU_TUNING``'s (:meth:`jaxnets.engine.Tuning.options`: the chunk with
+``compiler_options``, the init of a small model with ``small_init_options``, as
+:func:`jaxnets.engine.compile.compile_block` does), then the chunk's run time (``--steps`` steps, best of
+``--reps``) under each: the measurement behind ``CPU_TUNING``'s option sets.
 """
 
 from __future__ import annotations
@@ -66,10 +68,11 @@ def step_parts(workload: str, n: int, steps: int) -> dict[str, Callable[[Any], A
 
     from benchmarks.workloads import WORKLOADS, load_data
     from jaxnets import engine
+    from jaxnets.engine import chunk
 
     wl = WORKLOADS[workload]
     ds = load_data(wl)
-    prog = engine.program(wl.jaxnets_rows(n, steps, steps), ds, n_eval_train=32)
+    prog = engine.program(wl.jaxnets_rows(n, steps, steps), ds, n_eval_train=32, model=_factory(wl))
     hp = {k: jnp.asarray(v) for k, v in prog.stack().items()}
     data = {k: jnp.asarray(v) for k, v in prog.data.items()}
     state = jax.jit(prog.init_batch)(hp, data)
@@ -79,9 +82,9 @@ def step_parts(workload: str, n: int, steps: int) -> dict[str, Callable[[Any], A
         return prog.data_loss(prog.apply(params, {}, hp1, data["x_train"][i]), data["y_train"][i])
 
     def lift(fn: Callable[..., Any], batched: int) -> Callable[..., Any]:
-        """``fn`` over the block, as the engine lifts it (:func:`jaxnets.engine._lift`: ``vmap``, or plain
+        """``fn`` over the block, as the engine lifts it (:func:`jaxnets.engine.chunk.lift`: ``vmap``, or plain
         arrays for one variant); its first ``batched`` arguments carry the variant axis."""
-        return engine._lift(fn, n, batched)
+        return chunk.lift(fn, n, batched)
 
     def full(s):
         step = lift(lambda s, hp1, i, data: prog.step(s, hp1, data, i), 3)
@@ -149,33 +152,52 @@ def report_dots(reps: int) -> None:
     print(f"1024x1024x1024 matmul: {2 * 1024**3 / t / 1e9:.1f} GFLOP/s")
 
 
+def _factory(wl: Any) -> Any:
+    """The workload's user model factory (``None``: the built-in model of its kind)."""
+    return wl.factory() if wl.model is not None else None
+
+
+#: ``compile``'s two option sets: XLA's defaults (no options) and the CPU tuning's.
+OPTION_SETS: tuple[str, ...] = ("XLA default", "CPU_TUNING")
+
+
 def report_compile(workload: str, n: int, steps: int, reps: int) -> None:
-    """Print the compile phases and the chunk's run time with XLA's default and the engine's options."""
+    """Print the compile phases and the chunk's run time with XLA's default options and ``CPU_TUNING``'s."""
     import time
 
     import jax
+    import jax.numpy as jnp
     import numpy as np
     from jax.sharding import AxisType, NamedSharding
     from jax.sharding import PartitionSpec as P
 
     from benchmarks.workloads import WORKLOADS, load_data
     from jaxnets import engine
+    from jaxnets.engine import chunk as chunk_lib
+    from jaxnets.engine.programs import n_params
+    from jaxnets.engine.transfer import to_device
 
     wl = WORKLOADS[workload]
-    prog = engine.program(wl.jaxnets_rows(n, steps, steps), load_data(wl))
+    tuning = engine.CPU_TUNING
+    prog = engine.program(wl.jaxnets_rows(n, steps, steps), load_data(wl), model=_factory(wl), tuning=tuning)
     devices = jax.devices()[:1]
     mesh = jax.make_mesh((1,), ("variants",), devices=devices, axis_types=(AxisType.Auto,))
     shard, replicated = NamedSharding(mesh, P("variants")), NamedSharding(mesh, P())
-    hp, data = engine._to_device(prog.stack(), shard), engine._to_device(prog.data, replicated)
-    for label, options in (("XLA default", None), ("engine", engine.compiler_options(devices[0].platform))):
+    hp, data = to_device(prog.stack(), shard), to_device(prog.data, replicated)
+    for label in OPTION_SETS:
         t0 = time.perf_counter()
-        init_lowered = engine._lower_init(prog, hp, data, shard)
+        init_lowered = jax.jit(prog.init_batch, out_shardings=shard).lower(hp, data)
         t1 = time.perf_counter()
-        chunk_lowered = engine._lower_chunk(prog, hp, data, shard, state=init_lowered.out_info)
+        state = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=shard), init_lowered.out_info)
+        chunk_lowered = jax.jit(chunk_lib.chunk(prog, n), donate_argnums=0, out_shardings=shard).lower(
+            state, hp, data, jnp.bool_(True), jnp.bool_(False), jnp.int32(0))
         t2, c2 = time.perf_counter(), time.process_time()
-        init_options = options if options is None else engine.init_compiler_options(
-            devices[0].platform, init_lowered.out_info.params)
-        init = engine._compile_lowered(init_lowered, init_options, options)  # as engine._compile does
+        if label == "XLA default":
+            options = init_options = None
+        else:  # as jaxnets.engine.compile.compile_block picks them
+            small = n_params(init_lowered.out_info.params, stacked=True) <= tuning.small_init_params
+            options, init_options = tuning.options(), tuning.options(small_init=small)
+        init = init_lowered.compile(init_options)
         t3, c3 = time.perf_counter(), time.process_time()
         chunk = chunk_lowered.compile(options)
         t4, c4 = time.perf_counter(), time.process_time()
@@ -186,9 +208,9 @@ def report_compile(workload: str, n: int, steps: int, reps: int) -> None:
             return chunk(copy, hp, data, np.bool_(True), np.bool_(False), np.int32(0))
 
         t = best_time(run, reps=reps)
-        print(f"{workload} N={n} {label:11s} ({options}): lower init {t1 - t0:5.2f} s, lower chunk {t2 - t1:5.2f} s, "
-              f"compile init {t3 - t2:5.2f} s ({c3 - c2:.2f} CPU s), compile chunk {t4 - t3:5.2f} s "
-              f"({c4 - c3:.2f} CPU s: XLA compiles on several threads); chunk of {steps} steps "
+        print(f"{workload} N={n} {label:11s} ({options}; init {init_options}): lower init {t1 - t0:5.2f} s, "
+              f"lower chunk {t2 - t1:5.2f} s, compile init {t3 - t2:5.2f} s ({c3 - c2:.2f} CPU s), compile chunk "
+              f"{t4 - t3:5.2f} s ({c4 - c3:.2f} CPU s: XLA compiles on several threads); chunk of {steps} steps "
               f"{t * 1e3:8.1f} ms ({n * steps / t:,.0f} model-steps/s, evaluation included)")
 
 
@@ -200,7 +222,7 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("n", type=int, help="variants in the block")
     s.add_argument("--steps", type=int, default=100)
     sub.add_parser("dots", help="time dense-layer matmuls at the workloads' shapes")
-    c = sub.add_parser("compile", help="time one group's compile phases, XLA's default vs the engine's options")
+    c = sub.add_parser("compile", help="time one group's compile phases, XLA's default vs CPU_TUNING's options")
     c.add_argument("workload")
     c.add_argument("n", type=int, help="variants in the block")
     c.add_argument("--steps", type=int, default=100)

@@ -250,6 +250,7 @@ def markdown(results: dict[str, Any]) -> str:
         if blocked:
             lines += ["", "jaxnets trained " + ", ".join(
                 f"N={r['n']} in {r['n_blocks']} block{'s' * (r['n_blocks'] != 1)}"
+                # block_trial_s: only in result files from before the engine dropped its timed block-size trial
                 + (f" (block-size trial {r['block_trial_s']:.1f} s, once per machine)" if r.get("block_trial_s")
                    else "") for r in blocked) + "."]
         rounds = any(r.get("samples") for r in wrecs)

@@ -65,9 +65,6 @@ class Config:
       repeats: rounds of every (workload, N)'s contenders, interleaved; each record is then the median of its
         rounds (:func:`median_record`). jaxnets_min_steps: fewest steps of jaxnets' timed chunk when the
         steps are planned (see :data:`JAXNETS_MIN_STEPS`; kept under ``max_record_s``).
-      block_choices: the directory of the engine's block-size choices file (:mod:`jaxnets.blocks`) for the
-        jaxnets contender, ``"off"`` for none (the shape rule's blocks); ``None``: where the CLI keeps them
-        (:func:`block_choices_dir`). A record whose call ran the trial has its time in ``block_trial_s``.
     """
 
     workloads: Sequence[str] = WORKLOAD_NAMES
@@ -86,22 +83,9 @@ class Config:
     engine_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     repeats: int = 1
     jaxnets_min_steps: int = JAXNETS_MIN_STEPS
-    block_choices: str | None = None
     quick: bool = False
     out: str | None = None
     plot: bool = True
-
-
-def block_choices_dir(value: str | None) -> str | None:
-    """The directory of the jaxnets contender's block-size choices: ``value``, ``None`` for ``"off"``; for
-    ``None``, the CLI's: the compilation cache's directory as ``JAXNETS_COMPILE_CACHE`` says (the per-user
-    default; none when the variable turns the cache off)."""
-    from jaxnets import compilation_cache
-
-    if value is not None:
-        return None if value.strip().lower() == "off" else str(Path(value).expanduser().absolute())
-    target = compilation_cache.dir_from_env()
-    return None if target is None else str(target.expanduser().absolute())
 
 
 def quick_config(**overrides: Any) -> Config:
@@ -238,7 +222,8 @@ def make_plan(cfg: Config, accelerator: bool, peak_gflops: float, memory_bytes: 
               engine_splits: bool = False) -> Plan:
     """Every (workload, N, contender) to run, in run order, with its steps; and what is skipped and why.
 
-    A record is skipped when its estimated memory exceeds ``cfg.memory_fraction`` of what is available
+    A record is skipped when the contender does not implement the workload (:meth:`Workload.runs`), when
+    its estimated memory exceeds ``cfg.memory_fraction`` of what is available
     (except jaxnets when ``engine_splits``: the engine then trains an oversized group in chunks of variants
     that fit) or its estimated time exceeds ``cfg.max_record_s``.
     """
@@ -247,7 +232,6 @@ def make_plan(cfg: Config, accelerator: bool, peak_gflops: float, memory_bytes: 
         raise ValueError(f"repeats must be at least 1, got {cfg.repeats}")
     tasks, skipped, total = [], [], 0.0
     mode = _isolation(cfg.isolate)
-    choices = block_choices_dir(cfg.block_choices)
     for w in cfg.workloads:
         wl = WORKLOADS[w]
         for n in ns:
@@ -264,7 +248,9 @@ def make_plan(cfg: Config, accelerator: bool, peak_gflops: float, memory_bytes: 
                     longer = estimate_seconds(wl, c, n, cfg.jaxnets_min_steps, cfg, peak, on_acc)
                     steps = cfg.jaxnets_min_steps if longer <= cfg.max_record_s else planned
                 est = estimate_seconds(wl, c, n, steps, cfg, peak, on_acc)
-                if c in TORCH_CONTENDERS and not torch_ok:
+                if not wl.runs(c):
+                    why = f"not implemented: {w} runs only {', '.join(wl.contenders or ())}"
+                elif c in TORCH_CONTENDERS and not torch_ok:
                     why = "torch not installed (pip install -e '.[bench]')"
                 elif mem is not None and need > cfg.memory_fraction * mem and not (c == "jaxnets" and engine_splits):
                     why = (f"memory: needs about {need / 2**30:.1f} GiB; {cfg.memory_fraction:.0%} of the "
@@ -282,7 +268,7 @@ def make_plan(cfg: Config, accelerator: bool, peak_gflops: float, memory_bytes: 
                 total += cfg.repeats * (startup + calls * compile_guess / 2 + est)
                 group.append({"task": "record", **base, "steps": steps, "target_s": cfg.target_s,
                               "torch_threads": cfg.torch_threads, "engine_options": dict(cfg.engine_options),
-                              "subtract_eval": cfg.subtract_eval, "block_choices": choices,
+                              "subtract_eval": cfg.subtract_eval,
                               "estimated_s": round(est, 2)})
             tasks += [{**t, "round": r} for r in range(cfg.repeats) for t in group]
     return Plan(tasks, skipped, ns, total)
@@ -294,8 +280,7 @@ def median_record(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     The sample whose ``model_steps_per_s`` is the median (the lower middle one for an even count), with
     ``compile_s`` the median of the rounds' compile times (the lower middle one likewise); ``repeats`` (the
     count) and ``samples`` (each round's ``model_steps_per_s``, ``compile_s``, ``timed_s`` and, for jaxnets,
-    ``n_blocks`` and ``block_trial_s``, in run order) are added; ``block_trial_s`` is the round's that timed
-    the block sizes, if one did. One sample is returned as it is, with ``repeats`` = 1.
+    ``n_blocks``, in run order) are added. One sample is returned as it is, with ``repeats`` = 1.
     """
     if not samples:
         raise ValueError("median_record needs at least one sample")
@@ -304,13 +289,9 @@ def median_record(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     by_rate = sorted(samples, key=lambda r: r["model_steps_per_s"])
     mid = (len(samples) - 1) // 2
     compile_s = sorted(r["compile_s"] for r in samples)[mid]
-    kept = ("model_steps_per_s", "compile_s", "timed_s", "n_blocks", "block_trial_s")
-    out = {**by_rate[mid], "compile_s": compile_s, "repeats": len(samples),
-           "samples": [{k: r[k] for k in kept if k in r} for r in samples]}
-    trials = [r["block_trial_s"] for r in samples if r.get("block_trial_s")]
-    if "block_trial_s" in out or trials:  # the round that timed the block sizes (once per machine and group)
-        out["block_trial_s"] = max(trials, default=0.0)
-    return out
+    kept = ("model_steps_per_s", "compile_s", "timed_s", "n_blocks")
+    return {**by_rate[mid], "compile_s": compile_s, "repeats": len(samples),
+            "samples": [{k: r[k] for k in kept if k in r} for r in samples]}
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -1,4 +1,7 @@
-"""A user's linen model in the engine vs the same model in a hand-written ``jit(vmap(lax.scan(step)))``.
+"""Users' own models: a linen MLP in the engine vs a hand-written ``jit(vmap(lax.scan(step)))`` (this module's
+command), and the NNX CNN of the suite's ``user_cnn`` workload (:class:`UserCNN`, :func:`user_cnn`).
+
+The command compares a user's linen model in the engine with the same model in a hand-written program.
 
 Workload: wine (13 features, 3 classes), the user's own ``flax.linen`` MLP 13-32-32-3 (relu, Glorot uniform —
 one activation and one initializer, which is all the hand-written program can do), Adam 1e-3, minibatches of
@@ -22,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax import nnx
 
 from jaxnets import data, engine
 
@@ -37,6 +41,31 @@ class UserMLP(nn.Module):
         for _ in range(2):
             x = jax.nn.relu(nn.Dense(32, kernel_init=init)(x))
         return nn.Dense(3, kernel_init=init)(x)
+
+
+class UserCNN(nnx.Module):
+    """The CNN of Flax's NNX tutorial, for 8x8x1 digits: two 3x3 convolutions (32 and 64 channels, relu), each
+    followed by 2x2 average pooling, then Linear(256) with relu and Linear(n_out); Flax's default
+    initializers. The ``user_cnn`` workload of the suite (:mod:`benchmarks.workloads`)."""
+
+    def __init__(self, rngs: nnx.Rngs, n_out: int = 10, size: int = 8):
+        self.conv1 = nnx.Conv(1, 32, kernel_size=(3, 3), rngs=rngs)
+        self.conv2 = nnx.Conv(32, 64, kernel_size=(3, 3), rngs=rngs)
+        self.linear1 = nnx.Linear((size // 4) ** 2 * 64, 256, rngs=rngs)
+        self.linear2 = nnx.Linear(256, n_out, rngs=rngs)
+
+    def __call__(self, x):
+        x = nnx.avg_pool(nnx.relu(self.conv1(x)), window_shape=(2, 2), strides=(2, 2))
+        x = nnx.avg_pool(nnx.relu(self.conv2(x)), window_shape=(2, 2), strides=(2, 2))
+        x = x.reshape(x.shape[0], -1)
+        return self.linear2(nnx.relu(self.linear1(x)))
+
+
+def user_cnn(hp, rngs: nnx.Rngs) -> UserCNN:
+    """The ``user_cnn`` workload's factory, ``engine.train(rows, ds, model=user_cnn)``: the variants differ by
+    seed (``rngs``) and learning rate (the optimizer's), so ``hp`` is not read (the one-at-a-time contender
+    calls it with ``hp=None``)."""
+    return UserCNN(rngs)
 
 
 def hand_written(ds, n: int, steps: int, batch: int = 32):

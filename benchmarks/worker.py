@@ -72,17 +72,8 @@ def run_record(task: dict[str, Any]) -> dict[str, Any]:
         jax.devices()
     baseline = _rss_mb()
     t0 = time.perf_counter()
-    choices = task.get("block_choices") if task["contender"] == "jaxnets" else None
-    if choices:
-        from jaxnets import blocks
-
-        blocks.enable(choices)
-    try:
-        out = fn(wl, task["n"], task["steps"], task["target_s"], torch_threads=task.get("torch_threads"),
-                 engine_options=task.get("engine_options") or {}, subtract_eval=task.get("subtract_eval", True))
-    finally:
-        if choices:
-            blocks.disable()
+    out = fn(wl, task["n"], task["steps"], task["target_s"], torch_threads=task.get("torch_threads"),
+             engine_options=task.get("engine_options") or {}, subtract_eval=task.get("subtract_eval", True))
     out.update(
         workload=wl.name,
         contender=task["contender"],

@@ -30,7 +30,7 @@ import math
 from typing import Any
 
 WORKLOAD_NAMES: tuple[str, ...] = ("wine_mlp", "wine_mlp_9act", "digits_mlp", "digits_mlp_wide", "digits_cnn",
-                                   "adding_lstm")
+                                   "adding_lstm", "user_cnn")
 
 #: The nine activations of ``wine_mlp_9act``, in the order of ``jaxnets.activations.NAMES`` (their ids); a
 #: copy, so planning a run imports no JAX. ``tests/test_benchmarks.py`` checks that it matches.
@@ -48,6 +48,14 @@ class Workload:
     activations; the contenders that compile one program per activation (``jax_loop``, ``jax_scan``,
     ``torch_*``) train every variant with ``activations[0]`` (initializer and seed unchanged). ``jax_vmap``
     always trains the first (activation, initializer) pair, for every workload.
+
+    A workload with ``model`` trains a user's own Flax NNX model instead of the built-in model of ``kind``
+    (whose layer sizes then only describe it for the FLOP, parameter and memory counts): ``model`` names
+    its factory ``factory(hp, rngs) -> nnx.Module`` as ``"module:name"``, which jaxnets gets as
+    ``engine.train(..., model=factory)`` and the one-at-a-time contenders call with ``hp=None`` (so the
+    model must not read ``hp``). Its variants differ by seed and, with ``learning_rates``, by learning rate
+    (variant ``i``: ``learning_rates[i % len(learning_rates)]``); ``contenders`` lists the contenders that
+    implement the workload (``None``: every one), the suite skips the others.
     """
 
     name: str
@@ -67,6 +75,9 @@ class Workload:
     learning_rate: float = 1e-3
     kernel_size: int = 3
     contenders_first_activation: bool = False
+    model: str | None = None
+    learning_rates: tuple[float, ...] = ()
+    contenders: tuple[str, ...] | None = None
 
     # -- variants -----------------------------------------------------------------------------------
     def jaxnets_variant(self, i: int) -> dict[str, Any]:
@@ -76,13 +87,17 @@ class Workload:
           i: the variant's index, 0-based.
 
         Returns:
-          ``{"activation", "init", "seed"}``.
+          ``{"activation", "init", "seed"}``, and ``"learning_rate"`` when the workload sets
+          ``learning_rates``.
         """
-        return {
+        v: dict[str, Any] = {
             "activation": self.activations[i % len(self.activations)],
             "init": self.inits[(i // len(self.activations)) % len(self.inits)],
             "seed": i,
         }
+        if self.learning_rates:
+            v["learning_rate"] = self.learning_rates[i % len(self.learning_rates)]
+        return v
 
     def variant(self, i: int) -> dict[str, Any]:
         """Activation, initializer and seed of variant ``i`` as the one-program-per-activation contenders
@@ -92,7 +107,7 @@ class Workload:
           i: the variant's index, 0-based.
 
         Returns:
-          ``{"activation", "init", "seed"}``.
+          ``{"activation", "init", "seed"}`` (and ``"learning_rate"``, as :meth:`jaxnets_variant`).
         """
         v = self.jaxnets_variant(i)
         if self.contenders_first_activation:
@@ -104,13 +119,35 @@ class Workload:
         return (self.activations[0],) if self.contenders_first_activation else tuple(dict.fromkeys(self.activations))
 
     def jaxnets_rows(self, n: int, steps: int, eval_every: int) -> list[dict[str, Any]]:
-        """The ``n`` variants as :func:`jaxnets.engine.train` rows (one static group)."""
+        """The ``n`` variants as :func:`jaxnets.engine.train` rows (one static group). For a user's model
+        (``model``) only the seed, the learning rate and the training settings: the factory builds the
+        model (train with ``model=`` :meth:`factory`)."""
+        if self.model is not None:
+            static = {"optimizer": "adam", "batch_size": self.batch_size, "steps": steps, "eval_every": eval_every}
+            return [{**static, "seed": i, "learning_rate": self.learning_rate_of(i)} for i in range(n)]
         static = {
             "kind": self.kind, "hidden": self.hidden, "dense": self.dense, "cell": self.cell,
             "optimizer": "adam", "batch_size": self.batch_size, "steps": steps, "eval_every": eval_every,
             "learning_rate": self.learning_rate,
         }
         return [{**static, **self.jaxnets_variant(i)} for i in range(n)]
+
+    def learning_rate_of(self, i: int) -> float:
+        """Variant ``i``'s learning rate."""
+        return self.learning_rates[i % len(self.learning_rates)] if self.learning_rates else self.learning_rate
+
+    def factory(self):
+        """The user's model factory ``factory(hp, rngs) -> nnx.Module`` that ``model`` names (imports it)."""
+        import importlib
+
+        if self.model is None:
+            raise ValueError(f"workload {self.name} trains the built-in {self.kind}, not a user's model")
+        module, _, name = self.model.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+    def runs(self, contender: str) -> bool:
+        """Whether ``contender`` implements this workload."""
+        return self.contenders is None or contender in self.contenders
 
     # -- analytic counts ----------------------------------------------------------------------------
     def _layers(self) -> list[tuple[str, dict[str, int]]]:
@@ -230,6 +267,17 @@ WORKLOADS: dict[str, Workload] = {
             description="adding problem (T = 50, 2 inputs), LSTM(32) -> dense(1), MSE, batch 64",
             dataset="adding", dataset_options=(("length", 50),), kind="rnn", hidden=(32,), cell="lstm",
             batch_size=64, input_shape=(50, 2), output_dim=1, n_val=400, activations=("tanh", "relu"),
+        ),
+        Workload(
+            name="user_cnn",
+            description="digits as 8x8x1 images, a user's own Flax NNX CNN of the tutorial's shape "
+                        "(benchmarks.user_model.UserCNN): conv3x3(32)-relu-avgpool-conv3x3(64)-relu-avgpool-"
+                        "dense(256)-relu-10, Flax's default init, Adam with learning rate 1e-3 or 3e-3 (variant i: "
+                        "i mod 2) and seed i, batch 128; jaxnets and jax_loop only",
+            dataset="digits_image", dataset_options=(), kind="cnn", hidden=(32, 64), dense=(256,),
+            batch_size=128, input_shape=(8, 8, 1), output_dim=10, n_val=359, activations=("relu",),
+            inits=("flax_default",), model="benchmarks.user_model:user_cnn", learning_rates=(1e-3, 3e-3),
+            contenders=("jaxnets", "jax_loop"),
         ),
     )
 }

@@ -412,6 +412,68 @@ def _standardize(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
 # ---------------------------------------------------------------------------------------------------------
 
 
+def _load_spec(name: str, seed: Any, val_fraction: Any, test_fraction: Any, options: Mapping[str, Any]) -> _Spec:
+    """The :class:`_Spec` of data set ``name``, after checking :func:`load`'s options, seed and fractions."""
+    if name not in _SPECS:
+        raise ValueError(f"unknown data set {name!r}; valid names: {', '.join(NAMES)}")
+    spec = _SPECS[name]
+    unknown = sorted(set(options) - set(spec.options))
+    if unknown:
+        valid = ", ".join(spec.options) if spec.options else "none"
+        raise ValueError(
+            f"unknown option(s) {', '.join(map(repr, unknown))} for data set {name!r}; valid options: {valid}"
+        )
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    for label, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not isinstance(frac, numbers.Real) or not 0.0 < frac < 1.0:
+            raise ValueError(f"{label} must be in (0, 1), got {frac!r}")
+    if val_fraction + test_fraction >= 1.0:
+        raise ValueError(
+            f"val_fraction + test_fraction must be below 1, got {val_fraction} + {test_fraction}"
+        )
+    return spec
+
+
+def _train_subsample(name: str, n_train: Any, train_idx: np.ndarray, labels: np.ndarray | None,
+                     rng: np.random.Generator) -> np.ndarray:
+    """Positions (into ``train_idx``) of a seeded, stratified subsample of ``n_train``, after checking it."""
+    available = len(train_idx)
+    if isinstance(n_train, bool) or not isinstance(n_train, numbers.Integral):
+        raise ValueError(f"n_train must be an integer or None, got {n_train!r}")
+    if not 1 <= n_train <= available:
+        raise ValueError(
+            f"n_train must be in 1..{available} (the training split of {name!r}), got {n_train}"
+        )
+    return _subsample(None if labels is None else labels[train_idx], available, int(n_train), rng)
+
+
+def _float32(a: np.ndarray) -> np.ndarray:
+    """``a`` as a C-contiguous float32 array."""
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def _raw_dataset(name: str, raw: _Raw, xs: Sequence[np.ndarray], idx: Sequence[np.ndarray]) -> Dataset:
+    """The :class:`Dataset` of ``raw``'s features ``xs`` and labels at ``idx`` (train, val, test), typed."""
+    y_dtype = np.float32 if raw.task == "regression" else np.int32
+    x_train, x_val, x_test = (_float32(x) for x in xs)
+    y_train, y_val, y_test = (np.ascontiguousarray(raw.y[i], dtype=y_dtype) for i in idx)
+    return Dataset(
+        name=name,
+        x_train=x_train,
+        y_train=y_train,
+        x_val=x_val,
+        y_val=y_val,
+        x_test=x_test,
+        y_test=y_test,
+        task=raw.task,
+        n_classes=raw.n_classes,
+        output_dim=raw.output_dim,
+        sequence_output=raw.sequence_output,
+        default_loss=_LOSSES[raw.task],
+    )
+
+
 def load(
     name: str,
     *,
@@ -446,25 +508,7 @@ def load(
       ValueError: unknown name or option, bad option value, bad fractions, a split that would be empty, or
         ``n_train`` not in ``1..(size of the training split)``.
     """
-    if name not in _SPECS:
-        raise ValueError(f"unknown data set {name!r}; valid names: {', '.join(NAMES)}")
-    spec = _SPECS[name]
-    unknown = sorted(set(options) - set(spec.options))
-    if unknown:
-        valid = ", ".join(spec.options) if spec.options else "none"
-        raise ValueError(
-            f"unknown option(s) {', '.join(map(repr, unknown))} for data set {name!r}; valid options: {valid}"
-        )
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    for label, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-        if not isinstance(frac, numbers.Real) or not 0.0 < frac < 1.0:
-            raise ValueError(f"{label} must be in (0, 1), got {frac!r}")
-    if val_fraction + test_fraction >= 1.0:
-        raise ValueError(
-            f"val_fraction + test_fraction must be below 1, got {val_fraction} + {test_fraction}"
-        )
-
+    spec = _load_spec(name, seed, val_fraction, test_fraction, options)
     seed = int(seed)
     raw = spec.build(np.random.default_rng([seed, _GENERATOR_STREAM]), **{**spec.options, **options})
     rng = np.random.default_rng(seed)
@@ -484,38 +528,10 @@ def load(
         x_train, x_val, x_test = _standardize(x_train, x_val, x_test)
 
     if n_train is not None:
-        available = len(train_idx)
-        if isinstance(n_train, bool) or not isinstance(n_train, numbers.Integral):
-            raise ValueError(f"n_train must be an integer or None, got {n_train!r}")
-        if not 1 <= n_train <= available:
-            raise ValueError(
-                f"n_train must be in 1..{available} (the training split of {name!r}), got {n_train}"
-            )
-        keep = _subsample(None if labels is None else labels[train_idx], available, int(n_train), rng)
+        keep = _train_subsample(name, n_train, train_idx, labels, rng)
         train_idx, x_train = train_idx[keep], x_train[keep]
 
-    y_dtype = np.float32 if raw.task == "regression" else np.int32
-
-    def _x(a: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(a, dtype=np.float32)
-
-    def _y(idx: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(raw.y[idx], dtype=y_dtype)
-
-    return Dataset(
-        name=name,
-        x_train=_x(x_train),
-        y_train=_y(train_idx),
-        x_val=_x(x_val),
-        y_val=_y(val_idx),
-        x_test=_x(x_test),
-        y_test=_y(test_idx),
-        task=raw.task,
-        n_classes=raw.n_classes,
-        output_dim=raw.output_dim,
-        sequence_output=raw.sequence_output,
-        default_loss=_LOSSES[raw.task],
-    )
+    return _raw_dataset(name, raw, (x_train, x_val, x_test), (train_idx, val_idx, test_idx))
 
 
 def _shape(a: np.ndarray) -> str:
@@ -676,10 +692,8 @@ def _infer_task(y: np.ndarray, y_name: str) -> str | None:
     return "regression"
 
 
-def _from_arrays(arrays: dict[str, Any], *, task: str | None, val_fraction: float, test_fraction: float,
-                 seed: int, standardize: bool, name: str, y_name: str = "y") -> Dataset:
-    """:func:`from_arrays` on ``arrays`` (keys of :data:`_NPZ_ARRAYS`); ``y_name`` names y in messages
-    (``"y"``, or a CSV's ``"column 'label'"``, whose positions are then 1-based data rows)."""
+def _check_array_options(arrays: Mapping[str, Any], task: Any, seed: Any, standardize: Any, name: Any) -> None:
+    """Check that given val / test splits come in pairs, then :func:`from_arrays`'s options."""
     for split in ("val", "test"):
         has_x, has_y = arrays.get(f"x_{split}") is not None, arrays.get(f"y_{split}") is not None
         if has_x != has_y:
@@ -695,6 +709,9 @@ def _from_arrays(arrays: dict[str, Any], *, task: str | None, val_fraction: floa
     if not isinstance(name, str) or not name:
         raise ValueError(f"name must be a non-empty string, got {name!r}")
 
+
+def _checked_arrays(arrays: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The given arrays as numeric arrays, checked (shapes, lengths, finite), and the split suffixes given."""
     arr = {k: _numeric(k, v) for k, v in arrays.items() if v is not None}
     x = arr["x"]
     if x.ndim not in (2, 3, 4):
@@ -715,8 +732,12 @@ def _from_arrays(arrays: dict[str, Any], *, task: str | None, val_fraction: floa
                             column=f"x{s}")
     for key, a in arr.items():
         _check_finite(key, a)
+    return arr, splits
 
-    ys = {f"y{s}": arr[f"y{s}"] for s in splits}
+
+def _task_and_ys(ys: dict[str, np.ndarray], task: str | None,
+                 y_name: str) -> tuple[str, int, int, dict[str, np.ndarray]]:
+    """The task (inferred when ``None``), class count, output units and the typed ``y`` of every split."""
     if task is None:
         task = _infer_task(np.concatenate([y.reshape(-1) for y in ys.values()]), y_name)
     if task == "regression":
@@ -725,11 +746,14 @@ def _from_arrays(arrays: dict[str, Any], *, task: str | None, val_fraction: floa
     else:
         task, n_classes, ys = _labels(ys, task, y_name)
         output_dim = 1 if task == "binary" else n_classes
+    return task, n_classes, output_dim, ys
 
-    # Splits not given are split off the training arrays, as data.load splits a built-in set.
-    n = len(x)
-    fractions = {"val_fraction": val_fraction} if "x_val" not in arr else {}
-    if "x_test" not in arr:
+
+def _split_off_sizes(n: int, has_val: bool, has_test: bool, val_fraction: Any,
+                     test_fraction: Any) -> tuple[int, int]:
+    """Validation / test sizes to split off ``n`` examples (0 for a split given), after checking the fractions."""
+    fractions = {"val_fraction": val_fraction} if not has_val else {}
+    if not has_test:
         fractions["test_fraction"] = test_fraction
     for label, frac in fractions.items():
         if isinstance(frac, bool) or not isinstance(frac, numbers.Real) or not 0.0 < frac < 1.0:
@@ -742,6 +766,21 @@ def _from_arrays(arrays: dict[str, Any], *, task: str | None, val_fraction: floa
             or n - n_val - n_test < 1:
         taken = ", ".join(f"{k}={v}" for k, v in fractions.items())
         raise DataError(f"x has {n} examples: {taken} leave a split empty", column="x")
+    return n_val, n_test
+
+
+def _from_arrays(arrays: dict[str, Any], *, task: str | None, val_fraction: float, test_fraction: float,
+                 seed: int, standardize: bool, name: str, y_name: str = "y") -> Dataset:
+    """:func:`from_arrays` on ``arrays`` (keys of :data:`_NPZ_ARRAYS`); ``y_name`` names y in messages
+    (``"y"``, or a CSV's ``"column 'label'"``, whose positions are then 1-based data rows)."""
+    _check_array_options(arrays, task, seed, standardize, name)
+    arr, splits = _checked_arrays(arrays)
+    x = arr["x"]
+    task, n_classes, output_dim, ys = _task_and_ys({f"y{s}": arr[f"y{s}"] for s in splits}, task, y_name)
+
+    # Splits not given are split off the training arrays, as data.load splits a built-in set.
+    n = len(x)
+    n_val, n_test = _split_off_sizes(n, "x_val" in arr, "x_test" in arr, val_fraction, test_fraction)
     labels = ys["y"] if task != "regression" else None
     rng = np.random.default_rng(int(seed))
     train_idx, val_idx, test_idx = _split_indices(labels, n, n_val, n_test, rng)
@@ -752,16 +791,13 @@ def _from_arrays(arrays: dict[str, Any], *, task: str | None, val_fraction: floa
     if standardize:
         x_train, x_val, x_test = _standardize(x_train, x_val, x_test)
 
-    def _x(a: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(a, dtype=np.float32)
-
     return Dataset(
         name=name,
-        x_train=_x(x_train),
+        x_train=_float32(x_train),
         y_train=np.ascontiguousarray(y_train),
-        x_val=_x(x_val),
+        x_val=_float32(x_val),
         y_val=np.ascontiguousarray(y_val),
-        x_test=_x(x_test),
+        x_test=_float32(x_test),
         y_test=np.ascontiguousarray(y_test),
         task=task,
         n_classes=n_classes,

@@ -526,6 +526,58 @@ def _terminated(signum: int, frame: Any) -> NoReturn:
     raise SystemExit(128 + signum)
 
 
+def _check_command(n: int, command: Sequence[str]) -> list[str]:
+    """The ``jaxnets`` command line to run (a leading ``--`` dropped), after checking it and ``n``."""
+    command = list(command)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    if n < 1:
+        raise DistributedError(f"-n must be at least 1, got {n}")
+    if not command or command[0] not in ("sweep", "demo"):
+        raise DistributedError("jaxnets launch runs a sweep: jaxnets launch -n N -- sweep CONFIG --out DIR [...] "
+                               f"(or demo [...]); got {' '.join(command) or 'nothing'}")
+    clash = [a for a in command if a.split("=", 1)[0] in _DISTRIBUTED_FLAGS]
+    if clash:
+        raise DistributedError(f"jaxnets launch sets the distributed options itself; remove {', '.join(clash)}")
+    return command
+
+
+def _child_environ(env: Mapping[str, str] | None) -> dict[str, str]:
+    """The processes' environment: ``env`` (or ``os.environ``) without the distributed variables, unbuffered."""
+    environ = dict(os.environ if env is None else env)
+    for var in (ENV_COORDINATOR, ENV_NUM_PROCESSES, ENV_PROCESS_ID):
+        environ.pop(var, None)
+    environ["PYTHONUNBUFFERED"] = "1"
+    return environ
+
+
+def _start(n: int, command: Sequence[str], coordinator: str, python: str | None, environ: Mapping[str, str],
+           lock: threading.Lock, procs: list[subprocess.Popen], threads: list[_Forwarder]) -> None:
+    """Start the ``n`` processes and their output forwarders, appending each to ``procs`` / ``threads``."""
+    for i in range(n):
+        argv = [python or sys.executable, "-m", "jaxnets", *command, "--coordinator", coordinator,
+                "--num-processes", str(n), "--process-id", str(i)]
+        p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                             env=environ)
+        procs.append(p)
+        prefix = f"[process {i}] ".encode()
+        threads += [_Forwarder(p.stdout, _binary(sys.stdout), prefix, lock),
+                    _Forwarder(p.stderr, _binary(sys.stderr), prefix, lock)]
+        threads[-2].start()
+        threads[-1].start()
+
+
+def _reap(procs: Sequence[subprocess.Popen], threads: Sequence[_Forwarder]) -> None:
+    """Kill the processes still running, wait for every one, and join the forwarders (5 s each at most)."""
+    for p in procs:
+        if p.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                p.kill()
+        p.wait()
+    for t in threads:
+        t.join(timeout=5)
+
+
 def launch(n: int, command: Sequence[str], *, grace_s: float = GRACE_S, python: str | None = None,
            env: Mapping[str, str] | None = None) -> int:
     """Run ``jaxnets COMMAND ...`` as ``n`` processes of one distributed run on this machine.
@@ -552,21 +604,8 @@ def launch(n: int, command: Sequence[str], *, grace_s: float = GRACE_S, python: 
       DistributedError: ``n < 1``, a command other than ``sweep`` / ``demo``, or one that sets the distributed
         options itself.
     """
-    command = list(command)
-    if command[:1] == ["--"]:
-        command = command[1:]
-    if n < 1:
-        raise DistributedError(f"-n must be at least 1, got {n}")
-    if not command or command[0] not in ("sweep", "demo"):
-        raise DistributedError("jaxnets launch runs a sweep: jaxnets launch -n N -- sweep CONFIG --out DIR [...] "
-                               f"(or demo [...]); got {' '.join(command) or 'nothing'}")
-    clash = [a for a in command if a.split("=", 1)[0] in _DISTRIBUTED_FLAGS]
-    if clash:
-        raise DistributedError(f"jaxnets launch sets the distributed options itself; remove {', '.join(clash)}")
-    environ = dict(os.environ if env is None else env)
-    for var in (ENV_COORDINATOR, ENV_NUM_PROCESSES, ENV_PROCESS_ID):
-        environ.pop(var, None)
-    environ["PYTHONUNBUFFERED"] = "1"
+    command = _check_command(n, command)
+    environ = _child_environ(env)
     port = free_port()
     coordinator = f"{_LOOPBACK}:{port}"
     lock = threading.Lock()
@@ -575,17 +614,7 @@ def launch(n: int, command: Sequence[str], *, grace_s: float = GRACE_S, python: 
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminated) if in_main else None  # SIGTERM: stop the processes too
     try:
-        for i in range(n):
-            argv = [python or sys.executable, "-m", "jaxnets", *command, "--coordinator", coordinator,
-                    "--num-processes", str(n), "--process-id", str(i)]
-            p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                                 env=environ)
-            procs.append(p)
-            prefix = f"[process {i}] ".encode()
-            threads += [_Forwarder(p.stdout, _binary(sys.stdout), prefix, lock),
-                        _Forwarder(p.stderr, _binary(sys.stderr), prefix, lock)]
-            threads[-2].start()
-            threads[-1].start()
+        _start(n, command, coordinator, python, environ, lock, procs, threads)
         with lock:
             print(f"jaxnets launch: {n} process(es), coordinator {coordinator}, pids "
                   f"{' '.join(str(p.pid) for p in procs)}", file=sys.stderr, flush=True)
@@ -601,12 +630,6 @@ def launch(n: int, command: Sequence[str], *, grace_s: float = GRACE_S, python: 
         _interrupt(procs, grace_s)
         return 130
     finally:
-        for p in procs:
-            if p.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    p.kill()
-            p.wait()
-        for t in threads:
-            t.join(timeout=5)
+        _reap(procs, threads)
         if in_main:
             signal.signal(signal.SIGTERM, previous)

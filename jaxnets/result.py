@@ -49,7 +49,9 @@ class GroupResult:
     time (compilation and data transfer included); ``n_blocks`` the number of blocks of variants
     the group ran as (one after another, see :class:`jaxnets.engine.Options`); ``model_steps`` the training
     steps computed, summed over variants (a chunk of ``eval_every`` steps counts for each real variant of its
-    block; pruned variants stop counting); ``program`` the group's :class:`jaxnets.engine.Program`.
+    block; pruned variants stop counting); ``program`` the group's :class:`jaxnets.engine.Program`; ``loop``
+    how its segments' steps ran: ``"scan"`` (inside the compiled program) or ``"host"`` (a host loop over one
+    compiled step, see :func:`jaxnets.engine.plan.loop_strategy`).
     """
 
     spec: Any
@@ -70,6 +72,7 @@ class GroupResult:
     layer_names: list[str] = dataclasses.field(default_factory=list)
     program: Any = None
     model_steps: int = 0
+    loop: str = "scan"
 
 
 def _place(parts: list[tuple[np.ndarray, np.ndarray]], n: int) -> np.ndarray:

@@ -140,6 +140,77 @@ def _number(i: int, key: str, value: Any) -> float:
     return float(value)
 
 
+def _check_keys(variant: Mapping[str, Any], i: int, extra: Mapping[str, str]) -> None:
+    """Reject unknown keys, and declared user keys that are missing or of the wrong kind of value."""
+    unknown = sorted(set(variant) - set(KEYS) - set(extra))
+    if unknown:
+        hint = "; declare your own keys with extra_keys={name: 'vmapped' | 'static'}" if not extra else ""
+        _fail(i, f"unknown key(s) {unknown}; valid keys: {', '.join(KEYS + tuple(extra))}{hint}")
+    for key, kind in extra.items():
+        if key not in variant:
+            _fail(i, f"declared key {key!r} is missing")
+        if kind == "vmapped":
+            _number(i, key, variant[key])
+        else:
+            try:
+                hash(variant[key])
+            except TypeError:
+                _fail(i, f"static key {key!r} must be hashable (e.g. a tuple, not a list), got {variant[key]!r}")
+
+
+def _check_names(row: dict[str, Any], i: int) -> None:
+    """Check the named choices (kind, cell, norm, loss, optimizer, activation, init); canonicalize init."""
+    try:
+        if row["kind"] not in KINDS:
+            raise ValueError(f"unknown model kind {row['kind']!r}; valid kinds: {', '.join(KINDS)}")
+        if row["cell"] not in CELLS:
+            raise ValueError(f"unknown RNN cell {row['cell']!r}; valid cells: {', '.join(CELLS)}")
+        if row["norm"] not in NORMS:
+            raise ValueError(f"unknown norm {row['norm']!r}; valid norms: {', '.join(NORMS)}")
+        if row["norm"] != "none" and row["kind"] == "rnn":
+            raise ValueError(f"norm = {row['norm']!r} applies to kinds mlp and cnn, not rnn")
+        if row["loss"] is None:
+            raise ValueError(f"no loss given; valid losses: {', '.join(losses.NAMES)}")
+        losses.get(row["loss"])
+        optimizers.canonical(row["optimizer"])
+        activations.canonical(row["activation"])
+        row["init"] = initializers.canonical(row["init"])
+    except ValueError as e:
+        _fail(i, str(e))
+
+
+def _check_integers(row: dict[str, Any], i: int) -> None:
+    """Check the integer keys (types, then ranges) and store them as Python ints."""
+    for key in _POSITIVE_INT + ("early_stopping_patience", "seed", "data_seed"):
+        v = row[key]
+        if isinstance(v, bool) or not isinstance(v, int | np.integer):
+            _fail(i, f"{key} must be an integer, got {v!r}")
+        row[key] = int(v)
+    for key in _POSITIVE_INT:
+        if row[key] <= 0:
+            _fail(i, f"{key} must be positive, got {row[key]}")
+    for key in ("early_stopping_patience", "seed", "data_seed"):
+        if row[key] < 0:
+            _fail(i, f"{key} must be >= 0, got {row[key]}")
+
+
+def _check_floats(row: dict[str, Any], i: int) -> None:
+    """Check the float keys (numbers, then ranges) and store them as Python floats."""
+    for key in _NONNEGATIVE_FLOAT + _POSITIVE_FLOAT + _UNIT_FLOAT + ("dropout",):
+        row[key] = _number(i, key, row[key])
+    for key in _NONNEGATIVE_FLOAT:
+        if row[key] < 0:
+            _fail(i, f"{key} must be >= 0, got {row[key]}")
+    for key in _POSITIVE_FLOAT:
+        if not row[key] > 0:
+            _fail(i, f"{key} must be > 0, got {row[key]}")
+    for key in _UNIT_FLOAT:
+        if not 0 <= row[key] < 1:
+            _fail(i, f"{key} must be in [0, 1), got {row[key]}")
+    if not 0 <= row["dropout"] < 1:
+        _fail(i, f"dropout must be in [0, 1), got {row['dropout']}")
+
+
 def normalize(variant: Mapping[str, Any], i: int = 0, default_loss: str | None = None,
               extra_keys: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Check one variant and fill in defaults; return a new dict with canonical names and Python types.
@@ -162,69 +233,18 @@ def normalize(variant: Mapping[str, Any], i: int = 0, default_loss: str | None =
     if not isinstance(variant, Mapping):
         raise TypeError(f"variant {i}: expected a mapping of hyperparameters, got {type(variant).__name__}")
     extra = dict(extra_keys or {})
-    unknown = sorted(set(variant) - set(KEYS) - set(extra))
-    if unknown:
-        hint = "; declare your own keys with extra_keys={name: 'vmapped' | 'static'}" if not extra else ""
-        _fail(i, f"unknown key(s) {unknown}; valid keys: {', '.join(KEYS + tuple(extra))}{hint}")
-    for key, kind in extra.items():
-        if key not in variant:
-            _fail(i, f"declared key {key!r} is missing")
-        if kind == "vmapped":
-            _number(i, key, variant[key])
-        else:
-            try:
-                hash(variant[key])
-            except TypeError:
-                _fail(i, f"static key {key!r} must be hashable (e.g. a tuple, not a list), got {variant[key]!r}")
+    _check_keys(variant, i, extra)
     row = {**DEFAULTS, **variant}
     if row["loss"] is None:
         row["loss"] = default_loss
-    try:
-        if row["kind"] not in KINDS:
-            raise ValueError(f"unknown model kind {row['kind']!r}; valid kinds: {', '.join(KINDS)}")
-        if row["cell"] not in CELLS:
-            raise ValueError(f"unknown RNN cell {row['cell']!r}; valid cells: {', '.join(CELLS)}")
-        if row["norm"] not in NORMS:
-            raise ValueError(f"unknown norm {row['norm']!r}; valid norms: {', '.join(NORMS)}")
-        if row["norm"] != "none" and row["kind"] == "rnn":
-            raise ValueError(f"norm = {row['norm']!r} applies to kinds mlp and cnn, not rnn")
-        if row["loss"] is None:
-            raise ValueError(f"no loss given; valid losses: {', '.join(losses.NAMES)}")
-        losses.get(row["loss"])
-        optimizers.canonical(row["optimizer"])
-        activations.canonical(row["activation"])
-        row["init"] = initializers.canonical(row["init"])
-    except ValueError as e:
-        _fail(i, str(e))
+    _check_names(row, i)
     row["hidden"] = _as_sizes(i, "hidden", row["hidden"], allow_empty=row["kind"] == "mlp")
     row["dense"] = _as_sizes(i, "dense", row["dense"], allow_empty=True)
     if not isinstance(row["shared_data"], bool | np.bool_):
         _fail(i, f"shared_data must be true or false, got {row['shared_data']!r}")
     row["shared_data"] = bool(row["shared_data"])
-    for key in _POSITIVE_INT + ("early_stopping_patience", "seed", "data_seed"):
-        v = row[key]
-        if isinstance(v, bool) or not isinstance(v, int | np.integer):
-            _fail(i, f"{key} must be an integer, got {v!r}")
-        row[key] = int(v)
-    for key in _POSITIVE_INT:
-        if row[key] <= 0:
-            _fail(i, f"{key} must be positive, got {row[key]}")
-    for key in ("early_stopping_patience", "seed", "data_seed"):
-        if row[key] < 0:
-            _fail(i, f"{key} must be >= 0, got {row[key]}")
-    for key in _NONNEGATIVE_FLOAT + _POSITIVE_FLOAT + _UNIT_FLOAT + ("dropout",):
-        row[key] = _number(i, key, row[key])
-    for key in _NONNEGATIVE_FLOAT:
-        if row[key] < 0:
-            _fail(i, f"{key} must be >= 0, got {row[key]}")
-    for key in _POSITIVE_FLOAT:
-        if not row[key] > 0:
-            _fail(i, f"{key} must be > 0, got {row[key]}")
-    for key in _UNIT_FLOAT:
-        if not 0 <= row[key] < 1:
-            _fail(i, f"{key} must be in [0, 1), got {row[key]}")
-    if not 0 <= row["dropout"] < 1:
-        _fail(i, f"dropout must be in [0, 1), got {row['dropout']}")
+    _check_integers(row, i)
+    _check_floats(row, i)
     return row
 
 

@@ -26,16 +26,3 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 # subprocesses leave the user's cache alone.
 os.environ.setdefault("JAXNETS_COMPILE_CACHE", "0")
 
-
-import pytest  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def _no_block_choices_file():
-    """A test that enables the block-size choices file (e.g. through ``compilation_cache.enable``) leaves
-    it off again, so later tests keep the shape rule's blocks."""
-    yield
-    from jaxnets import blocks
-
-    blocks.disable()
-    blocks.forget()

@@ -137,51 +137,14 @@ def test_median_record_keeps_the_median_round():
         median_record([])
 
 
-def test_median_record_keeps_the_block_trial_of_its_rounds():
-    def rec(rate, trial):
+def test_median_record_keeps_the_blocks_of_its_rounds():
+    def rec(rate):
         return {"workload": "digits_cnn", "contender": "jaxnets", "n": 8, "model_steps_per_s": rate,
-                "compile_s": 2.0, "timed_s": 1.0, "n_blocks": 8, "block_trial_s": trial}
+                "compile_s": 2.0, "timed_s": 1.0, "n_blocks": 8}
 
-    med = median_record([rec(100.0, 4.5), rec(300.0, 0.0), rec(200.0, 0.0)])
-    assert med["model_steps_per_s"] == 200.0 and med["block_trial_s"] == 4.5  # round 1 timed the block sizes
-    assert [s["block_trial_s"] for s in med["samples"]] == [4.5, 0.0, 0.0] and med["samples"][0]["n_blocks"] == 8
-
-
-def test_block_choices_directory(tmp_path, monkeypatch):
-    from benchmarks.suite import block_choices_dir
-    from jaxnets import compilation_cache
-
-    assert block_choices_dir("off") is None and block_choices_dir(str(tmp_path)) == str(tmp_path)
-    monkeypatch.setenv("JAXNETS_COMPILE_CACHE", "0")
-    assert block_choices_dir(None) is None
-    monkeypatch.setenv("JAXNETS_COMPILE_CACHE", str(tmp_path / "c"))
-    assert block_choices_dir(None) == str(tmp_path / "c")
-    monkeypatch.delenv("JAXNETS_COMPILE_CACHE")
-    assert block_choices_dir(None) == str(compilation_cache.default_dir())
-    plan = make_plan(Config(workloads=("wine_mlp",), contenders=("jaxnets",), ns=(8,), block_choices=str(tmp_path)),
-                     False, 300.0, None, False, False)
-    assert plan.tasks[0]["block_choices"] == str(tmp_path)
-    assert parse_args(["--block-choices", "off"])[0].block_choices == "off"
-
-
-def test_jaxnets_record_times_the_block_sizes_once(tmp_path, monkeypatch):
-    """With a choices directory, the first jaxnets record of a group times the candidate block sizes
-    (``block_trial_s``, outside ``compile_s``) and both of its calls train in the chosen blocks; the next
-    record reuses the choice."""
-    from benchmarks.worker import run_record
-    from jaxnets import blocks, engine
-
-    monkeypatch.setattr(engine, "UNTRIED_KINDS", frozenset())  # the MLP compiles faster than a CNN or an LSTM
-
-    task = {"task": "record", "workload": "digits_mlp", "contender": "jaxnets", "n": 2, "steps": 2,
-            "target_s": 0.01, "block_choices": str(tmp_path)}
-    first = run_record(task)
-    assert first["block_trial_s"] > 0 and first["n_blocks"] in (1, 2)
-    assert blocks.path() is None  # the worker turns the file off again
-    assert json.loads((tmp_path / blocks.FILE_NAME).read_text())["choices"]
-    blocks.forget()
-    again = run_record(task)
-    assert again["block_trial_s"] == 0.0 and again["n_blocks"] == first["n_blocks"]
+    med = median_record([rec(100.0), rec(300.0), rec(200.0)])
+    assert med["model_steps_per_s"] == 200.0 and "block_trial_s" not in med  # the timed trial is gone
+    assert [s["n_blocks"] for s in med["samples"]] == [8, 8, 8] and "block_trial_s" not in med["samples"][0]
 
 
 def test_repeated_suite_reports_medians(tmp_path, monkeypatch):
@@ -407,17 +370,43 @@ def test_profile_reports_every_part(capsys):
 
 
 def test_profile_compile_times_both_option_sets(capsys, monkeypatch):
-    """benchmarks.profile compile: one line per option set, with every phase (times are not checked)."""
+    """benchmarks.profile compile: one line per option set (XLA's defaults, CPU_TUNING's), with every phase
+    (times are not checked)."""
     from benchmarks import profile
     from jaxnets import engine
 
-    monkeypatch.setenv("XLA_FLAGS", "")  # so the engine's options apply (the suite sets the level itself)
-    assert engine.compiler_options("cpu") == engine.CPU_COMPILER_OPTIONS
-    assert engine.compiler_options("gpu") is None
+    monkeypatch.setenv("XLA_FLAGS", "")  # so the tuning's options apply (conftest sets the level itself)
+    assert engine.tuning_for("cpu") == engine.CPU_TUNING and engine.tuning_for("gpu").options() is None
+    assert engine.CPU_TUNING.options() == dict(engine.CPU_TUNING.compiler_options)
     profile.main(["--reps", "1", "compile", "wine_mlp", "2", "--steps", "3"])
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 2 and "XLA default (None)" in lines[0] and "xla_backend_optimization_level" in lines[1]
+    assert len(lines) == 2 and "XLA default (None; init None)" in lines[0]
+    assert "CPU_TUNING" in lines[1] and "xla_backend_optimization_level" in lines[1]
     assert all("compile chunk" in ln and "CPU s" in ln and "model-steps/s" in ln for ln in lines)
+
+
+def test_user_cnn_workload_runs_in_jaxnets_and_jax_loop():
+    """user_cnn: a user's own NNX CNN, trained by the engine (model=factory) and one variant at a time in a
+    Python loop of jitted steps; its counts describe that module, its variants differ by seed and rate."""
+    from flax import nnx
+
+    from benchmarks.user_model import UserCNN
+    from benchmarks.worker import execute
+
+    wl = WORKLOADS["user_cnn"]
+    shapes = nnx.state(nnx.eval_shape(lambda: UserCNN(nnx.Rngs(0))), nnx.Param)
+    assert sum(math.prod(a.shape) for a in jax.tree.leaves(shapes)) == wl.param_count()
+    rows = wl.jaxnets_rows(4, steps=10, eval_every=5)
+    assert [(r["seed"], r["learning_rate"]) for r in rows] == [(0, 1e-3), (1, 3e-3), (2, 1e-3), (3, 3e-3)]
+    assert all(r["batch_size"] == 128 and "kind" not in r for r in rows)
+    plan = make_plan(Config(workloads=("user_cnn",), ns=(2,)), False, 300.0, None, False, False)
+    assert [t["contender"] for t in plan.tasks] == ["jaxnets", "jax_loop"]
+    assert {s["contender"] for s in plan.skipped} == set(CONTENDERS) - {"jaxnets", "jax_loop"}
+    for contender in ("jaxnets", "jax_loop"):
+        rec = execute({"task": "record", "workload": "user_cnn", "contender": contender, "n": 2, "steps": 2,
+                       "target_s": 0.01, "subtract_eval": False})
+        assert rec["model_steps_per_s"] > 0 and rec["workload"] == "user_cnn", rec
+    assert rec["n_timed"] >= 1 and rec["steps"] >= 2
 
 
 def test_user_model_benchmark_runs_both_programs():

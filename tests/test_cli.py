@@ -100,6 +100,29 @@ def test_sweep_writes_the_contract_files(reference, tiny_config):
     assert not list(reference.rglob(".*.tmp")), "temporary files left behind"
 
 
+def test_the_same_config_gives_the_same_numbers_on_a_busy_machine(reference, tiny_config, tmp_path):
+    """Nothing the engine computes depends on the clock: the same config, run while another process keeps
+    every core busy and with a fresh compilation-cache folder, gives the reference's table (all but the wall
+    times) and histories bit for bit."""
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 2)]
+    try:
+        env = {**os.environ, "JAXNETS_COMPILE_CACHE": str(tmp_path / "fresh-cache")}
+        proc = subprocess.run(_jaxnets("sweep", str(tiny_config), "--out", str(tmp_path / "busy"), "--quiet"),
+                              capture_output=True, text=True, timeout=300, env=env)
+    finally:
+        for p in busy:
+            p.kill()
+            p.wait()
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "fresh-cache").is_dir()
+    want, got = (pd.read_csv(d / "results.csv").drop(columns="group_wall_s") for d in (reference, tmp_path / "busy"))
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    with np.load(reference / "history.npz") as a, np.load(tmp_path / "busy" / "history.npz") as b:
+        assert sorted(a.files) == sorted(b.files)
+        for k in a.files:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
 def test_kill_mid_sweep_then_resume_gives_the_same_table(reference, tiny_config, tmp_path):
     out = tmp_path / "killed"
     first = out / "units" / "group-000.npz"

@@ -7,8 +7,7 @@ and killed in a ``finally``:
   ``history.npz``, bit for bit, as one process with 4 devices (mixed activations and inits, diverging and
   early-stopped variants);
 * the Python API: two processes calling ``jax.distributed.initialize`` then ``engine.train`` both hold the
-  whole, identical ``Result`` (and PRNG-key leaves survive the gathering); a block-size trial whose timings
-  disagree between the processes trains both in process 0's blocks;
+  whole, identical ``Result`` (and PRNG-key leaves survive the gathering), in blocks or not;
 * killing one of two processes mid-sweep makes the launch exit non-zero, with a message, well within 60 s;
   the same launch again resumes and ends with the uninterrupted table; an ``asha`` unit stopped after a rung
   resumes from its checkpoint under two processes;
@@ -271,6 +270,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 from jaxnets import data, engine
+from jaxnets.engine import transfer
 
 ds = data.load("wine")
 variants = [{"activation": a, "init": i, "seed": s, "hidden": [8], "batch_size": 32, "steps": 12,
@@ -283,7 +283,7 @@ params = [float(sum(np.sum(np.asarray(x, np.float64)) for x in jax.tree.leaves(r
 # PRNG-key leaves (an NNX model's rng state) gathered across processes come back as the same keys
 mesh = jax.make_mesh((4,), ("variants",))
 keys = jax.jit(lambda: jax.random.split(jax.random.key(7), 8), out_shardings=NamedSharding(mesh, P("variants")))()
-back = engine._to_host({"rng": keys})["rng"]
+back = transfer.to_host({"rng": keys})["rng"]
 same_keys = bool(jax.dtypes.issubdtype(back.dtype, jax.dtypes.prng_key)) and np.array_equal(
     jax.random.key_data(back), jax.random.key_data(jax.random.split(jax.random.key(7), 8)))
 # every dtype the engine's trees hold travels bit for bit (packed into one all-gather), whatever the sharding
@@ -292,29 +292,20 @@ host = {"bool": np.arange(24).reshape(8, 3) % 3 == 0, "int8": np.arange(-4, 4, d
         "bf16": np.linspace(-1, 1, 16).reshape(8, 2).astype(jnp.bfloat16), "u32": np.arange(8, dtype=np.uint32) << 28,
         "f32": np.array([np.nan, -np.inf, np.inf, -0.0, 1e-45, 3.0, -2.5, 1e38], np.float32),
         "empty": np.zeros((8, 0), np.float32)}
-tree = {k: engine._to_device(v, rows) for k, v in host.items()}
+tree = {k: transfer.to_device(v, rows) for k, v in host.items()}
 host |= {"columns": np.arange(16, dtype=np.float32).reshape(2, 8), "replicated": np.arange(3, dtype=np.int32)}
-tree |= {"columns": engine._to_device(host["columns"], NamedSharding(mesh, P(None, "variants"))),  # not packed
-         "replicated": engine._to_device(host["replicated"], NamedSharding(mesh, P()))}
-back = engine._to_host(tree)
+tree |= {"columns": transfer.to_device(host["columns"], NamedSharding(mesh, P(None, "variants"))),  # not packed
+         "replicated": transfer.to_device(host["replicated"], NamedSharding(mesh, P()))}
+back = transfer.to_host(tree)
 same_bits = all(back[k].dtype == v.dtype and back[k].shape == v.shape and back[k].tobytes() == v.tobytes()
                 for k, v in host.items())
-# the block-size trial: every process runs it, process 0's choice wins (here forced apart: 4 on process 0,
-# the rule's 8 on process 1), and each remembers it
-from jaxnets import blocks
-engine.TRIAL_MIN_STEP_BYTES = 0
-engine.UNTRIED_KINDS = frozenset()
-blocks.enable(sys.argv[3])
-real_choose = blocks.choose
-blocks.choose = lambda candidates, **kw: ((4, 8)[pid], real_choose(candidates, **kw)[1])
-tried = engine.train(variants, ds, options=engine.Options(block_trial=True))
-blocks.choose = real_choose
+# blocks of 4 (two blocks, each spanning both processes): the same variants, the same statuses
 fours = engine.train(variants, ds, options=engine.Options(max_variants_per_program=4))
-trial = [tried.groups[0].n_blocks, json.load(open(blocks.path()))["choices"].popitem()[1]["size"],
-         bool(np.array_equal(tried.history["val_loss"], fours.history["val_loss"], equal_nan=True))]
+blocked = [fours.groups[0].n_blocks, fours.status.tolist() == result.status.tolist(),
+           bool(np.allclose(fours.history["val_loss"], result.history["val_loss"], rtol=1e-5, equal_nan=True))]
 print("RESULT " + json.dumps({"devices": [jax.local_device_count(), jax.device_count()],
                               "table": table.to_json(), "history": result.history["val_loss"].tolist(),
-                              "params": params, "same_keys": same_keys, "same_bits": same_bits, "trial": trial}))
+                              "params": params, "same_keys": same_keys, "same_bits": same_bits, "blocked": blocked}))
 """
 
 
@@ -323,8 +314,7 @@ def test_python_api_under_two_processes(tmp_path):
     script.write_text(API_SCRIPT)
     port = str(launch.free_port())
     env = _env(2)
-    procs = [subprocess.Popen([sys.executable, str(script), port, str(i), str(tmp_path / f"blocks-{i}")],
-                              stdout=subprocess.PIPE,
+    procs = [subprocess.Popen([sys.executable, str(script), port, str(i)], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, env=env) for i in range(2)]
     try:
         outs = [p.communicate(timeout=TIMEOUT_S) for p in procs]
@@ -341,7 +331,7 @@ def test_python_api_under_two_processes(tmp_path):
     assert a["devices"] == b["devices"] == [2, 4]
     assert a == b
     assert a["same_keys"] and a["same_bits"]
-    assert a["trial"] == [2, 4, True]  # process 0's choice, in both processes' blocks and files
+    assert a["blocked"] == [2, True, True]
     table = pd.read_json(io.StringIO(a["table"]))
     assert len(table) == 8 and {"ok", "diverged"} <= set(table["status"])
     assert np.isfinite(a["params"]).all()

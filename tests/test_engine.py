@@ -1,6 +1,7 @@
 """The engine: vectorized == sequential, determinism, divergence isolation, one compile per group,
 chunking, sharding over emulated devices, early stopping, and eager errors."""
 
+import dataclasses
 import json
 import math
 import os
@@ -17,6 +18,10 @@ from jax.sharding import PartitionSpec as P
 
 from jaxnets import data, engine, variants
 from jaxnets import events as jaxnets_events
+from jaxnets.engine import chunk as chunk_lib
+from jaxnets.engine import compile as compile_lib
+from jaxnets.engine import plan, transfer
+from jaxnets.engine import programs as program_lib
 from jaxnets.result import METRICS
 
 DIGITS = data.load("digits")
@@ -87,31 +92,31 @@ def test_divergence_is_isolated_and_bit_identical():
     np.testing.assert_equal(h[-1], h[-2])  # NaN-aware
 
 
+def _counting_compiles(progress: list) -> int:
+    return sum(isinstance(e, jaxnets_events.Compiling) for e in progress)
+
+
 def test_one_compilation_for_a_mixed_grid(monkeypatch):
     """4 activations x 4 initializers x 4 seeds: one group, compiled once, the step traced once (guarded or
-    not by a traced flag, :meth:`engine.Program.block_chunk`)."""
+    not by a traced flag, :func:`jaxnets.engine.chunk.stages`)."""
     engine.clear_cache()
-    traces = {"step": 0, "compile": 0}
-    real_step, real_compile = engine.Program._step, engine._compile
+    traces = {"step": 0}
+    real_step = engine.Program._step
 
     def counting_step(self, *args, **kwargs):
         traces["step"] += 1
         return real_step(self, *args, **kwargs)
 
-    def counting_compile(*args, **kwargs):
-        traces["compile"] += 1
-        return real_compile(*args, **kwargs)
-
     monkeypatch.setattr(engine.Program, "_step", counting_step)
-    monkeypatch.setattr(engine, "_compile", counting_compile)
     acts = ["sigmoid", "tanh", "relu", "elu"]
     inits = ["uniform", "glorot_uniform", "he_normal", "orthogonal"]
     grid = [{"hidden": (8,), "steps": 4, "eval_every": 2, "batch_size": 16, "activation": a, "init": i,
              "seed": s} for a in acts for i in inits for s in range(4)]
-    result = engine.train(grid, DIGITS)
+    progress = []
+    result = engine.train(grid, DIGITS, progress=progress.append)
     assert len(result.groups) == 1 and result.groups[0].n_blocks == 1
     assert result.groups[0].spec.activations == ("sigmoid", "tanh", "relu", "elu")
-    assert traces == {"step": 1, "compile": 1}
+    assert traces == {"step": 1} and _counting_compiles(progress) == 1
     assert np.all(result.status == "ok")
     # each variant got its own activation: the recorded activation means differ by activation
     means = result.history["act_mean"][:, 0, 0].reshape(4, 16)
@@ -146,9 +151,9 @@ def test_blocks_give_the_same_results(mixed_result):
 
 
 def test_groups_too_big_for_memory_are_split_into_blocks(mixed_result):
-    prog = engine.program(MIXED, DIGITS, platform="cpu")
+    prog = engine.program(MIXED, DIGITS, tuning=engine.CPU_TUNING)
     hyper = prog.stack()
-    per_variant = prog.footprint({k: a[:1] for k, a in hyper.items()}, prog.data).memory
+    per_variant = engine.footprint(prog, {k: a[:1] for k, a in hyper.items()}, prog.data).memory
     assert per_variant > 4 * sum(a.size * 4 for a in jax.tree.leaves(mixed_result.params(0)))
     chunked = engine.train(MIXED, DIGITS, options=engine.Options(memory_budget_bytes=4 * per_variant + 1))
     assert chunked.groups[0].n_blocks == 2
@@ -161,9 +166,9 @@ def test_groups_too_big_for_memory_are_split_into_blocks(mixed_result):
     [
         (256, 1, 1, 2_000_000, 10**12, None, 16 * 2**20, 8),  # digits-sized: blocks of 8 (the cache)
         (256, 1, 1, 60_000, 10**12, None, 16 * 2**20, 256),  # wine-sized: everything at once
-        (256, 1, 1, 4_000_000, 10**12, None, 16 * 2**20, engine.MIN_BLOCK),  # 4 fit: never below MIN_BLOCK
+        (256, 1, 1, 4_000_000, 10**12, None, 16 * 2**20, 8),  # 4 fit: never below min_block
         (256, 1, 1, 60_000_000, 10**12, None, 16 * 2**20, 1),  # one variant outgrows block_bytes: alone
-        (256, 2, 1, 60_000_000, 10**12, None, 16 * 2**20, 2 * engine.MIN_BLOCK),  # ... unless vmapped anyway
+        (256, 2, 1, 60_000_000, 10**12, None, 16 * 2**20, 2 * 8),  # ... unless vmapped anyway
         (20, 1, 1, 2 * 10**8, 10**12, None, 10**9, 7),  # 3 equal blocks of 7, not 8 + 8 + 4
         (256, 1, 1, 2_000_000, 10**12, 64, 16 * 2**20, 64),  # an explicit maximum replaces block_bytes
         (256, 1, 1, 2_000_000, 10**12, None, 0, 256),  # 0: no block limit
@@ -174,7 +179,9 @@ def test_groups_too_big_for_memory_are_split_into_blocks(mixed_result):
 )
 def test_block_size(v, n_dev, memory, step, budget, max_variants, block_bytes, expected):
     fp = engine.Footprint(memory=memory, step=step)
-    assert engine._block_size(v, n_dev, fp, budget, max_variants, block_bytes) == expected
+    tuning = dataclasses.replace(engine.CPU_TUNING, block_bytes=block_bytes)
+    assert tuning.min_block == 8
+    assert plan.block_size(v, n_dev, fp, budget, max_variants, tuning) == expected
 
 
 def test_blocks_of_variants_give_the_same_results(mixed_result):
@@ -183,9 +190,9 @@ def test_blocks_of_variants_give_the_same_results(mixed_result):
     assert whole.groups[0].n_blocks == 1
     for k in METRICS:
         np.testing.assert_allclose(whole.history[k], mixed_result.history[k], rtol=1e-5)
-    prog = engine.program(MIXED, DIGITS, platform="cpu")
+    prog = engine.program(MIXED, DIGITS, tuning=engine.CPU_TUNING)
     hyper = prog.stack()
-    fp = prog.footprint({k: a[:1] for k, a in hyper.items()}, prog.data)
+    fp = engine.footprint(prog, {k: a[:1] for k, a in hyper.items()}, prog.data)
     params_bytes = sum(a.size * 4 for a in jax.tree.leaves(mixed_result.params(0)))
     assert fp.step >= 4 * params_bytes  # params, two Adam moments, gradients
     assert fp.memory > fp.step
@@ -274,13 +281,13 @@ def test_early_stopping_keeps_best_params():
     ],
 )
 def test_bad_variants_fail_before_compute(variants, match, monkeypatch):
-    monkeypatch.setattr(engine, "_run_group", lambda *a, **k: pytest.fail("compute started"))
+    monkeypatch.setattr(engine.loop, "run", lambda *a, **k: pytest.fail("compute started"))
     with pytest.raises(ValueError, match=match):
         engine.train(variants, DIGITS)
 
 
 def test_variant_errors_carry_index_and_reason(monkeypatch):
-    monkeypatch.setattr(engine, "_run_group", lambda *a, **k: pytest.fail("compute started"))
+    monkeypatch.setattr(engine.loop, "run", lambda *a, **k: pytest.fail("compute started"))
     with pytest.raises(variants.VariantError) as info:
         engine.train([{}, {}, {"learning_rate": -1.0}], DIGITS)
     assert (info.value.index, info.value.reason) == (2, "learning_rate must be > 0, got -1.0")
@@ -326,7 +333,7 @@ def test_finite_blow_up_is_divergence_and_isolated():
 def test_bad_data_fails_before_compute(monkeypatch):
     import dataclasses
 
-    monkeypatch.setattr(engine, "_run_group", lambda *a, **k: pytest.fail("compute started"))
+    monkeypatch.setattr(engine.loop, "run", lambda *a, **k: pytest.fail("compute started"))
     x = DIGITS.x_train.copy()
     x[3, 5] = np.nan
     with pytest.raises(ValueError, match="NaN"):
@@ -373,7 +380,7 @@ def test_sharded_over_four_devices_equals_one_device():
 def test_block_order_puts_every_variant_once_in_activation_slices(v, size, n_dev):
     rng = np.random.default_rng(v)
     ids = rng.integers(0, 4, v)
-    order, real, layout, block = engine._block_order(ids, size, n_dev, 4)
+    order, real, layout, block = plan.block_order(ids, size, n_dev, 4)
     assert len(order) % block == 0 and block % n_dev == 0 and block <= max(size, n_dev)
     np.testing.assert_array_equal(np.sort(order[real]), np.arange(v))  # each variant exactly once
     if layout is None:
@@ -387,28 +394,26 @@ def test_block_order_puts_every_variant_once_in_activation_slices(v, size, n_dev
 def test_fit_order_reuses_a_layout_for_fewer_variants():
     """A layout built for 36 variants holds any subset in as few blocks as its slots allow (ASHA's survivors)."""
     ids = np.repeat(np.arange(3), 12)
-    _, _, layout, block = engine._block_order(ids, 12, 1, 3)
+    _, _, layout, block = plan.block_order(ids, 12, 1, 3)
     assert layout == ((0, 4), (1, 4), (2, 4)) and block == 12
     sub = np.array([0, 0, 0, 0, 0, 1, 2])  # five of activation 0: two blocks
-    order, real = engine._fit_order(sub, layout, block, 1)
+    order, real = plan.fit_order(sub, layout, block, 1)
     assert len(order) == 24
     np.testing.assert_array_equal(np.sort(order[real]), np.arange(7))
     np.testing.assert_array_equal(sub[order[real]], [0, 0, 0, 0, 1, 2, 0])
     for s in range(2):  # each slot's variants (padding included, where the subset has any) have its activation
         np.testing.assert_array_equal(sub[order[s * 12:s * 12 + 4]], 0)
     with pytest.raises(ValueError, match="not in the layout"):
-        engine._fit_order(np.array([3]), layout, block, 1)
+        plan.fit_order(np.array([3]), layout, block, 1)
 
 
-def test_mixed_activations_in_blocks_one_compile_same_numbers(mixed_result, monkeypatch):
+def test_mixed_activations_in_blocks_one_compile_same_numbers(mixed_result):
     """8 activations split into blocks of activation slices: one compiled program, the one-block numbers."""
     engine.clear_cache()
-    compiles = []
-    real = engine._compile
-    monkeypatch.setattr(engine, "_compile", lambda *a, **k: compiles.append(1) or real(*a, **k))
+    progress = []
     rows = MIXED + [{**v, "seed": v["seed"] + 10} for v in MIXED]
-    res = engine.train(rows, DIGITS, options=engine.Options(max_variants_per_program=8))
-    assert len(compiles) == 1 and res.groups[0].n_blocks == 2
+    res = engine.train(rows, DIGITS, options=engine.Options(max_variants_per_program=8), progress=progress.append)
+    assert _counting_compiles(progress) == 1 and res.groups[0].n_blocks == 2
     for k in ("train_loss", "val_loss", "grad_norm", "act_std"):
         np.testing.assert_allclose(res.history[k][:8], mixed_result.history[k], rtol=1e-5, atol=1e-7)
 
@@ -416,12 +421,12 @@ def test_mixed_activations_in_blocks_one_compile_same_numbers(mixed_result, monk
 def test_shared_data_gives_every_variant_the_same_minibatches():
     rows = [{**BASE, "shared_data": True, "data_seed": 3, "activation": a, "seed": s}
             for a in ("relu", "tanh") for s in range(2)]
-    prog = engine.program(rows, DIGITS, platform="cpu")
+    prog = engine.program(rows, DIGITS, tuning=engine.CPU_TUNING)
     hp = prog.stack()
     idx = jax.vmap(prog.batch_indices, in_axes=(None, 0))(jax.numpy.int32(25), hp)
     for i in range(1, len(rows)):
         np.testing.assert_array_equal(idx[i], idx[0])
-    own = engine.program([{**BASE, "seed": s} for s in range(2)], DIGITS, platform="cpu")
+    own = engine.program([{**BASE, "seed": s} for s in range(2)], DIGITS, tuning=engine.CPU_TUNING)
     own_idx = jax.vmap(own.batch_indices, in_axes=(None, 0))(jax.numpy.int32(25), own.stack())
     assert not np.array_equal(own_idx[0], own_idx[1])  # without it, each variant draws its own
     together = engine.train(rows, DIGITS)
@@ -442,12 +447,13 @@ def _run_chunks(fn, state, hp, data_, n):
 
 @pytest.mark.parametrize("size", [1, 4])
 def test_block_chunk_equals_the_guarded_chunk_bit_for_bit(size):
-    """:meth:`Program.block_chunk` (unguarded steps first, a guarded rerun when a variant's values are not
-    finite) gives what the always-guarded vmapped :meth:`Program.chunk` gives: a variant diverging mid-chunk,
-    chunks after it (a diverged variant in the block, its parameters frozen) and a last chunk ending mid-way
-    (10 steps, chunks of 4). Only the frozen variant's optimizer state, which never reaches its parameters
-    again, may differ. The same for its two halves compiled as two programs (:meth:`Program.block_stages`,
-    called by ``engine._Staged``), as ``engine.train`` runs them."""
+    """:func:`jaxnets.engine.chunk.chunk` (unguarded steps first, a guarded rerun when a variant's values are
+    not finite) gives what the always-guarded vmapped :meth:`Program.chunk` gives: a variant diverging
+    mid-chunk, chunks after it (a diverged variant in the block, its parameters frozen) and a last chunk ending
+    mid-way (10 steps, chunks of 4). Only the frozen variant's optimizer state, which never reaches its
+    parameters again, may differ. The same for its two halves compiled as two programs
+    (:func:`~jaxnets.engine.chunk.stages`, called by ``compile.Staged``) and for the host loop over one
+    compiled step (``compile.HostChunk``), as ``engine.train`` runs them."""
     base = {"hidden": (16,), "steps": 10, "eval_every": 4, "batch_size": 16, "optimizer": "sgd"}
     rows = [{**base, "activation": "relu", "seed": 0, "learning_rate": 0.05},
             {**base, "activation": "relu", "seed": 1, "learning_rate": 1e20},  # diverges within the first chunk
@@ -458,14 +464,17 @@ def test_block_chunk_equals_the_guarded_chunk_bit_for_bit(size):
     hp = {k: jax.numpy.asarray(v) for k, v in prog.stack().items()}
     data_ = jax.device_put(prog.data)
     init = lambda: jax.jit(prog.init_batch)(hp, data_)  # noqa: E731
-    reference = jax.jit(engine._lift(prog.chunk, size))
-    fast = jax.jit(prog.block_chunk(size))
-    staged = engine._Staged(*map(jax.jit, prog.block_stages(size)))  # what engine.train compiles and calls
+    reference = jax.jit(chunk_lib.lift(prog.chunk, size))
+    fast = jax.jit(chunk_lib.chunk(prog, size))
+    staged = compile_lib.Staged(*map(jax.jit, chunk_lib.stages(prog, size)))  # what engine.train compiles
+    host = compile_lib.HostChunk(jax.jit(chunk_lib.host_step(prog, size)), jax.jit(chunk_lib.stages(prog, size)[1]),
+                                 4, jnp.ones(size, bool))
     n = 1 + 3  # evaluation 0, then chunks of 4, 4 and 2 steps
     want = _run_chunks(reference, init(), hp, data_, n)
     assert (want[-1][0].status == engine.DIVERGED).sum() == 1
     assert 0 < want[-1][0].stopped_step[1 if size > 1 else 0] < 4  # diverged mid-chunk
-    for got in _run_chunks(fast, init(), hp, data_, n), _run_chunks(staged, init(), hp, data_, n):
+    for got in (_run_chunks(fast, init(), hp, data_, n), _run_chunks(staged, init(), hp, data_, n),
+                _run_chunks(host, init(), hp, data_, n)):
         for (ws, wm), (gs, gm) in zip(want, got, strict=True):
             for a, b in zip(jax.tree.leaves((ws._replace(opt_state=None), wm)),
                             jax.tree.leaves((gs._replace(opt_state=None), gm)), strict=True):
@@ -476,7 +485,7 @@ def test_block_chunk_equals_the_guarded_chunk_bit_for_bit(size):
 
 
 def test_unguarded_steps_equal_guarded_ones_and_flag_what_is_not_finite():
-    """The unguarded steps :meth:`Program.block_chunk` runs first give the guarded steps' state bit for bit
+    """The unguarded steps :func:`jaxnets.engine.chunk.stages` runs first give the guarded steps' state bit for bit
     when nothing diverges, and report a variant whose loss or parameters stopped being finite; a variant that
     was already frozen gets its parameters back and does not count."""
     base = {"hidden": (16,), "steps": 8, "eval_every": 4, "batch_size": 16, "optimizer": "sgd"}
@@ -486,7 +495,7 @@ def test_unguarded_steps_equal_guarded_ones_and_flag_what_is_not_finite():
     hp = {k: jax.numpy.asarray(v) for k, v in prog.stack().items()}
     data_ = jax.device_put(prog.data)
     state = jax.jit(prog.init_batch)(hp, data_)
-    steps = lambda guard: jax.jit(engine._lift(lambda s, h, d: prog.steps(s, h, d, guard=guard), 3))  # noqa: E731
+    steps = lambda guard: jax.jit(chunk_lib.lift(lambda s, h, d: prog.steps(s, h, d, guard=guard), 3))  # noqa: E731
     unguarded, finite = steps(False)(state, hp, data_)
     guarded, _ = steps(True)(state, hp, data_)
     np.testing.assert_array_equal(finite, [True, False, True])
@@ -501,42 +510,45 @@ def test_unguarded_steps_equal_guarded_ones_and_flag_what_is_not_finite():
         np.testing.assert_array_equal(np.asarray(a)[1], np.asarray(b)[1])
 
 
-def test_a_small_models_init_compiles_with_its_own_options(monkeypatch):
-    """The init program of a model of at most SMALL_INIT_PARAMS parameters gets the small-init options (those the
-    environment's XLA_FLAGS already sets left out); an option this XLA does not know falls back."""
+def test_tuning_options_leave_out_what_xla_flags_set(monkeypatch):
+    """A program's XLA options come from the platform's Tuning (the small-init and small-eval sets for small
+    models), without those the environment's XLA_FLAGS already sets; accelerators use XLA's; an option this
+    XLA does not know falls back."""
     monkeypatch.setenv("XLA_FLAGS", "")
-    assert engine.compiler_options("cpu", small_init=True) == engine.CPU_SMALL_INIT_COMPILER_OPTIONS
-    assert engine.compiler_options("gpu", small_init=True) is None
+    cpu = engine.tuning_for("cpu")
+    assert cpu is engine.CPU_TUNING and engine.tuning_for("gpu") is engine.DEFAULT_TUNING
+    assert cpu.options() == {"xla_backend_optimization_level": 1}
+    assert cpu.options(small_init=True) == {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
+    assert cpu.options(small_eval=True) == {"xla_backend_optimization_level": 1, "xla_cpu_use_fusion_emitters": False}
+    assert engine.DEFAULT_TUNING.options(small_init=True) is None and engine.DEFAULT_TUNING.options() is None
     monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=0")
-    assert engine.compiler_options("cpu", small_init=True) == {"xla_cpu_use_fusion_emitters": False}
+    assert cpu.options(small_init=True) == {"xla_cpu_use_fusion_emitters": False} and cpu.options() is None
+    hash(cpu)  # part of the compiled-program cache key
+    with pytest.raises(ValueError, match="conv_impl"):
+        engine.Tuning(conv_impl="fft")
     lowered = jax.jit(lambda x: 2 * x).lower(jnp.ones(3))
-    compiled = engine._compile_lowered(lowered, {"xla_no_such_option": True}, None)
+    compiled = compile_lib._compile_lowered(lowered, {"xla_no_such_option": True}, None)
     np.testing.assert_array_equal(compiled(jnp.ones(3)), 2 * np.ones(3))
     with pytest.raises(jax.errors.JaxRuntimeError, match="No such compile option"):
-        engine._compile_lowered(lowered, {"xla_no_such_option": True}, {"xla_no_such_option": True})
+        compile_lib._compile_lowered(lowered, {"xla_no_such_option": True}, {"xla_no_such_option": True})
 
 
 def test_a_small_evaluation_compiles_with_its_own_options(monkeypatch):
-    """An evaluation that records at most SMALL_EVAL_BYTES per variant (the footprint's ``eval``) compiles with
-    the small-eval options; the rule reads one variant's shapes, and the numbers are the default's to float
-    rounding."""
+    """An evaluation that records at most ``small_eval_bytes`` per variant (the footprint's ``eval``) compiles
+    with the small-eval options; the rule reads one variant's shapes, and the numbers are the default's to
+    float rounding."""
     monkeypatch.setenv("XLA_FLAGS", "")  # the engine's options in full
-    assert engine.compiler_options("cpu", small_eval=True) == engine.CPU_SMALL_EVAL_COMPILER_OPTIONS
-    assert engine.compiler_options("gpu", small_eval=True) is None
-    seen, real = [], engine._compile
-    monkeypatch.setattr(engine, "_compile", lambda *a, **k: seen.append(k.get("small_eval")) or real(*a, **k))
+    seen, real = [], compile_lib.compile_block
+    monkeypatch.setattr(compile_lib, "compile_block", lambda *a, **k: seen.append(k.get("small_eval")) or real(*a, **k))
     rows = [{**BASE, "activation": a, "seed": i} for i, a in enumerate(("relu", "tanh", "relu", "gelu"))]
     prog = engine.program(rows, DIGITS)
-    fp = prog.footprint({k: a[:1] for k, a in prog.stack().items()}, prog.data)
+    fp = engine.footprint(prog, {k: a[:1] for k, a in prog.stack().items()}, prog.data)
     n_eval = len(prog.data["x_eval"]) + len(prog.data["x_val"])
     assert fp.eval >= 4 * n_eval * sum(BASE["hidden"])  # at least the hidden units, float32, both batches
-    monkeypatch.setattr(engine, "SMALL_EVAL_BYTES", fp.eval)
+    tuned = lambda limit: engine.Options(tuning=dataclasses.replace(engine.CPU_TUNING, small_eval_bytes=limit))  # noqa: E731
     engine.clear_cache()
-    small = engine.train(rows, DIGITS)
-    monkeypatch.setattr(engine, "SMALL_EVAL_BYTES", fp.eval - 1)
-    engine.clear_cache()
-    default = engine.train(rows, DIGITS)
-    engine.clear_cache()
+    small = engine.train(rows, DIGITS, options=tuned(fp.eval))
+    default = engine.train(rows, DIGITS, options=tuned(fp.eval - 1))
     assert seen == [True, False]
     for k in ("train_loss", "val_loss", "val_accuracy", "grad_norm"):
         np.testing.assert_allclose(small.history[k], default.history[k], rtol=1e-5, atol=1e-7, err_msg=k)
@@ -545,19 +557,20 @@ def test_a_small_evaluation_compiles_with_its_own_options(monkeypatch):
 @pytest.mark.parametrize("limit", [4000, 1000], ids=["small-init", "optimized-init"])
 def test_initial_params_do_not_depend_on_the_block_size(limit, monkeypatch):
     """A variant's initial parameters are the same bit for bit alone and in a block of 8 whether its model is
-    small (3,466 parameters, at most SMALL_INIT_PARAMS, though a block of 8 holds more) or not: the init options
-    follow the model, not the block (the two options' initial values differ in rounding)."""
+    small (3,466 parameters, at most ``small_init_params``, though a block of 8 holds more) or not: the init
+    options follow the model, not the block (the two options' initial values differ in rounding)."""
     monkeypatch.setenv("XLA_FLAGS", "")  # the engine's options in full
-    monkeypatch.setattr(engine, "SMALL_INIT_PARAMS", limit)
+    tuning = dataclasses.replace(engine.CPU_TUNING, small_init_params=limit)
     rows = [{**BASE, "activation": ("relu", "tanh")[i % 2], "init": ("he_normal", "orthogonal")[i % 2], "seed": i}
             for i in range(8)]
 
     def initial(rows):
-        prog = engine.program(rows, DIGITS)
+        prog = engine.program(rows, DIGITS, tuning=tuning)
         mesh = jax.make_mesh((1,), ("variants",), devices=jax.devices()[:1], axis_types=(AxisType.Auto,))
         shard = NamedSharding(mesh, P("variants"))
-        hp, data = engine._to_device(prog.stack(), shard), engine._to_device(prog.data, NamedSharding(mesh, P()))
-        return engine._compile(prog, hp, data, shard, chunk=False).init(hp, data).params
+        hp, data = transfer.to_device(prog.stack(), shard), transfer.to_device(prog.data, NamedSharding(mesh, P()))
+        return compile_lib.compile_block(prog, hp, data, shard, tuning, init=True, chunk=False, strategy="scan",
+                                         small_eval=False).init(hp, data).params
 
     block = initial(rows)
     assert sum(np.asarray(a)[0].size for a in jax.tree.leaves(block)) == 3466
@@ -567,21 +580,22 @@ def test_initial_params_do_not_depend_on_the_block_size(limit, monkeypatch):
             np.testing.assert_array_equal(np.asarray(a)[i], np.asarray(b)[0])
 
 
-def test_a_small_model_trains_with_the_flat_optimizer_as_with_the_tree(monkeypatch):
-    """Up to FLAT_OPTIMIZER_PARAMS parameters per variant the optimizer updates one flat vector (optax.flatten):
-    the same training as leaf by leaf, to float rounding (clipping's global norm sums in another order)."""
+def test_a_small_model_trains_with_the_flat_optimizer_as_with_the_tree():
+    """Up to ``Tuning.flat_optimizer_params`` parameters per variant the optimizer updates one flat vector
+    (optax.flatten): the same training as leaf by leaf, to float rounding (clipping's global norm sums in
+    another order)."""
     rows = [{**r, "steps": 50} for r in MIXED[3:7]]  # L2, dropout, clipping, a gain
     prog = engine.program(rows, DIGITS)
-    state = jax.eval_shape(prog.init_batch, prog.stack(), prog._shapes(None))
+    state = jax.eval_shape(prog.init_batch, prog.stack(), prog.data_shapes())
     moments = {x.shape for x in jax.tree.leaves(state.opt_state.inner_state)}
     n_params = sum(math.prod(x.shape[1:]) for x in jax.tree.leaves(state.params))
-    assert engine.flat_optimizer(jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), state.params))
-    assert (len(rows), n_params) in moments and n_params <= engine.FLAT_OPTIMIZER_PARAMS
-    flat = engine.train(rows, DIGITS)
-    monkeypatch.setattr(engine, "FLAT_OPTIMIZER_PARAMS", 0)
-    engine.clear_cache()
-    tree = engine.train(rows, DIGITS)
-    engine.clear_cache()
+    limit = engine.CPU_TUNING.flat_optimizer_params
+    one = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), state.params)
+    assert program_lib.flat_optimizer(one, limit) and not program_lib.flat_optimizer(one, n_params - 1)
+    assert (len(rows), n_params) in moments and n_params <= limit
+    flat = engine.train(rows, DIGITS, options=engine.Options(tuning=engine.CPU_TUNING))
+    tree = engine.train(rows, DIGITS,
+                        options=engine.Options(tuning=dataclasses.replace(engine.CPU_TUNING, flat_optimizer_params=0)))
     for k in ("train_loss", "val_loss", "grad_norm"):
         np.testing.assert_allclose(flat.history[k], tree.history[k], rtol=1e-4, err_msg=k)
     for i in range(len(rows)):

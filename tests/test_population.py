@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from jaxnets import config, data, engine, events, population, sweep
+from jaxnets.engine import chunk
 
 LRS = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0, 10.0)
 BASE = {"hidden": (8,), "steps": 90, "eval_every": 10, "batch_size": 16, "activation": "tanh"}
@@ -90,7 +91,7 @@ def test_pruned_variants_are_frozen(asha_run, ds):
     # the step counters in the snapshot of the second rung stayed at the first rung
     prog = engine.program(rows, ds)
     hp1 = {k: v[:1] for k, v in prog.stack().items()}
-    treedef = jax.tree.structure(jax.eval_shape(prog.init_batch, hp1, prog._shapes(None)))
+    treedef = jax.tree.structure(jax.eval_shape(prog.init_batch, hp1, prog.data_shapes()))
     state = jax.tree.unflatten(treedef, [snaps[1][f"g0.state.{i}"] for i in range(treedef.num_leaves)])
     assert np.all(state.step[early] == 10)
 
@@ -152,7 +153,7 @@ def test_pbt_is_deterministic_and_resumes_exactly(pbt_run, ds):
         np.testing.assert_array_equal(a, b)
 
 
-def test_explore_copies_the_parent_exactly_in_program(ds):
+def test_adopt_copies_the_parent_exactly_on_device(ds):
     rows = _pbt_rows()[:4]
     prog = engine.program(rows, ds)
     hp = {k: jax.numpy.asarray(v) for k, v in prog.stack().items()}
@@ -160,12 +161,16 @@ def test_explore_copies_the_parent_exactly_in_program(ds):
     state = jax.jit(prog.init_batch)(hp, data_)
     state, _ = jax.jit(jax.vmap(prog.chunk, in_axes=(0, 0, None, None, None, None)))(
         state, hp, data_, True, False, np.int32(0))
-    fn = jax.jit(population._explore_fn(prog, ("learning_rate",), 4))
+    fn = jax.jit(chunk.adopt(("learning_rate",)))
     parent = np.array([0, 1, 2, 0], np.int32)
-    factor = {"learning_rate": np.array([1, 1, 1, 1.25], np.float32)}
-    value = {"learning_rate": np.full(4, np.nan, np.float32)}
+    policy = population.PBT(interval=1, spaces={"learning_rate": ("range", 1e-4, 1.0, True)})
+    host_hp = prog.stack()
+    new_hp = {k: (a if k == "seed" else a[parent]) for k, a in host_hp.items()}
+    explored = policy.explore("learning_rate", new_hp["learning_rate"], np.array([1, 1, 1, 1.25], np.float32),
+                              np.full(4, np.nan, np.float32))
+    new_hp["learning_rate"] = np.where(parent != np.arange(4), explored, new_hp["learning_rate"])
     before = jax.device_get(state)
-    new, _, new_hp = fn(state, hp, data_, False, False, np.int32(0), parent, factor, value)
+    new = fn(state, {k: jax.numpy.asarray(v) for k, v in new_hp.items()}, parent)
     for a, b in zip(jax.tree.leaves(new.params), jax.tree.leaves(before.params), strict=True):
         np.testing.assert_array_equal(np.asarray(a)[3], np.asarray(b)[0])
         np.testing.assert_array_equal(np.asarray(a)[:3], np.asarray(b)[:3])
@@ -177,6 +182,17 @@ def test_explore_copies_the_parent_exactly_in_program(ds):
                                     rows[0]["learning_rate"] * 1.25], rtol=1e-6)
     np.testing.assert_array_equal(np.asarray(new.opt_state.hyperparams["learning_rate"]), lr)
     assert np.asarray(new_hp["seed"])[3] == rows[3]["seed"]
+
+
+def test_policy_explore_resamples_perturbs_and_clips():
+    """A resample takes the value; a perturbation multiplies the parent's value in float32; both are clipped
+    to the key's bounds and come back in the parent's dtype."""
+    pbt = population.PBT(interval=1, spaces={"dropout": ("range", 0.0, 0.9, False)})
+    parent = np.array([0.5, 0.5, 0.9, 0.1], np.float32)
+    out = pbt.explore("dropout", parent, np.array([1.25, 1.0, 1.25, 0.8], np.float32),
+                      np.array([np.nan, 0.3, np.nan, np.nan], np.float32))
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, np.float32([0.625, 0.3, 0.99, np.float32(0.1) * np.float32(0.8)]))
 
 
 def _cfg(method: str, extra: dict) -> config.Config:

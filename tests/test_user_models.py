@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from jaxnets import data, engine, variants
+from jaxnets import data, engine, events, variants
 from jaxnets.result import METRICS
 
 DIGITS = data.load("digits")
@@ -97,17 +97,15 @@ def test_user_model_vectorized_equals_alone(factory):
 
 
 @pytest.mark.parametrize("factory", [linen_factory, nnx_factory], ids=["linen", "nnx"])
-def test_user_model_divergence_is_isolated_and_one_compile(factory, monkeypatch):
+def test_user_model_divergence_is_isolated_and_one_compile(factory):
     good = MIXED[:4]
     bad = {**BASE, "activation": "relu", "seed": 9, "learning_rate": 1e12}  # same static group
     benign = {**bad, "learning_rate": 1e-3}  # the same batch without the divergence
     clean = engine.train(good[:2] + [benign] + good[2:], DIGITS, model=factory)
     engine.clear_cache()
-    compiles = []
-    real = engine._compile
-    monkeypatch.setattr(engine, "_compile", lambda *a, **k: compiles.append(1) or real(*a, **k))
-    mixed = engine.train(good[:2] + [bad] + good[2:], DIGITS, model=factory)
-    assert len(compiles) == 1
+    progress = []
+    mixed = engine.train(good[:2] + [bad] + good[2:], DIGITS, model=factory, progress=progress.append)
+    assert sum(isinstance(e, events.Compiling) for e in progress) == 1
     assert mixed.status[2] == "diverged"
     others = [0, 1, 3, 4]
     for k in METRICS:
@@ -131,7 +129,7 @@ def test_diagnostics_for_any_model():
 
 
 def test_grad_norm_is_the_norm_of_each_named_entry():
-    prog = engine.program(MIXED[:1], DIGITS, model=linen_factory, platform="cpu")
+    prog = engine.program(MIXED[:1], DIGITS, model=linen_factory, tuning=engine.CPU_TUNING)
     hp = {k: v[0] for k, v in prog.stack().items()}
     params, state = prog.init_params(hp)
     data_ = prog.data
@@ -159,7 +157,7 @@ def test_batchnorm_state_per_variant_updated_in_training_not_in_evaluation():
     stats = together.model_state(0)["batch_stats"]
     assert not np.allclose(jax.tree.leaves(stats)[0], 0.0)  # updated by training (means start at 0)
     # an evaluation (the chunk program with no steps) leaves the running statistics bit-identical
-    prog = engine.program(vs[:1], DIGITS, model=bn_factory, platform="cpu")
+    prog = engine.program(vs[:1], DIGITS, model=bn_factory, tuning=engine.CPU_TUNING)
     hp = {k: v[0] for k, v in prog.stack().items()}
     data_ = jax.tree.map(jnp.asarray, prog.data)
     state = prog.train_chunk(prog.init(hp), hp, data_)[0]
@@ -296,14 +294,14 @@ class NnxDropoutNoRng(nnx.Module):
     ({"model": Seven()}, "takes a factory, not a module"),
 ])
 def test_bad_factories_and_losses_fail_before_training(kwargs, match, monkeypatch):
-    monkeypatch.setattr(engine, "_run_group", lambda *a, **k: pytest.fail("training started"))
+    monkeypatch.setattr(engine.loop, "run", lambda *a, **k: pytest.fail("training started"))
     with pytest.raises((ValueError, TypeError), match=match):
         engine.train(MIXED[:2], DIGITS, **kwargs)
 
 
 def test_public_program_is_what_train_runs():
     """jit(vmap(init)) + jit(vmap(train_chunk)) by hand gives the engine's numbers."""
-    prog = engine.program(MIXED[:4], DIGITS, model=linen_factory, platform="cpu")
+    prog = engine.program(MIXED[:4], DIGITS, model=linen_factory, tuning=engine.CPU_TUNING)
     hp = prog.stack()
     data_ = jax.device_put(prog.data)
     state = jax.jit(jax.vmap(prog.init, in_axes=(0, None)))(hp, data_)
@@ -349,3 +347,38 @@ def test_nnx_model_with_rng_state_trains_and_predicts():
     assert out.shape == (4, 4, 10) and np.all(np.isfinite(out))
     # the two seeds' dropout streams differ: same init per seed, different training
     assert not np.allclose(res.params(0)["hidden"]["kernel"], res.params(2)["hidden"]["kernel"])
+
+
+class NnxConvNet(nnx.Module):
+    """A user's NNX CNN (3x3 convolution, average pooling, dense): XLA:CPU runs its convolution slowly in a loop."""
+
+    def __init__(self, hp, rngs: nnx.Rngs):
+        self.conv = nnx.Conv(1, 4, kernel_size=(3, 3), kernel_init=hp.kernel_init, rngs=rngs)
+        self.head = nnx.Linear(4 * 4 * 4, 10, rngs=rngs)
+        self.fn = hp.activation
+
+    def __call__(self, x):
+        h = nnx.avg_pool(self.fn(self.conv(x)), window_shape=(2, 2), strides=(2, 2))
+        return self.head(h.reshape(h.shape[0], -1))
+
+
+def test_a_convolution_trains_in_a_host_loop_with_the_scan_numbers():
+    """On the CPU a user's convolution model runs its segments as a host loop over one compiled step (the rule
+    reads the lowered program); the numbers are the in-program scan's to float32 rounding, a diverging variant
+    included, and the built-in CNN (matmul convolutions) stays in the scan."""
+    images = data.load("digits_image")
+    rows = [{**BASE, "steps": 12, "eval_every": 4, "activation": a, "seed": s, "learning_rate": lr}
+            for a, s, lr in (("relu", 0, 1e-3), ("tanh", 1, 3e-3), ("relu", 2, 1e12))]
+    factory = lambda hp, rngs: NnxConvNet(hp, rngs)  # noqa: E731
+    host = engine.train(rows, images, model=factory)
+    scan = engine.train(rows, images, model=factory, options=engine.Options(loop="scan"))
+    assert host.groups[0].loop == "host" and scan.groups[0].loop == "scan"
+    assert host.status.tolist() == scan.status.tolist() == ["ok", "ok", "diverged"]
+    assert host.stopped_step.tolist() == scan.stopped_step.tolist()
+    for k in ("train_loss", "val_loss", "val_accuracy", "grad_norm", "test_loss"):
+        got, want = (host.history[k], scan.history[k]) if k in host.history else (host.columns()[k], scan.columns()[k])
+        np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-6, err_msg=k)
+    for i in range(2):
+        _close(host.params(i), scan.params(i), rtol=2e-5)
+    builtin = engine.train([{**rows[0], "kind": "cnn", "hidden": [4], "dense": []}], images)
+    assert builtin.groups[0].loop == "scan"

@@ -45,7 +45,7 @@ from jaxnets.engine.checks import LossFn, ModelFactory, build_programs, prepare
 from jaxnets.engine.compile import clear_cache
 from jaxnets.engine.options import CPU_TUNING, DEFAULT_TUNING, Options, Tuning, tuning_for
 from jaxnets.engine.plan import Footprint, footprint, memory_budget
-from jaxnets.engine.program import DIVERGED, EARLY_STOPPED, OK, PRUNED, Program, TrainState, model
+from jaxnets.engine.programs import DIVERGED, EARLY_STOPPED, OK, PRUNED, Program, TrainState, model
 from jaxnets.result import GroupResult, Result
 
 __all__ = ["CPU_TUNING", "DEFAULT_TUNING", "DIVERGED", "EARLY_STOPPED", "OK", "PRUNED", "Footprint", "GroupResult",

@@ -1,5 +1,5 @@
 """Every check of a call's input, before any compute: variants, data, model factory, loss — and the
-:class:`jaxnets.engine.program.Program` of each static group, built once from them."""
+:class:`jaxnets.engine.programs.Program` of each static group, built once from them."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from jaxnets import losses
 from jaxnets import variants as variants_lib
 from jaxnets.data import Dataset
 from jaxnets.engine.options import Tuning
-from jaxnets.engine.program import Program, first_line, loss_labels
+from jaxnets.engine.programs import Program, first_line, loss_labels
 
 __all__ = ["LossFn", "ModelFactory", "build_programs", "check_data", "check_program", "prepare"]
 

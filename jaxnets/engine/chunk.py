@@ -1,4 +1,4 @@
-"""A block of variants: the per-variant program (:class:`jaxnets.engine.program.Program`) lifted to [size]
+"""A block of variants: the per-variant program (:class:`jaxnets.engine.programs.Program`) lifted to [size]
 variants, as the functions the engine compiles.
 
 A *chunk* is ``eval_every`` training steps followed by one evaluation. It runs one of two ways, with the same
@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 
-from jaxnets.engine.program import OK, Program
+from jaxnets.engine.programs import OK, Program
 
 __all__ = ["adopt", "chunk", "host_step", "lift", "stages"]
 

@@ -22,7 +22,7 @@ from jax.sharding import NamedSharding
 
 from jaxnets.engine import chunk as chunk_lib
 from jaxnets.engine.options import Tuning
-from jaxnets.engine.program import Program, n_params
+from jaxnets.engine.programs import Program, n_params
 from jaxnets.engine.transfer import to_device
 
 __all__ = ["Compiled", "HostChunk", "Staged", "cached", "clear_cache", "compile_adopt", "compile_block",
@@ -120,20 +120,20 @@ def _compile_steps(prog: Program, size: int, state: Any, hp: Any, data: Any, sha
     """The chunk's training half, compiling in the background: ``(future of the compiled program, shapes of
     the state it returns)``."""
     if strategy == "host":
-        fn = chunk_lib.host_step(prog, size)
-        lowered = jax.jit(fn, donate_argnums=0, out_shardings=shard).lower(state, hp, data, jnp.int32(0))
+        lowered = jax.jit(chunk_lib.host_step(prog, size), donate_argnums=0, out_shardings=shard).lower(
+            state, hp, data, jnp.int32(0))
     else:
-        fn = chunk_lib.stages(prog, size)[0]
-        lowered = jax.jit(fn, donate_argnums=0, out_shardings=shard).lower(state, hp, data, jnp.bool_(True),
-                                                                           jnp.int32(0))
+        lowered = jax.jit(chunk_lib.stages(prog, size)[0], donate_argnums=0, out_shardings=shard).lower(
+            state, hp, data, jnp.bool_(True), jnp.int32(0))
     return _COMPILER.submit(lowered.compile, options), lowered.out_info
 
 
 def compile_block(prog: Program, hp: Any, data: Any, shard: NamedSharding, tuning: Tuning, *, init: bool,
                   chunk: bool = True, strategy: str, small_eval: bool) -> Compiled:
     """Lower and compile a block's init (when ``init``) and chunk (when ``chunk``) programs for the [size]
-    variants ``hp`` sharded by ``shard``. ``strategy``: ``"scan"`` or ``"host"`` (:mod:`jaxnets.engine.chunk`);
-    ``small_eval``: compile the evaluation with the tuning's small-evaluation options."""
+    variants ``hp`` sharded by ``shard``. ``strategy``: ``"scan"`` or ``"host"`` (:mod:`jaxnets.engine.chunk`,
+    :func:`jaxnets.engine.plan.loop_strategy`); ``small_eval``: compile the evaluation with the tuning's
+    small-evaluation options."""
     size = len(hp["seed"])
     options = tuning.options()
     init_lowered = jax.jit(prog.init_batch, out_shardings=shard).lower(hp, data)
@@ -158,7 +158,8 @@ def compile_block(prog: Program, hp: Any, data: Any, shard: NamedSharding, tunin
 
 
 def programs(prog: Program, hp: Any, data: Any, shard: NamedSharding, tuning: Tuning, devices: Sequence[Any], *,
-             init: bool, strategy: str, small_eval: bool, on_compile: Callable[[], None]) -> tuple[Compiled, float]:
+             init: bool, strategy: str, small_eval: bool, on_compile: Callable[[], None]
+             ) -> tuple[Compiled, float]:
     """A block's compiled programs, from the cache or compiled now (``on_compile()`` first): ``(programs,
     seconds spent compiling)``. Arguments as :func:`compile_block`'s."""
     sig = signature(prog, len(hp["seed"]), devices, strategy)

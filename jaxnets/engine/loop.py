@@ -33,7 +33,7 @@ from jaxnets import events
 from jaxnets.engine import compile as compile_lib
 from jaxnets.engine import plan as plan_lib
 from jaxnets.engine.options import Options, Tuning
-from jaxnets.engine.program import OK, PRUNED, Program
+from jaxnets.engine.programs import OK, PRUNED, Program
 from jaxnets.engine.transfer import data_to_keys, keys_to_data, take, to_device, to_host
 from jaxnets.population import View
 from jaxnets.result import METRICS, STATUS_NAMES, TEST_METRICS, GroupResult, Result
@@ -72,17 +72,16 @@ class _Group:
         missing = [k for k in call.keys if k not in self.hyper]
         if missing:
             raise ValueError(f"the policy explores {missing}, which are not vmapped hyperparameters")
-        platform = call.devices[0].platform
-        self.strategy = call.options.loop or plan_lib.loop_strategy(prog, platform)
         n_dev = len(call.devices)
         fp = plan_lib.footprint(prog, {k: a[:1] for k, a in self.hyper.items()}, prog.data)
         self.small_eval = fp.eval <= call.tuning.small_eval_bytes
+        self.strategy = call.options.loop or plan_lib.loop_strategy(fp, call.devices[0].platform)
         if call.exploits:
             self.size0 = -(-self.v // n_dev) * n_dev  # one block: the whole group is ranked together
         else:
             budget = budget or plan_lib.memory_budget(call.devices)
             self.size0 = plan_lib.block_size(self.v, n_dev, fp, budget, call.options.max_variants_per_program,
-                                             call.tuning)
+                                             call.tuning, self.strategy)
         self.data = to_device(prog.data, call.replicated)
         n_evals, keys = prog.spec.n_evals, call.keys
         self.state: Any = None  # TrainState of [v, ...] NumPy arrays (key leaves as key data) once initialized
@@ -142,7 +141,7 @@ class _Group:
             status=state.status, stopped_step=state.stopped_step, best_val_loss=state.best_val, history=history,
             eval_steps=prog.spec.eval_steps, compile_s=self.compile_s, run_s=self.run_s, wall_s=self.wall_s,
             n_blocks=self.n_blocks, model_state=state.model_state, test=self.test,
-            layer_names=list(prog.layer_names), program=prog, model_steps=self.model_steps,
+            layer_names=list(prog.layer_names), program=prog, model_steps=self.model_steps, loop=self.strategy,
         )
 
 

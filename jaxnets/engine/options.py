@@ -131,6 +131,10 @@ class Options:
     tuning: Tuning | None = None
     loop: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.loop not in (None, "scan", "host"):
+            raise ValueError(f"Options.loop = {self.loop!r}: use 'scan', 'host' or None (the program's own)")
+
     def tuning_on(self, platform: str) -> Tuning:
         """The tuning in force on ``platform``: :attr:`tuning` or the platform's, with :attr:`block_bytes`."""
         t = self.tuning or tuning_for(platform)

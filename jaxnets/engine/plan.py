@@ -19,7 +19,7 @@ import numpy as np
 
 from jaxnets import activations
 from jaxnets.engine.options import Tuning
-from jaxnets.engine.program import Program
+from jaxnets.engine.programs import Program
 
 __all__ = ["BlockPlan", "Footprint", "block_order", "block_size", "fit_order", "footprint", "loop_strategy",
            "memory_budget", "plan_blocks", "reblock"]
@@ -31,6 +31,7 @@ class Footprint(NamedTuple):
     memory: int  # device memory it needs, evaluation included
     step: int  # working set of one training step
     eval: int = 0  # activations an evaluation records (train-eval and validation batches, forward)
+    convolution: bool = False  # the model's forward pass holds a convolution (lax.conv_general_dilated)
 
 
 def footprint(prog: Program, hp1: Mapping[str, np.ndarray], data: Mapping[str, Any]) -> Footprint:
@@ -38,11 +39,12 @@ def footprint(prog: Program, hp1: Mapping[str, np.ndarray], data: Mapping[str, A
 
     ``hp1``: hyperparameters of ONE variant, as [1] arrays. ``memory`` counts the training state
     (parameters, optimizer state, best parameters) five times over (new values, gradients, updates,
-    buffers being donated, the chunk-start copy :func:`jaxnets.engine.chunk.stages` can rerun from) and the activations
-    of an evaluation (train-eval batch with its backward pass, and the validation batch) three times over.
-    ``step`` is what one training step touches: the state, the gradients and a minibatch's recorded
-    activations twice (forward values and their cotangents). ``eval`` is the evaluation's recorded
-    activations once (a measure of its work: :attr:`Tuning.small_eval_bytes`).
+    buffers being donated, the chunk-start copy :func:`jaxnets.engine.chunk.stages` can rerun from) and the
+    activations of an evaluation (train-eval batch with its backward pass, and the validation batch) three
+    times over. ``step`` is what one training step touches: the state, the gradients and a minibatch's
+    recorded activations twice (forward values and their cotangents). ``eval`` is the evaluation's recorded
+    activations once (a measure of its work: :attr:`Tuning.small_eval_bytes`). ``convolution``: whether the
+    forward pass (traced on a minibatch's shapes) holds a convolution.
     """
     state = jax.eval_shape(prog.init_batch, hp1, data)
     row = jax.tree.map(lambda a: a[0], hp1)
@@ -54,11 +56,19 @@ def footprint(prog: Program, hp1: Mapping[str, np.ndarray], data: Mapping[str, A
 
     acts = [jax.eval_shape(forward, params, model_state, data[k]) for k in ("x_eval", "x_val")]
     batch = jax.ShapeDtypeStruct((prog.spec.batch_size,) + data["x_train"].shape[1:], jnp.float32)
-    batch_acts = jax.eval_shape(forward, params, model_state, batch)
+    jaxpr, batch_acts = jax.make_jaxpr(forward, return_shape=True)(params, model_state, batch)
     nbytes = lambda tree: sum(a.size * a.dtype.itemsize for a in jax.tree.leaves(tree))  # noqa: E731
     return Footprint(memory=5 * nbytes(state) + 3 * nbytes(acts),
                      step=nbytes((state.params, state.opt_state)) + nbytes(params) + 2 * nbytes(batch_acts),
-                     eval=nbytes(acts))
+                     eval=nbytes(acts), convolution="conv_general_dilated" in set(_primitives(jaxpr.jaxpr)))
+
+
+def _primitives(jaxpr: Any) -> Iterator[str]:
+    """Names of every primitive in ``jaxpr`` and the jaxprs nested in its equations (scan, cond, jit, ...)."""
+    for eqn in jaxpr.eqns:
+        yield eqn.primitive.name
+        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+            yield from _primitives(sub)
 
 
 def memory_budget(devices: Sequence[Any]) -> int:
@@ -91,8 +101,14 @@ def memory_budget(devices: Sequence[Any]) -> int:
     return budget
 
 
-def block_size(v: int, n_dev: int, footprint: Footprint, budget: int, max_variants: int | None, tuning: Tuning) -> int:
+def block_size(v: int, n_dev: int, footprint: Footprint, budget: int, max_variants: int | None, tuning: Tuning,
+               strategy: str = "scan") -> int:
     """Variants per program call; always a multiple of the device count.
+
+    With the ``"host"`` loop strategy (:func:`loop_strategy`: a convolution on the CPU) and no
+    ``max_variants``, one variant per device: a convolution whose kernel differs per variant becomes a grouped
+    convolution under ``vmap``, which XLA:CPU runs several times slower than the same convolutions one
+    variant at a time (benchmarks/README.md, ``user_cnn``).
 
     All ``v`` of them, unless fewer fit in ``budget`` bytes per device, or ``max_variants`` says fewer, or
     (when ``max_variants`` is None) a block of variants' training-step working set would exceed
@@ -103,6 +119,8 @@ def block_size(v: int, n_dev: int, footprint: Footprint, budget: int, max_varian
     blocks (the last one padded).
     """
     fit = max(1, budget // max(footprint.memory, 1)) * n_dev
+    if max_variants is None and strategy == "host":
+        max_variants = n_dev
     if max_variants is None and tuning.block_bytes:
         per_device = tuning.block_bytes // max(footprint.step, 1)
         max_variants = (1 if per_device == 0 and n_dev == 1 else max(tuning.min_block, per_device)) * n_dev
@@ -238,23 +256,9 @@ def _pow2(n: int) -> int:
     return 1 << max(n - 1, 0).bit_length()
 
 
-def _primitives(jaxpr: Any) -> Iterator[str]:
-    """Names of every primitive in ``jaxpr`` and the jaxprs nested in its equations (scan, cond, jit, ...)."""
-    for eqn in jaxpr.eqns:
-        yield eqn.primitive.name
-        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
-            yield from _primitives(sub)
-
-
-def loop_strategy(prog: Program, platform: str) -> str:
-    """How a segment's steps run for ``prog`` on ``platform``: ``"host"`` (a Python loop over one compiled,
-    buffer-donating step) when the training step holds a convolution on the CPU — XLA:CPU runs a convolution
-    inside a loop body on a slow path (jax#12868) — else ``"scan"`` (the steps inside the compiled program).
-    Read from the step's traced program (shapes only, nothing runs), never from a timing."""
-    if platform != "cpu":
-        return "scan"
-    hp1 = {k: v[0] for k, v in prog.stack(prog.rows[:1]).items()}
-    state = jax.eval_shape(prog.init, hp1)
-    idx = jnp.zeros((prog.spec.batch_size,), jnp.int32)
-    jaxpr = jax.make_jaxpr(prog.step)(state, hp1, prog.data_shapes(), idx)
-    return "host" if any(p.startswith("conv") for p in _primitives(jaxpr.jaxpr)) else "scan"
+def loop_strategy(footprint: Footprint, platform: str) -> str:
+    """How a segment's steps run: ``"host"`` (a Python loop over one compiled, buffer-donating step) when the
+    model holds a convolution (``footprint.convolution``) on the CPU — XLA:CPU runs a convolution inside a
+    loop body on a slow path (jax#12868) — else ``"scan"`` (the steps inside the compiled program). It reads
+    the program's shapes and operations, never a timing."""
+    return "host" if platform == "cpu" and footprint.convolution else "scan"

@@ -65,17 +65,15 @@ def matmul_conv(lhs: jax.Array, rhs: jax.Array, window_strides, padding, lhs_dil
     :data:`SHIFT_MATMUL_MAX_POSITIONS` positions), else from ``kh * kw`` shifted
     slices concatenated along channels: the same outputs either way, bit for bit (a one-hot product adds
     only exact zeros; the input's gradient sums the same terms in another order). The one-hot form is two
-    library matmuls (forward and backward) where the slices compile to ``kh * kw`` kernels each way: for
-    the digits CNN (8x8 maps, 64 variants, 2 cores) the engine's chunk program compiles in 3.4-4.5 s
-    instead of 5.4-5.6 s and trains ~17 % faster. One difference: a non-finite input value spreads to its
+    library matmuls (forward and backward) where the slices compile to ``kh * kw`` kernels each way (it
+    compiles and trains faster: benchmarks/README.md). One difference: a non-finite input value spreads to its
     example's whole patch matrix (``0 * inf`` is NaN), not only to the patches it is in — within that
     example (and variant) only.
 
     Why a matmul at all: under ``vmap`` with a kernel per variant, ``lax.conv_general_dilated`` becomes a
-    grouped convolution, which XLA's CPU backend runs about 100x slower than this matmul form (measured on 2
-    cores: 64 variants of a 3x3, 16->32 channel conv on 128 8x8 images, forward and backward: 52 s vs 0.45 s
-    per step). Numbers agree with the convolution to float32 rounding. Anything else (strides, dilation,
-    groups) falls back to ``lax.conv_general_dilated``.
+    grouped convolution, which XLA's CPU backend runs about two orders of magnitude slower than this matmul
+    form (benchmarks/README.md). Numbers agree with the convolution to float32 rounding. Anything else
+    (strides, dilation, groups) falls back to ``lax.conv_general_dilated``.
     """
     ones = (1,) * (lhs.ndim - 2)
     simple = (lhs.ndim == 4 and tuple(window_strides) == ones and feature_group_count == 1
@@ -111,8 +109,7 @@ def max_pool_2x2(x: jax.Array) -> jax.Array:
     values and gradients bit for bit, computed by a reshape and a max instead of ``reduce_window``.
 
     Why: the gradient of ``reduce_window`` max is ``select_and_scatter``, which XLA's CPU backend compiles
-    slowly and runs slowly under ``vmap`` (64 vmapped digits CNNs, one Adam step, 2 cores: compile 2.64 s ->
-    1.19 s, step 317 ms -> 220 ms). The gradient goes to the first maximum of each window in row-major order,
+    slowly and runs slowly under ``vmap``. The gradient goes to the first maximum of each window in row-major order,
     as ``select_and_scatter`` with ``>=`` gives it.
 
     Args:

@@ -24,8 +24,8 @@ CELLS: dict[str, type[nn.RNNCellBase]] = {"simple": nn.SimpleCell, "lstm": nn.Op
 """Cell kinds: Elman tanh cell, LSTM, GRU (all from ``flax.linen``).
 
 The LSTM is ``OptimizedLSTMCell``: ``LSTMCell``'s parameters (the same names, shapes and initial values) and
-equations, with each step's four input and four recurrent matmuls done as one of each (adding_lstm, 64
-variants on 2 cores: 215 -> 238 model-steps/s, and 83 fewer XLA kernels to compile). Its outputs equal
+equations, with each step's four input and four recurrent matmuls done as one of each (faster, and fewer
+XLA kernels to compile). Its outputs equal
 ``LSTMCell``'s; gradients differ in rounding only."""
 
 

@@ -178,7 +178,7 @@ class Program:
     Everything here is a function of ONE variant (its hyperparameters ``hp``: a dict of scalars, one entry
     per vmapped key, as :meth:`stack` gives them with a leading [V] axis), so ``jax.jit(jax.vmap(...))``
     of it trains many; :func:`jaxnets.engine.train` does exactly that (plus padding, sharding, blocks and the
-    loop). Build one with :func:`jaxnets.engine.program`. A program is a value: nothing changes it after it
+    loop). Build one with :func:`jaxnets.engine.programs`. A program is a value: nothing changes it after it
     is built; :meth:`laid_out` gives a copy for blocks ordered by activation.
 
     Attributes:
