@@ -495,9 +495,12 @@ def _stop(procs: Sequence[subprocess.Popen], grace_s: float) -> None:
 
 def _watch(procs: Sequence[subprocess.Popen], grace_s: float, lock: threading.Lock) -> int | None:
     """Wait for every process; once one fails, stop the others (:func:`_stop`). Returns the index of the
-    first one that failed, or ``None``."""
+    first one that failed, or ``None``. When several are found ended at once, one killed by a signal is
+    named first: the others' errors are most likely their reaction to losing it (a busy host can delay this
+    loop past both ends)."""
     while True:
-        failed = [i for i, p in enumerate(procs) if p.poll() not in (None, 0)]
+        failed = sorted((i for i, p in enumerate(procs) if p.poll() not in (None, 0)),
+                        key=lambda i: (procs[i].returncode >= 0, i))
         if failed:
             with lock:
                 print(f"jaxnets launch: process {failed[0]} {_describe_exit(procs[failed[0]].returncode)}; "

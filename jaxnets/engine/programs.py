@@ -24,7 +24,7 @@ import copy
 import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -35,38 +35,14 @@ from jaxnets import activations, adapters, diagnostics, initializers, losses, op
 from jaxnets import variants as variants_lib
 from jaxnets.data import Dataset
 from jaxnets.engine.options import DEFAULT_TUNING, Tuning
-from jaxnets.engine.transfer import is_key
+from jaxnets.engine.state import DIVERGED, EARLY_STOPPED, OK, PRUNED, TrainState
+from jaxnets.engine.steps import TrainingSteps
 from jaxnets.hyper import Hyper
 from jaxnets.models import CNN, MLP, OUTPUT, RNN, layer_name, small_kernel_dot_general
-from jaxnets.result import STATUS_NAMES
 
 __all__ = ["DIVERGED", "EARLY_STOPPED", "OK", "PRUNED", "Program", "TrainState", "build", "flat_optimizer",
            "loss_labels", "model", "n_params"]
 
-OK, DIVERGED, EARLY_STOPPED, PRUNED = (STATUS_NAMES.index(s) for s in ("ok", "diverged", "early_stopped", "pruned"))
-
-
-class TrainState(NamedTuple):
-    """One variant's training state (a leading [V] axis on every leaf once vmapped).
-
-    ``model_state`` holds the model's non-parameter collections (e.g. BatchNorm's ``batch_stats``; ``{}``
-    when it has none). ``best_params`` is ``None`` unless early stopping is on, else the best
-    ``(params, model_state)``. ``last`` holds the metrics of the latest
-    evaluation (repeated once the variant stops changing); ``loss0`` the training loss at evaluation 0 (for
-    the ``divergence_factor`` rule).
-    """
-
-    params: Any
-    opt_state: Any
-    step: jax.Array
-    status: jax.Array
-    stopped_step: jax.Array
-    best_val: jax.Array
-    bad_evals: jax.Array
-    best_params: Any
-    last: dict[str, jax.Array]
-    loss0: jax.Array
-    model_state: Any
 
 
 def loss_labels(loss: str, y: np.ndarray, ds: Dataset) -> np.ndarray:
@@ -114,21 +90,6 @@ def model(row: Mapping[str, Any], ds: Dataset):
     )
 
 
-def _tree_where(cond: jax.Array, a: Any, b: Any) -> Any:
-    """``where(cond, a, b)`` leaf by leaf; PRNG-key leaves (an NNX model's rng streams) always take ``a``."""
-    return jax.tree.map(lambda x, y: x if is_key(x) else jnp.where(cond, x, y), a, b)
-
-
-def _all_finite(tree: Any) -> jax.Array:
-    """True when every floating element of ``tree`` is finite: ``sum(x * 0)`` is 0, or NaN if any x is
-    NaN/Inf.
-
-    One fused reduction per leaf (no boolean temporaries).
-    """
-    leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
-    return jnp.isfinite(sum((jnp.sum(x * 0.0) for x in leaves), jnp.float32(0.0)))
-
-
 def flat_optimizer(params: Any, limit: int) -> bool:
     """Whether a variant with parameters ``params`` (one variant's shapes) uses the flat optimizer: at most
     ``limit`` (:attr:`Tuning.flat_optimizer_params`) parameters, all of one floating dtype."""
@@ -172,7 +133,7 @@ def first_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
-class Program:
+class Program(TrainingSteps):
     """The pure per-variant functions of one static group: ``init``, ``train_chunk``, ``evaluate``.
 
     Everything here is a function of ONE variant (its hyperparameters ``hp``: a dict of scalars, one entry
@@ -366,111 +327,6 @@ class Program:
         variables = jax.lax.map(self.init_params, hp)
         return jax.vmap(self.init_state, in_axes=(0, 0, None))(variables, hp, data)
 
-    def batch_indices(self, first_step: jax.Array, hp: Mapping[str, jax.Array], n: int | None = None
-                      ) -> jax.Array:
-        """Minibatch indices [n, batch_size] of steps ``first_step, first_step + 1, ...`` (``n``: default
-        ``eval_every``).
-
-        Step ``t`` draws ``batch_size`` indices uniformly with replacement from ``fold_in(fold_in(key(seed),
-        1), t)`` — with ``shared_data``, from ``fold_in(fold_in(key(data_seed), 1), t)``, the same for every
-        variant of the group (common random numbers); a whole chunk's are drawn at once, before its
-        ``lax.scan``, which is faster than one small draw per step.
-        """
-        seed = self.spec.data_seed if self.spec.shared_data else hp["seed"]
-        base = jax.random.fold_in(jax.random.key(seed), 1)
-        steps = first_step + jnp.arange(self.spec.eval_every if n is None else n, dtype=jnp.int32)
-        draw = lambda t: jax.random.randint(jax.random.fold_in(base, t), (self.spec.batch_size,), 0,  # noqa: E731
-                                            self.n_train)
-        return jax.vmap(draw)(steps)
-
-    def step(self, state: TrainState, hp: Mapping[str, jax.Array], data: Mapping[str, jax.Array],
-             idx: jax.Array) -> TrainState:
-        """One training step on the minibatch ``idx`` [batch_size] of the training split, guarded: a step whose
-        loss or new parameters are not finite marks the variant diverged and leaves its parameters as they
-        were; a variant that is not training (stopped, diverged, finished) keeps its parameters."""
-        return self._step(state, hp, data, idx, guard=True)[0]
-
-    def _step(self, state: TrainState, hp: Mapping[str, jax.Array], data: Mapping[str, jax.Array],
-              idx: jax.Array, guard: bool | jax.Array) -> tuple[TrainState, jax.Array]:
-        """:meth:`step` with the divergence guard on (``guard`` True), or off: no check of the new parameters,
-        no freezing of inactive variants, the new values are taken as they are. ``guard`` may be a traced
-        unbatched bool (a ``lax.cond``: one compiled step for both). Returns ``(state, finite)``: whether the
-        loss was finite."""
-        spec = self.spec
-        h = self.hyper(hp)
-        base = jax.random.key(hp["seed"])
-        xb, yb = data["x_train"][idx], data["y_train"][idx]
-        rng = jax.random.fold_in(jax.random.fold_in(base, 2), state.step)
-
-        def objective(params):
-            out, model_state, _ = self.adapter.apply(params, state.model_state, h, xb, train=True, rng=rng)
-            loss = self.data_loss(out, yb)
-            if spec.use_l2:
-                kernels = [p["kernel"] for p in jax.tree.leaves(params, is_leaf=lambda t: "kernel" in t)
-                           if isinstance(p, Mapping)]
-                loss = loss + 0.5 * hp["l2"] * sum(jnp.sum(jnp.square(k)) for k in kernels)
-            return loss, model_state
-
-        (loss, model_state), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
-        tx = self.optimizer(hp, state.params)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = jax.tree.map(jnp.add, state.params, updates)
-        active = (state.status == OK) & (state.step < spec.steps)
-
-        def guarded(params, model_state):
-            # Non-finite gradients always reach the new parameters (NaN / inf through every optimizer, clipping
-            # and decay stage: inf * 0, inf / inf and lr * NaN are NaN), so checking those covers both.
-            finite = jnp.isfinite(loss) & _all_finite(params) & _all_finite(model_state)
-            take = active & finite
-            # Only the parameters (and the model's state, e.g. batch statistics) are masked: a frozen (diverged
-            # / stopped / finished) variant's optimizer state may keep moving, but it never touches its
-            # parameters again. Masking the optimizer state too would cost two more parameter-sized passes.
-            return (_tree_where(take, params, state.params), _tree_where(take, model_state, state.model_state),
-                    active & ~finite)
-
-        def unguarded(params, model_state):
-            return params, model_state, jnp.bool_(False)
-
-        if guard is True or guard is False:
-            params, model_state, diverged = (guarded if guard else unguarded)(params, model_state)
-        else:
-            params, model_state, diverged = jax.lax.cond(guard, guarded, unguarded, params, model_state)
-        return state._replace(params=params, model_state=model_state, opt_state=opt_state, step=state.step + 1,
-                              status=jnp.where(diverged, DIVERGED, state.status),
-                              stopped_step=jnp.where(diverged, state.step, state.stopped_step)), jnp.isfinite(loss)
-
-    def steps(self, state: TrainState, hp: Mapping[str, jax.Array], data: Mapping[str, jax.Array],
-              first_step: jax.Array | None = None, guard: bool | jax.Array = True, n: int | None = None
-              ) -> tuple[TrainState, jax.Array]:
-        """``eval_every`` (or ``n``) training steps of one variant in a ``lax.scan``: ``(state, finite)``.
-
-        ``guard`` True: every step is :meth:`step` (guarded) and ``finite`` is True. ``guard`` False: the steps
-        run unguarded (no per-step parameter check, no masked update) and ``finite`` says whether every loss
-        and the final parameters and model state are finite. A variant that was not training at the start
-        (diverged, stopped) gets its parameters and model state back at the end, and counts as finite. When
-        ``finite`` is True and the chunk does not pass ``steps``, the state equals the guarded steps' bit for
-        bit, except a frozen variant's optimizer state (which never reaches its parameters again). ``guard``
-        may be a traced unbatched bool. ``first_step``: see :meth:`chunk`.
-        """
-        start = first_step if self.spec.shared_data and first_step is not None else state.step
-        idx = self.batch_indices(start, hp, n)
-
-        def body(carry, i):
-            s, ok = carry
-            s, finite = self._step(s, hp, data, i, guard)
-            return (s, ok & finite), None
-
-        start_state = state
-        (state, ok), _ = jax.lax.scan(body, (state, jnp.bool_(True)), idx)
-        if guard is True:
-            return state, jnp.bool_(True)
-        # a variant that was not training (diverged, stopped) gets its parameters back: as if frozen throughout
-        # (guarded steps leave them as they are, so this changes nothing there); its losses do not count
-        training = start_state.status == OK
-        state = state._replace(params=_tree_where(training, state.params, start_state.params),
-                               model_state=_tree_where(training, state.model_state, start_state.model_state))
-        return state, guard | ~training | (ok & _all_finite(state.params) & _all_finite(state.model_state))
-
     def evaluate(self, params: Any, hp: Mapping[str, jax.Array], data: Mapping[str, jax.Array],
                  model_state: Any = None) -> dict[str, jax.Array]:
         """Metrics of one variant's ``params``: ``train_loss`` (on ``x_eval``), ``val_loss``,
@@ -505,59 +361,3 @@ class Program:
         out = self.apply(params, model_state, hp, data["x_test"])
         return {"test_loss": self.data_loss(out, data["y_test"]).astype(jnp.float32),
                 "test_accuracy": self.accuracy(out, data["y_test"]).astype(jnp.float32)}
-
-    def after_eval(self, state: TrainState, hp, data, was_ok: jax.Array, first: jax.Array, final: jax.Array
-                   ) -> tuple[TrainState, dict]:
-        """Evaluate, then apply divergence / early-stopping rules; report repeated values once stopped.
-
-        ``was_ok``: the variant was training at the start of the chunk; ``first``: this is evaluation 0;
-        ``final``: the last evaluation (the test split is evaluated then, once).
-        """
-        spec = self.spec
-        m = self.evaluate(state.params, hp, data, state.model_state)
-        ok = state.status == OK
-        # a finite blow-up (training loss above divergence_factor x its evaluation-0 loss) counts as divergence
-        factor = hp["divergence_factor"]
-        blown = ~first & (factor > 0) & (m["train_loss"] > factor * state.loss0)
-        finite = jnp.isfinite(m["val_loss"]) & jnp.isfinite(m["train_loss"]) & ~blown
-        status = jnp.where(ok & ~finite, DIVERGED, state.status)
-        stopped_step = jnp.where(ok & ~finite, jnp.minimum(state.step, spec.steps), state.stopped_step)
-        improved = ok & finite & (m["val_loss"] < state.best_val)
-        best_val = jnp.where(improved, m["val_loss"], state.best_val)
-        variables, best, bad = (state.params, state.model_state), state.best_params, state.bad_evals
-        if spec.early_stopping_patience > 0:
-            best = _tree_where(improved, variables, best)
-            bad = jnp.where(improved, 0, jnp.where(ok, bad + 1, bad))
-            stop = ok & finite & (bad >= spec.early_stopping_patience) & (state.step < spec.steps)
-            status = jnp.where(stop, EARLY_STOPPED, status)
-            stopped_step = jnp.where(stop, state.step, stopped_step)
-            variables = _tree_where(stop, best, variables)
-        # once a variant has stopped or diverged, and at the evaluation where it diverges, report its last
-        # (finite) values again
-        reported = _tree_where((was_ok & finite) | first, m, state.last)
-        new = state._replace(params=variables[0], model_state=variables[1], status=status,
-                             stopped_step=stopped_step, best_val=best_val, bad_evals=bad, best_params=best,
-                             last=reported, loss0=jnp.where(first, m["train_loss"], state.loss0))
-        nan = {"test_loss": jnp.float32(jnp.nan), "test_accuracy": jnp.float32(jnp.nan)}
-        test = jax.lax.cond(final, lambda: self.test_metrics(new.params, new.model_state, hp, data), lambda: nan)
-        return new, {**reported, **test}
-
-    def chunk(self, state: TrainState, hp, data, train: jax.Array, final: jax.Array = False,
-              first_step: jax.Array | None = None) -> tuple[TrainState, dict]:
-        """``eval_every`` steps in a ``lax.scan`` (none when ``train`` is False), then one evaluation.
-
-        ``train`` is one unbatched bool for all variants: ``False`` gives evaluation 0 from the same compiled
-        program (a ``lax.cond``, so no steps are computed); ``final`` (unbatched bool) adds the test split's
-        metrics (``test_loss``, ``test_accuracy``; NaN otherwise). ``first_step``: the chunk's first step as an
-        unbatched scalar (every variant's ``state.step``; default: ``state.step``): with ``shared_data`` the
-        minibatches then stay unbatched under ``vmap``, so the first layer of a block is one large matmul.
-        """
-        was_ok = state.status == OK
-        state = jax.lax.cond(train, lambda s: self.steps(s, hp, data, first_step)[0], lambda s: s, state)
-        return self.after_eval(state, hp, data, was_ok, first=~jnp.asarray(train), final=jnp.asarray(final))
-
-    def train_chunk(self, state: TrainState, hp: Mapping[str, jax.Array], data: Mapping[str, jax.Array],
-                    first_step: jax.Array | None = None) -> tuple[TrainState, dict]:
-        """``eval_every`` training steps of one variant, then one evaluation: ``(new state, metrics)``
-        (``first_step``: see :meth:`chunk`)."""
-        return self.chunk(state, hp, data, True, False, first_step)
