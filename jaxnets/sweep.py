@@ -78,6 +78,8 @@ class Unit:
       rows: the engine variants.
       fingerprint: a hash of the rows and the data options, so a saved unit is reused only for exactly the
         same variants.
+      checked: the rows checked by the engine (:class:`jaxnets.engine.Checked`) when the plan already did
+        (grid, random, asha, pbt), so training does not check them again; ``None``: checked when trained.
     """
 
     key: str
@@ -85,6 +87,7 @@ class Unit:
     points: tuple[dict[str, Any], ...]
     rows: tuple[dict[str, Any], ...]
     fingerprint: str
+    checked: Any = dataclasses.field(default=None, compare=False, repr=False)
 
 
 @dataclasses.dataclass
@@ -347,17 +350,14 @@ def _first_error(rows: Sequence[Mapping[str, Any]], ds, kw: Mapping[str, Any] | 
 
 
 def _prepare(base: Mapping[str, Any], points: Sequence[Mapping[str, Any]], ds, kw: Mapping[str, Any] | None = None
-             ) -> list:
-    """``engine.prepare`` of every point's variant; its errors re-raised as :class:`ConfigError` naming the
-    offending point (or the fixed [model]/[train] settings when they alone are at fault)."""
+             ) -> engine.Checked:
+    """``engine.check`` of every point's variant (your own model traced against the data, shapes only, once
+    per static group); its errors re-raised as :class:`ConfigError` naming the offending point (or the fixed
+    [model]/[train] settings when they alone are at fault)."""
     rows = [to_variant(base, p) for p in points]
     kw = dict(kw or {})
     try:
-        groups = engine.prepare(rows, ds, **kw)
-        if "model" in kw:  # your own model: trace it (shapes only) against the data, per static group
-            for g in groups:
-                engine.program([rows[i] for i in g.indices], ds, **kw)
-        return groups
+        return engine.check(rows, ds, **kw)
     except variants_lib.VariantError as e:
         err = e if len(e.indices) == 1 else (_first_error(rows, ds, kw) or e)
     base_err = _first_error([dict(base)], ds, kw)
@@ -370,6 +370,11 @@ def _prepare(base: Mapping[str, Any], points: Sequence[Mapping[str, Any]], ds, k
 
 def _evals(groups: Sequence[Any]) -> int:
     return sum(g.spec.n_evals - 1 for g in groups)
+
+
+def _unit_checked(unit: Unit, ds, kw: Mapping[str, Any]) -> engine.Checked:
+    """The unit's checked rows: the plan's, else checked now (a Bayesian round)."""
+    return unit.checked if unit.checked is not None else engine.check(list(unit.rows), ds, **kw)
 
 
 def _first_values(axes: Sequence[Axis]) -> dict[str, Any]:
@@ -416,7 +421,8 @@ def plan(cfg: Config) -> Plan:
         per_round = _evals(engine.prepare([to_variant(cfg.base, first)], ds, **kw))
         return Plan(cfg, ds, None, cfg.trials, n_rounds, per_round * n_rounds)
     points = grid_points(cfg.axes) if cfg.method == "grid" else random_points(cfg.axes, cfg.trials, cfg.seed)
-    groups = _prepare(cfg.base, points, ds, kw)
+    checked = _prepare(cfg.base, points, ds, kw)
+    groups = checked.programs
     if cfg.method in POPULATION_METHODS:  # every variant in ONE engine.train call: decisions span the groups
         schedules = {(g.spec.steps, g.spec.eval_every) for g in groups}
         if len(schedules) > 1:
@@ -426,9 +432,10 @@ def plan(cfg: Config) -> Plan:
             policy(cfg).boundaries(groups[0].spec)
         except ValueError as e:
             raise ConfigError(f"[sweep] {e}") from None
-        unit = _unit("population-000", range(len(points)), points, cfg)
+        unit = dataclasses.replace(_unit("population-000", range(len(points)), points, cfg), checked=checked)
         return Plan(cfg, ds, [unit], len(points), 1, _evals(groups))
-    units = [_unit(f"group-{gi:03d}", g.indices, [points[i] for i in g.indices], cfg)
+    units = [dataclasses.replace(_unit(f"group-{gi:03d}", g.indices, [points[i] for i in g.indices], cfg),
+                                 checked=checked.group(gi))
              for gi, g in enumerate(groups)]
     return Plan(cfg, ds, units, len(points), len(units), _evals(groups))
 
@@ -473,7 +480,7 @@ def policy(cfg: Config) -> Any:
 
 def train_unit(unit: Unit, ds: data_lib.Dataset, on_event: EventFn | None = None, *, policy: Any = None,
                resume: Mapping[str, np.ndarray] | None = None, model: Callable[..., Any] | None = None,
-               extra_keys: Mapping[str, str] | None = None) -> UnitResult:
+               extra_keys: Mapping[str, str] | None = None, checked: Any = None) -> UnitResult:
     """Train one unit with one ``engine.train`` call, passing the engine's progress events to ``on_event``.
 
     Args:
@@ -485,6 +492,8 @@ def train_unit(unit: Unit, ds: data_lib.Dataset, on_event: EventFn | None = None
       resume: with a policy, the state of a :class:`~jaxnets.events.Checkpoint` of this unit to continue from.
       model: your own model factory (``None``: the built-in models).
       extra_keys: the declared user keys (see :func:`jaxnets.engine.train`).
+      checked: the unit's rows already checked (:func:`jaxnets.engine.check` with ``ds``, ``model`` and
+        ``extra_keys``): trained without checking them again.
 
     Returns:
       the trained :class:`UnitResult`; with PBT its history also holds ``parent`` (variant ids, -1 when
@@ -495,8 +504,9 @@ def train_unit(unit: Unit, ds: data_lib.Dataset, on_event: EventFn | None = None
     if policy is not None:
         def checkpoint(state: dict[str, np.ndarray]) -> None:
             emit(events.Checkpoint(unit=unit.key, fingerprint=unit.fingerprint, eval=int(state["e"]), state=state))
-    result = engine.train(list(unit.rows), ds, progress=on_event, policy=policy, checkpoint=checkpoint,
-                          resume=resume, model=model, extra_keys=extra_keys)
+    if checked is None:
+        checked = engine.check(list(unit.rows), ds, model=model, extra_keys=extra_keys)
+    result = engine.train(checked, progress=on_event, policy=policy, checkpoint=checkpoint, resume=resume)
     history = {m: np.asarray(result.history[m], dtype=np.float64) for m in HISTORY_METRICS}
     ids = np.asarray(unit.variant_ids, dtype=np.int64)
     for k, h in result.history.items():
@@ -530,17 +540,16 @@ def _run_unit(unit: Unit, ds, done: Mapping[str, UnitResult], index: int, n_unit
     saved = done.get(unit.key)
     resumed = saved is not None and saved.fingerprint == unit.fingerprint
     kw = engine_kwargs(cfg) if cfg is not None else {}
-    groups = engine.prepare(list(unit.rows), ds, **kw)
+    checked = _unit_checked(unit, ds, kw)
     emit(events.UnitStarted(unit=unit.key, index=index, n_units=n_units, n_variants=len(unit.rows),
-                            evals=_evals(groups), resumed=resumed, stale=saved is not None and not resumed))
+                            evals=checked.evals, resumed=resumed, stale=saved is not None and not resumed))
     if resumed:
         res = saved
     else:
         pol = policy(cfg) if cfg is not None else None
         part = (partial or {}).get(unit.key)
         state = part[1] if pol is not None and part is not None and part[0] == unit.fingerprint else None
-        res = (train_unit(unit, ds, emit, **kw) if pol is None else
-               train_unit(unit, ds, emit, policy=pol, resume=state, **kw))
+        res = train_unit(unit, ds, emit, policy=pol, resume=state if pol is not None else None, checked=checked)
     emit(events.UnitDone(unit=unit.key, result=res, resumed=resumed))
     return res
 

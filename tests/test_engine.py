@@ -73,7 +73,26 @@ def test_same_inputs_same_numbers(mixed_result):
         np.testing.assert_array_equal(again.history[k], mixed_result.history[k])
 
 
-def test_divergence_is_isolated_and_bit_identical():
+@pytest.fixture(params=["test-flags", "users-options"])
+def compiler_options(request, monkeypatch):
+    """Both ways programs compile here: with the test suite's fast-compile ``XLA_FLAGS`` (conftest.py), and
+    with the options users get (the platform's Tuning in full: XLA_FLAGS cleared)."""
+    if request.param == "users-options":
+        monkeypatch.setenv("XLA_FLAGS", "")
+    return request.param
+
+
+def test_vectorized_equals_sequential_with_the_users_options(compiler_options):
+    rows = [MIXED[0], MIXED[4], MIXED[6]]  # relu / he; gelu / orthogonal with dropout; a third activation
+    together = engine.train(rows, DIGITS)
+    for i, v in enumerate(rows):
+        alone = engine.train([v], DIGITS)
+        for k in ("train_loss", "val_loss", "grad_norm"):
+            np.testing.assert_allclose(together.history[k][i], alone.history[k][0], rtol=1e-4, err_msg=k)
+        _params_close(together.params(i), alone.params(0), rtol=1e-4)
+
+
+def test_divergence_is_isolated_and_bit_identical(compiler_options):
     good = [{**BASE, "activation": a, "seed": s} for a in ("relu", "tanh") for s in range(3)]
     bad = {**BASE, "activation": "relu", "seed": 9, "optimizer": "sgd", "learning_rate": 1e12}
     clean = engine.train(good, DIGITS)

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from jaxnets import config, plots, sweep
+from jaxnets import config, engine, plots, sweep
 from jaxnets import events as jaxnets_events
 from jaxnets.sweep import UnitResult
 
@@ -154,7 +154,7 @@ def test_grid_trains_each_group_and_resumes_without_training(monkeypatch):
 
     # A saved unit from other variants (stale fingerprint) is retrained, never silently reused.
     calls = []
-    monkeypatch.setattr(sweep, "train_unit", lambda unit, ds, emit: calls.append(unit.key) or results[0])
+    monkeypatch.setattr(sweep, "train_unit", lambda unit, ds, emit, **kw: calls.append(unit.key) or results[0])
     stale = copy.copy(results[0])
     stale.fingerprint = "0" * 16
     events = Events()
@@ -188,9 +188,9 @@ def test_bayesian_rounds_are_one_program_each_and_replay_exactly(monkeypatch):
     calls = []
     real_train = sweep.engine.train
 
-    def spy(rows, ds, **kwargs):
-        calls.append(len(rows))
-        return real_train(rows, ds, **kwargs)
+    def spy(checked, **kwargs):
+        calls.append(checked.n_variants)
+        return real_train(checked, **kwargs)
 
     monkeypatch.setattr(sweep.engine, "train", spy)
     results = sweep.run(p)
@@ -205,3 +205,20 @@ def test_bayesian_rounds_are_one_program_each_and_replay_exactly(monkeypatch):
     replayed = sweep.run(p, done={r.key: r for r in results})
     _assert_same_results(results, replayed)
     assert json.dumps(replayed[1].points) == json.dumps(results[1].points)
+
+
+def test_rows_are_checked_once_per_run(monkeypatch):
+    """The plan checks every variant (and builds each static group's program) once; running it checks
+    nothing again, and engine.train of a checked call neither."""
+    cfg = _cfg({"method": "grid", "axes": {"hidden": [[8], [4]], "activation": ["tanh", "relu"]}})
+    p = sweep.plan(cfg)
+    assert [u.checked.n_variants for u in p.units] == [2, 2]
+    assert all(u.checked.programs[0].indices == (0, 1) for u in p.units)
+    fail = lambda *a, **k: pytest.fail("checked again")  # noqa: E731
+    monkeypatch.setattr(sweep.engine, "check", fail)
+    monkeypatch.setattr(sweep.engine, "prepare", fail)
+    monkeypatch.setattr(sweep.engine, "build_programs", fail)
+    results = sweep.run(p)
+    assert [r.variant.tolist() for r in results] == [[0, 1], [2, 3]]
+    with pytest.raises(TypeError, match="leave out ds"):
+        engine.train(p.units[0].checked, p.dataset)

@@ -32,6 +32,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -48,11 +49,61 @@ from jaxnets.engine.plan import Footprint, footprint, memory_budget
 from jaxnets.engine.programs import DIVERGED, EARLY_STOPPED, OK, PRUNED, Program, TrainState, model
 from jaxnets.result import GroupResult, Result
 
-__all__ = ["CPU_TUNING", "DEFAULT_TUNING", "DIVERGED", "EARLY_STOPPED", "OK", "PRUNED", "Footprint", "GroupResult",
-           "LossFn", "ModelFactory", "Options", "Program", "ProgressFn", "Result", "TrainState", "Tuning",
-           "clear_cache", "footprint", "memory_budget", "model", "prepare", "program", "train", "tuning_for"]
+__all__ = ["CPU_TUNING", "DEFAULT_TUNING", "DIVERGED", "EARLY_STOPPED", "OK", "PRUNED", "Checked", "Footprint",
+           "GroupResult", "LossFn", "ModelFactory", "Options", "Program", "ProgressFn", "Result", "TrainState",
+           "Tuning", "check", "clear_cache", "footprint", "memory_budget", "model", "prepare", "program", "train",
+           "tuning_for"]
 
 ProgressFn = Callable[[events.Event], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Checked:
+    """A call's variants checked against its data, model and loss, with the :class:`Program` of each static
+    group: what :func:`train` trains. Build it once with :func:`check` and pass it to :func:`train` to train
+    without checking (or tracing your model) again.
+
+    Attributes:
+      programs: one :class:`Program` per static group, in order of first appearance; ``program.indices`` place
+        its variants among the call's.
+      n_variants: the number of variants of the call.
+      n_eval_train: training examples of the evaluation-time train loss and diagnostics.
+      tuning: the :class:`Tuning` the programs were built for.
+    """
+
+    programs: tuple[Program, ...]
+    n_variants: int
+    n_eval_train: int
+    tuning: Tuning
+
+    @property
+    def evals(self) -> int:
+        """The evaluations after step 0, summed over the groups (a progress total)."""
+        return sum(p.spec.n_evals - 1 for p in self.programs)
+
+    def group(self, i: int) -> Checked:
+        """Static group ``i`` alone, as a call of its own (its variants in their order)."""
+        prog = self.programs[i]
+        return Checked((prog.reindexed(range(len(prog.rows))),), len(prog.rows), self.n_eval_train, self.tuning)
+
+
+def check(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, model: ModelFactory | None = None,
+          loss: str | LossFn | None = None, metric: LossFn | None = None,
+          extra_keys: Mapping[str, str] | None = None, options: Options | None = None) -> Checked:
+    """Check every variant, the data, your model factory and loss, and build each static group's
+    :class:`Program`, before any compute (arguments as :func:`train`'s).
+
+    Returns:
+      the :class:`Checked` call, for :func:`train`.
+
+    Raises:
+      ValueError: as :func:`train`.
+    """
+    options = options or Options()
+    tuning = options.tuning_on((options.devices or jax.devices())[0].platform)
+    progs = build_programs(variants, ds, model=model, loss=loss, metric=metric, extra_keys=extra_keys,
+                           n_eval_train=options.n_eval_train, tuning=tuning)
+    return Checked(tuple(progs), len(variants), options.n_eval_train, tuning)
 
 
 def program(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, model: ModelFactory | None = None,
@@ -85,7 +136,8 @@ def program(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, model: ModelF
     return progs[0]
 
 
-def train(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, model: ModelFactory | None = None,
+def train(variants: Sequence[Mapping[str, Any]] | Checked, ds: Dataset | None = None, *,
+          model: ModelFactory | None = None,
           loss: str | LossFn | None = None, metric: LossFn | None = None,
           extra_keys: Mapping[str, str] | None = None, options: Options | None = None,
           progress: ProgressFn | None = None, policy: Any = None,
@@ -95,7 +147,8 @@ def train(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, model: ModelFac
 
     Args:
       variants: rows of hyperparameters (see :data:`jaxnets.variants.KEYS`; missing keys take
-        :data:`jaxnets.variants.DEFAULTS`).
+        :data:`jaxnets.variants.DEFAULTS`), or a :class:`Checked` call from :func:`check` (then ``ds``,
+        ``model``, ``loss``, ``metric`` and ``extra_keys`` are the ones it was checked with: leave them out).
       ds: a :class:`jaxnets.data.Dataset` (your own arrays: :func:`jaxnets.data.from_arrays`).
       model: your own model factory, ``factory(hp) -> flax.linen.Module`` or ``factory(hp, rngs) ->
         flax.nnx.Module`` (see :mod:`jaxnets.adapters` for the calling convention and :mod:`jaxnets.hyper`
@@ -126,8 +179,19 @@ def train(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, model: ModelFac
         (:class:`jaxnets.variants.VariantError` names the variants); a policy that does not fit the groups.
     """
     options = options or Options()
-    platform = (options.devices or jax.devices())[0].platform
-    progs = build_programs(variants, ds, model=model, loss=loss, metric=metric, extra_keys=extra_keys,
-                           n_eval_train=options.n_eval_train, tuning=options.tuning_on(platform))
-    return loop.run(progs, n_variants=len(variants), options=options, progress=progress, policy=policy,
-                    checkpoint=checkpoint, resume=resume)
+    if isinstance(variants, Checked):
+        given = [k for k, v in (("ds", ds), ("model", model), ("loss", loss), ("metric", metric),
+                                ("extra_keys", extra_keys)) if v is not None]
+        if given:
+            raise TypeError(f"train(checked, ...) trains what check() was given; leave out {', '.join(given)}")
+        checked = variants
+        tuning = options.tuning_on((options.devices or jax.devices())[0].platform)
+        if (checked.tuning, checked.n_eval_train) != (tuning, options.n_eval_train):
+            raise ValueError("options= asks for another tuning or n_eval_train than check() built the programs "
+                             "for; pass the same options to check()")
+    elif ds is None:
+        raise TypeError("train() needs the data set: engine.train(variants, ds)")
+    else:
+        checked = check(variants, ds, model=model, loss=loss, metric=metric, extra_keys=extra_keys, options=options)
+    return loop.run(checked.programs, n_variants=checked.n_variants, options=options, progress=progress,
+                    policy=policy, checkpoint=checkpoint, resume=resume)

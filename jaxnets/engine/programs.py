@@ -211,6 +211,12 @@ class Program(TrainingSteps):
         out.layout = layout
         return out
 
+    def reindexed(self, indices: Sequence[int]) -> Program:
+        """This program with its variants placed at ``indices`` of a call (e.g. its group trained alone)."""
+        out = copy.copy(self)
+        out.indices = tuple(int(i) for i in indices)
+        return out
+
     # -- hyperparameters -----------------------------------------------------------------------------
     def stack(self, rows: Sequence[Mapping[str, Any]] | None = None) -> dict[str, np.ndarray]:
         """The vmapped keys of ``rows`` (default: the group's) as [V] arrays: the ``hp`` the functions take."""
