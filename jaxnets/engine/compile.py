@@ -131,11 +131,10 @@ def _compile_steps(prog: Program, size: int, state: Any, hp: Any, data: Any, sha
 
 
 def compile_block(prog: Program, hp: Any, data: Any, shard: NamedSharding, tuning: Tuning, *, init: bool,
-                  chunk: bool = True, strategy: str, small_eval: bool) -> Compiled:
+                  chunk: bool = True, strategy: str) -> Compiled:
     """Lower and compile a block's init (when ``init``) and chunk (when ``chunk``) programs for the [size]
     variants ``hp`` sharded by ``shard``. ``strategy``: ``"scan"`` or ``"host"`` (:mod:`jaxnets.engine.chunk`,
-    :func:`jaxnets.engine.plan.loop_strategy`); ``small_eval``: compile the evaluation with the tuning's
-    small-evaluation options."""
+    :func:`jaxnets.engine.plan.loop_strategy`)."""
     size = len(hp["seed"])
     options = tuning.options()
     init_lowered = jax.jit(prog.init_batch, out_shardings=shard).lower(hp, data)
@@ -151,7 +150,7 @@ def compile_block(prog: Program, hp: Any, data: Any, shard: NamedSharding, tunin
     was_ok = jax.ShapeDtypeStruct((size,), jnp.bool_, sharding=shard)
     evaluation = _compile_lowered(jax.jit(eval_stage, donate_argnums=0, out_shardings=shard).lower(
         _sharded_like(trained[0], shard), hp, was_ok, data, jnp.bool_(True),
-        jnp.bool_(True)), tuning.options(small_eval=small_eval), options)
+        jnp.bool_(True)), options, options)
     if strategy == "host":
         run = HostChunk(train_pending.result(), evaluation, prog.spec.eval_every, to_device(np.ones(size, bool), shard))
     else:
@@ -160,7 +159,7 @@ def compile_block(prog: Program, hp: Any, data: Any, shard: NamedSharding, tunin
 
 
 def programs(prog: Program, hp: Any, data: Any, shard: NamedSharding, tuning: Tuning, devices: Sequence[Any], *,
-             init: bool, strategy: str, small_eval: bool, on_compile: Callable[[], None]
+             init: bool, strategy: str, on_compile: Callable[[], None]
              ) -> tuple[Compiled, float]:
     """A block's compiled programs, from the cache or compiled now (``on_compile()`` first): ``(programs,
     seconds spent compiling)``. Arguments as :func:`compile_block`'s."""
@@ -171,7 +170,7 @@ def programs(prog: Program, hp: Any, data: Any, shard: NamedSharding, tuning: Tu
         on_compile()
         t0 = time.perf_counter()
         compiled = compile_block(prog, hp, data, shard, tuning, init="init" in todo, chunk="chunk" in todo,
-                                 strategy=strategy, small_eval=small_eval)
+                                 strategy=strategy)
         seconds = time.perf_counter() - t0
         for what in todo:
             cached((sig, what), lambda what=what: getattr(compiled, what))

@@ -110,8 +110,8 @@ OUTPUT = "output"
 
 #: Largest kernel (inputs x outputs) whose weight gradient :func:`small_kernel_dot_general` computes as a
 #: fused multiply-and-sum instead of a dot. On XLA:CPU a vmapped weight gradient of a small kernel (a batched
-#: dot contracting over the minibatch) runs at a third of its forward dot's speed: 256 variants, batch 32,
-#: 32x32 kernels: 274 us as a dot, 113 us as a multiply-and-sum; from 64x32 kernels on the dot is faster.
+#: dot contracting over the minibatch) runs several times slower than its forward dot; from 64x32 kernels on
+#: the dot is faster (benchmarks/README.md, ``python -m benchmarks.profile dots``).
 SMALL_KERNEL = 1280
 
 
