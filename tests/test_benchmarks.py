@@ -417,3 +417,13 @@ def test_user_model_benchmark_runs_both_programs():
     rec = user_model.measure(2, 20)
     assert rec["n"] == 2 and rec["engine_model_steps_per_s"] > 0 and rec["hand_written_model_steps_per_s"] > 0
     assert np.isfinite(rec["engine_final_val_loss_mean"]) and np.isfinite(rec["hand_written_final_train_loss_mean"])
+
+
+def test_tuning_ab_measures_one_field_off(monkeypatch):
+    """benchmarks.tuning's measurement trains the suite's jaxnets call with one CPU_TUNING field off."""
+    from benchmarks import tuning
+
+    monkeypatch.setitem(tuning.CHUNKS, "wine_mlp", 2)
+    on, off = tuning.measure("wine_mlp", 2, None), tuning.measure("wine_mlp", 2, "block_bytes")
+    assert on["field"] is None and off["field"] == "block_bytes"
+    assert on["model_steps_per_s"] > 0 and off["model_steps_per_s"] > 0 and on["n_blocks"] == off["n_blocks"] == 1
