@@ -26,7 +26,6 @@ from typing import Any
 #: Each field, its "off" value and the workloads (and N) it was added for.
 FIELDS: dict[str, tuple[Any, tuple[tuple[str, int], ...]]] = {
     "compiler_options": ({}, (("wine_mlp", 64), ("digits_mlp", 64), ("digits_cnn", 64), ("adding_lstm", 64))),
-    "small_init_params": (-1, (("wine_mlp", 64), ("digits_cnn", 64), ("adding_lstm", 64))),
     "block_bytes": (0, (("digits_mlp", 64), ("digits_cnn", 64), ("digits_mlp", 256), ("digits_mlp_wide", 8))),
     "small_kernel_dot": (False, (("wine_mlp", 64), ("digits_mlp", 64))),
     "conv_impl": ("xla", (("digits_cnn", 64),)),

@@ -528,17 +528,15 @@ def test_unguarded_steps_equal_guarded_ones_and_flag_what_is_not_finite():
 
 
 def test_tuning_options_leave_out_what_xla_flags_set(monkeypatch):
-    """A program's XLA options come from the platform's Tuning (the small-init set for a small model's init),
-    without those the environment's XLA_FLAGS already sets; accelerators use XLA's; an option this
-    XLA does not know falls back."""
+    """A program's XLA options come from the platform's Tuning, without those the environment's XLA_FLAGS
+    already sets; accelerators use XLA's; an option this XLA does not know falls back."""
     monkeypatch.setenv("XLA_FLAGS", "")
     cpu = engine.tuning_for("cpu")
     assert cpu is engine.CPU_TUNING and engine.tuning_for("gpu") is engine.DEFAULT_TUNING
     assert cpu.options() == {"xla_backend_optimization_level": 1}
-    assert cpu.options(small_init=True) == {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
-    assert engine.DEFAULT_TUNING.options(small_init=True) is None and engine.DEFAULT_TUNING.options() is None
+    assert engine.DEFAULT_TUNING.options() is None
     monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=0")
-    assert cpu.options(small_init=True) == {"xla_cpu_use_fusion_emitters": False} and cpu.options() is None
+    assert cpu.options() is None
     hash(cpu)  # part of the compiled-program cache key
     with pytest.raises(ValueError, match="conv_impl"):
         engine.Tuning(conv_impl="fft")
@@ -549,13 +547,10 @@ def test_tuning_options_leave_out_what_xla_flags_set(monkeypatch):
         compile_lib._compile_lowered(lowered, {"xla_no_such_option": True}, {"xla_no_such_option": True})
 
 
-@pytest.mark.parametrize("limit", [4000, 1000], ids=["small-init", "optimized-init"])
-def test_initial_params_do_not_depend_on_the_block_size(limit, monkeypatch):
-    """A variant's initial parameters are the same bit for bit alone and in a block of 8 whether its model is
-    small (3,466 parameters, at most ``small_init_params``, though a block of 8 holds more) or not: the init
-    options follow the model, not the block (the two options' initial values differ in rounding)."""
-    monkeypatch.setenv("XLA_FLAGS", "")  # the engine's options in full
-    tuning = dataclasses.replace(engine.CPU_TUNING, small_init_params=limit)
+def test_initial_params_do_not_depend_on_the_block_size(compiler_options):
+    """A variant's initial parameters are the same bit for bit alone and in a block of 8, with the test suite's
+    flags and with the options users get."""
+    tuning = engine.CPU_TUNING
     rows = [{**BASE, "activation": ("relu", "tanh")[i % 2], "init": ("he_normal", "orthogonal")[i % 2], "seed": i}
             for i in range(8)]
 

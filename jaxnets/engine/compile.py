@@ -22,7 +22,7 @@ from jax.sharding import NamedSharding
 
 from jaxnets.engine import chunk as chunk_lib
 from jaxnets.engine.options import Tuning
-from jaxnets.engine.programs import Program, n_params
+from jaxnets.engine.programs import Program
 from jaxnets.engine.transfer import to_device
 
 __all__ = ["Compiled", "HostChunk", "Staged", "cached", "clear_cache", "compile_adopt", "compile_block",
@@ -141,8 +141,7 @@ def compile_block(prog: Program, hp: Any, data: Any, shard: NamedSharding, tunin
     state = _sharded_like(init_lowered.out_info, shard)
     pending = None
     if init:
-        small = n_params(init_lowered.out_info.params, stacked=True) <= tuning.small_init_params
-        pending = _COMPILER.submit(_compile_lowered, init_lowered, tuning.options(small_init=small), options)
+        pending = _COMPILER.submit(_compile_lowered, init_lowered, options, options)
     if not chunk:
         return Compiled(pending.result() if pending else None, None)
     train_pending, trained = _compile_steps(prog, size, state, hp, data, shard, strategy, options)
