@@ -76,12 +76,20 @@ class GroupResult:
 
 
 def _place(parts: list[tuple[np.ndarray, np.ndarray]], n: int) -> np.ndarray:
-    """Scatter per-group arrays [v_g, ...] into one [n, ...] array, NaN-padding trailing axes."""
+    """Scatter per-group arrays [v_g, ...] into one [n, ...] float64 array, NaN-padding trailing axes (the one
+    NaN-padding rule of results: histories of groups with fewer evaluations or layers)."""
     shape = tuple(max(a.shape[d] for _, a in parts) for d in range(1, parts[0][1].ndim))
     out = np.full((n, *shape), np.nan, np.float64)
     for idx, a in parts:
         out[(idx, *(slice(0, s) for s in a.shape[1:]))] = a
     return out
+
+
+def concat_padded(parts: list[np.ndarray]) -> np.ndarray:
+    """Concatenate [n_i, ...] arrays along axis 0 into float64, NaN-padding the trailing axes to the largest."""
+    ends = np.cumsum([len(a) for a in parts])
+    return _place([(np.arange(end - len(a), end), np.asarray(a)) for a, end in zip(parts, ends, strict=True)],
+                  int(ends[-1]) if len(ends) else 0)
 
 
 @dataclasses.dataclass
@@ -228,3 +236,29 @@ class Result:
         import pandas as pd
 
         return pd.DataFrame(self.summary())
+
+
+@dataclasses.dataclass
+class UnitResult:
+    """A trained unit of a sweep (:mod:`jaxnets.sweep`): per-variant columns (:data:`COLUMNS`) and histories.
+
+    Attributes:
+      key: the unit's key (:attr:`jaxnets.sweep.Unit.key`).
+      fingerprint: the unit's fingerprint (:attr:`jaxnets.sweep.Unit.fingerprint`).
+      variant: [n] int, the variants' ids.
+      points: each variant's axis values (config keys).
+      columns: ``columns[k]``: [n] arrays (``status`` str, ``stopped_step`` int, the rest float;
+        ``val_accuracy`` NaN where the loss has no accuracy).
+      history: ``history[m]``: [n, E] or [n, E, L] float (NaN-padded where the unit's static groups differ).
+      eval_step: [n, E] float, the step of each evaluation of each variant (NaN where padded).
+      group: [n] int, the static group within the unit.
+    """
+
+    key: str
+    fingerprint: str
+    variant: np.ndarray
+    points: list[dict[str, Any]]
+    columns: dict[str, np.ndarray]
+    history: dict[str, np.ndarray]
+    eval_step: np.ndarray
+    group: np.ndarray

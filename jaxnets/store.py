@@ -46,7 +46,8 @@ from typing import IO, Any
 
 import numpy as np
 
-from jaxnets.sweep import COLUMNS, HISTORY_METRICS, UnitResult
+from jaxnets.result import COLUMNS, UnitResult
+from jaxnets.result import METRICS as HISTORY_METRICS
 
 __all__ = [
     "CONFIG", "UNITS", "RESULTS", "HISTORY", "PLOTS", "LOCK", "DirectoryError", "LockedError", "CorruptUnitError",

@@ -52,6 +52,7 @@ from jaxnets import engine, events
 from jaxnets import result as result_lib
 from jaxnets import variants as variants_lib
 from jaxnets.config import Axis, Config, ConfigError
+from jaxnets.result import UnitResult
 
 __all__ = [
     "Unit", "UnitResult", "Plan", "plan", "run", "assemble", "rank", "grid_points", "random_points",
@@ -88,32 +89,6 @@ class Unit:
     rows: tuple[dict[str, Any], ...]
     fingerprint: str
     checked: Any = dataclasses.field(default=None, compare=False, repr=False)
-
-
-@dataclasses.dataclass
-class UnitResult:
-    """A trained unit: per-variant columns (:data:`COLUMNS`) and histories.
-
-    Attributes:
-      key: the unit's key (:attr:`Unit.key`).
-      fingerprint: the unit's fingerprint (:attr:`Unit.fingerprint`).
-      variant: [n] int, the variants' ids.
-      points: each variant's axis values (config keys).
-      columns: ``columns[k]``: [n] arrays (``status`` str, ``stopped_step`` int, the rest float;
-        ``val_accuracy`` NaN where the loss has no accuracy).
-      history: ``history[m]``: [n, E] or [n, E, L] float (NaN-padded where the unit's static groups differ).
-      eval_step: [n, E] float, the step of each evaluation of each variant (NaN where padded).
-      group: [n] int, the static group within the unit.
-    """
-
-    key: str
-    fingerprint: str
-    variant: np.ndarray
-    points: list[dict[str, Any]]
-    columns: dict[str, np.ndarray]
-    history: dict[str, np.ndarray]
-    eval_step: np.ndarray
-    group: np.ndarray
 
 
 @dataclasses.dataclass
@@ -623,17 +598,6 @@ def _cell(v: Any) -> Any:
     return json.dumps(v) if isinstance(v, list | tuple) else v
 
 
-def _pad_concat(parts: Sequence[np.ndarray]) -> np.ndarray:
-    """Concatenate [n_i, ...] arrays along axis 0, NaN-padding the trailing axes to the largest."""
-    shape = tuple(max(a.shape[d] for a in parts) for d in range(1, parts[0].ndim))
-    out = np.full((sum(len(a) for a in parts), *shape), np.nan)
-    start = 0
-    for a in parts:
-        out[(slice(start, start + len(a)), *(slice(0, s) for s in a.shape[1:]))] = a
-        start += len(a)
-    return out
-
-
 def assemble(results: Sequence[UnitResult], cfg: Config):
     """One table (pandas DataFrame, one row per variant, in variant order) and one history dict.
 
@@ -668,8 +632,8 @@ def assemble(results: Sequence[UnitResult], cfg: Config):
     table["group"] = [f"{r.key}/{g}" for r in results for g in r.group]
     df = pd.DataFrame(table).iloc[order].reset_index(drop=True)
     extra = [k for k in results[0].history if k not in HISTORY_METRICS and all(k in r.history for r in results)]
-    history = {m: _pad_concat([r.history[m] for r in results])[order] for m in (*HISTORY_METRICS, *extra)}
-    eval_step = _pad_concat([r.eval_step for r in results])[order]
+    history = {m: result_lib.concat_padded([r.history[m] for r in results])[order] for m in (*HISTORY_METRICS, *extra)}
+    eval_step = result_lib.concat_padded([r.eval_step for r in results])[order]
     longest = int(np.argmax(np.sum(np.isfinite(eval_step), axis=1)))
     history["step"] = eval_step[longest][np.isfinite(eval_step[longest])].astype(np.int64)
     history["eval_step"] = eval_step
