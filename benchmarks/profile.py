@@ -25,9 +25,10 @@ kernels), plus a 1024^3 matmul for the machine's reachable peak.
 tracing and lowering the init and chunk programs, compiling each (the chunk as one program with its steps in
 a ``lax.scan``, :func:`jaxnets.engine.chunk.chunk`; ``engine.train`` compiles its two halves as two,
 overlapping, see :func:`jaxnets.engine.chunk.stages`, or a convolution's steps as a host loop) — once with
-XLA's default options and once with ``CPU_TUNING``'s (:meth:`jaxnets.engine.Tuning.options`, as
-:func:`jaxnets.engine.compile.compile_block` uses them), then the chunk's run time (``--steps`` steps, best of
-``--reps``) under each: the measurement behind ``CPU_TUNING.compiler_options``.
+XLA's default options and once with ``CPU_TUNING``'s (:meth:`jaxnets.engine.Tuning.options`: the chunk with
+``compiler_options``, the init of a small model with ``small_init_options``, as
+:func:`jaxnets.engine.compile.compile_block` does), then the chunk's run time (``--steps`` steps, best of
+``--reps``) under each: the measurement behind ``CPU_TUNING``'s option sets.
 """
 
 from __future__ import annotations
@@ -173,6 +174,7 @@ def report_compile(workload: str, n: int, steps: int, reps: int) -> None:
     from benchmarks.workloads import WORKLOADS, load_data
     from jaxnets import engine
     from jaxnets.engine import chunk as chunk_lib
+    from jaxnets.engine.programs import n_params
     from jaxnets.engine.transfer import to_device
 
     wl = WORKLOADS[workload]
@@ -193,7 +195,8 @@ def report_compile(workload: str, n: int, steps: int, reps: int) -> None:
         if label == "XLA default":
             options = init_options = None
         else:  # as jaxnets.engine.compile.compile_block picks them
-            options = init_options = tuning.options()
+            small = n_params(init_lowered.out_info.params, stacked=True) <= tuning.small_init_params
+            options, init_options = tuning.options(), tuning.options(small_init=small)
         init = init_lowered.compile(init_options)
         t3, c3 = time.perf_counter(), time.process_time()
         chunk = chunk_lowered.compile(options)

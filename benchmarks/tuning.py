@@ -26,13 +26,17 @@ from typing import Any
 #: Each field, its "off" value and the workloads (and N) it was added for.
 FIELDS: dict[str, tuple[Any, tuple[tuple[str, int], ...]]] = {
     "compiler_options": ({}, (("wine_mlp", 64), ("digits_mlp", 64), ("digits_cnn", 64), ("adding_lstm", 64))),
+    "small_init_params": (-1, (("wine_mlp", 64), ("digits_cnn", 64), ("adding_lstm", 64))),
+    "small_eval_bytes": (-1, (("wine_mlp", 64), ("wine_mlp_9act", 64))),
+    "flat_optimizer_params": (0, (("wine_mlp", 64), ("digits_cnn", 64), ("adding_lstm", 8), ("adding_lstm", 64))),
     "block_bytes": (0, (("digits_mlp", 64), ("digits_cnn", 64), ("digits_mlp", 256), ("digits_mlp_wide", 8))),
     "small_kernel_dot": (False, (("wine_mlp", 64), ("digits_mlp", 64))),
     "conv_impl": ("xla", (("digits_cnn", 64),)),
 }
 
 #: Steps between evaluations per workload (a measurement runs two such chunks).
-CHUNKS = {"wine_mlp": 2000, "digits_mlp": 200, "digits_cnn": 200, "adding_lstm": 100, "digits_mlp_wide": 20}
+CHUNKS = {"wine_mlp": 2000, "wine_mlp_9act": 2000, "digits_mlp": 200, "digits_cnn": 200, "adding_lstm": 100,
+          "digits_mlp_wide": 20}
 
 
 def measure(workload: str, n: int, field: str | None) -> dict[str, Any]:

@@ -89,6 +89,7 @@ def make(kind: str, *, clip: bool = True, decay: bool = True) -> optax.GradientT
 
 def with_hyperparameters(
     kind: str, hyper: Mapping[str, float | jnp.ndarray], *, clip: bool = True, decay: bool = True,
+    flat: bool = False,
 ) -> optax.GradientTransformation:
     """Optimizer ``kind`` whose injected hyperparameters start at ``hyper`` (scalars or traced arrays).
 
@@ -98,6 +99,9 @@ def with_hyperparameters(
         missing ones take :data:`DEFAULTS`.
       clip: ``False`` leaves out the clipping stage (as in :func:`make`).
       decay: ``False`` leaves out the weight-decay stage (as in :func:`make`).
+      flat: the chain works on one flat vector (``optax.flatten``): the same update, leaf by leaf, in fewer
+        and larger kernels (the state's moments are then vectors); the global norm that clipping divides by
+        is then summed in another order (the same up to float rounding).
 
     Returns:
       the ``optax.GradientTransformation``; its state holds the hyperparameters as float32 arrays
@@ -119,7 +123,7 @@ def with_hyperparameters(
         if decay:
             stages.append(optax.add_decayed_weights(weight_decay))
         stages.append(optax.scale_by_learning_rate(learning_rate))
-        return optax.chain(*stages)
+        return optax.flatten(optax.chain(*stages)) if flat else optax.chain(*stages)
 
     values = {k: jnp.asarray(hyper.get(k, DEFAULTS[k]), jnp.float32) for k in HYPERPARAMETERS}
     return optax.inject_hyperparams(chain, hyperparam_dtype=jnp.float32)(**values)

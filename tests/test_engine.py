@@ -3,6 +3,7 @@ chunking, sharding over emulated devices, early stopping, and eager errors."""
 
 import dataclasses
 import json
+import math
 import os
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from jaxnets import events as jaxnets_events
 from jaxnets.engine import chunk as chunk_lib
 from jaxnets.engine import compile as compile_lib
 from jaxnets.engine import plan, transfer
+from jaxnets.engine import programs as program_lib
 from jaxnets.result import METRICS
 
 DIGITS = data.load("digits")
@@ -528,15 +530,18 @@ def test_unguarded_steps_equal_guarded_ones_and_flag_what_is_not_finite():
 
 
 def test_tuning_options_leave_out_what_xla_flags_set(monkeypatch):
-    """A program's XLA options come from the platform's Tuning, without those the environment's XLA_FLAGS
-    already sets; accelerators use XLA's; an option this XLA does not know falls back."""
+    """A program's XLA options come from the platform's Tuning (the small-init and small-eval sets for small
+    models), without those the environment's XLA_FLAGS already sets; accelerators use XLA's; an option this
+    XLA does not know falls back."""
     monkeypatch.setenv("XLA_FLAGS", "")
     cpu = engine.tuning_for("cpu")
     assert cpu is engine.CPU_TUNING and engine.tuning_for("gpu") is engine.DEFAULT_TUNING
     assert cpu.options() == {"xla_backend_optimization_level": 1}
-    assert engine.DEFAULT_TUNING.options() is None
+    assert cpu.options(small_init=True) == {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
+    assert cpu.options(small_eval=True) == {"xla_backend_optimization_level": 1, "xla_cpu_use_fusion_emitters": False}
+    assert engine.DEFAULT_TUNING.options(small_init=True) is None and engine.DEFAULT_TUNING.options() is None
     monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=0")
-    assert cpu.options() is None
+    assert cpu.options(small_init=True) == {"xla_cpu_use_fusion_emitters": False} and cpu.options() is None
     hash(cpu)  # part of the compiled-program cache key
     with pytest.raises(ValueError, match="conv_impl"):
         engine.Tuning(conv_impl="fft")
@@ -547,10 +552,34 @@ def test_tuning_options_leave_out_what_xla_flags_set(monkeypatch):
         compile_lib._compile_lowered(lowered, {"xla_no_such_option": True}, {"xla_no_such_option": True})
 
 
-def test_initial_params_do_not_depend_on_the_block_size(compiler_options):
-    """A variant's initial parameters are the same bit for bit alone and in a block of 8, with the test suite's
-    flags and with the options users get."""
-    tuning = engine.CPU_TUNING
+def test_a_small_evaluation_compiles_with_its_own_options(monkeypatch):
+    """An evaluation that records at most ``small_eval_bytes`` per variant (the footprint's ``eval``) compiles
+    with the small-eval options; the rule reads one variant's shapes, and the numbers are the default's to
+    float rounding."""
+    monkeypatch.setenv("XLA_FLAGS", "")  # the engine's options in full
+    seen, real = [], compile_lib.compile_block
+    monkeypatch.setattr(compile_lib, "compile_block", lambda *a, **k: seen.append(k.get("small_eval")) or real(*a, **k))
+    rows = [{**BASE, "activation": a, "seed": i} for i, a in enumerate(("relu", "tanh", "relu", "gelu"))]
+    prog = engine.program(rows, DIGITS)
+    fp = engine.footprint(prog, {k: a[:1] for k, a in prog.stack().items()}, prog.data)
+    n_eval = len(prog.data["x_eval"]) + len(prog.data["x_val"])
+    assert fp.eval >= 4 * n_eval * sum(BASE["hidden"])  # at least the hidden units, float32, both batches
+    tuned = lambda limit: engine.Options(tuning=dataclasses.replace(engine.CPU_TUNING, small_eval_bytes=limit))  # noqa: E731
+    engine.clear_cache()
+    small = engine.train(rows, DIGITS, options=tuned(fp.eval))
+    default = engine.train(rows, DIGITS, options=tuned(fp.eval - 1))
+    assert seen == [True, False]
+    for k in ("train_loss", "val_loss", "val_accuracy", "grad_norm"):
+        np.testing.assert_allclose(small.history[k], default.history[k], rtol=1e-5, atol=1e-7, err_msg=k)
+
+
+@pytest.mark.parametrize("limit", [4000, 1000], ids=["small-init", "optimized-init"])
+def test_initial_params_do_not_depend_on_the_block_size(limit, monkeypatch):
+    """A variant's initial parameters are the same bit for bit alone and in a block of 8 whether its model is
+    small (3,466 parameters, at most ``small_init_params``, though a block of 8 holds more) or not: the init
+    options follow the model, not the block (the two options' initial values differ in rounding)."""
+    monkeypatch.setenv("XLA_FLAGS", "")  # the engine's options in full
+    tuning = dataclasses.replace(engine.CPU_TUNING, small_init_params=limit)
     rows = [{**BASE, "activation": ("relu", "tanh")[i % 2], "init": ("he_normal", "orthogonal")[i % 2], "seed": i}
             for i in range(8)]
 
@@ -559,8 +588,8 @@ def test_initial_params_do_not_depend_on_the_block_size(compiler_options):
         mesh = jax.make_mesh((1,), ("variants",), devices=jax.devices()[:1], axis_types=(AxisType.Auto,))
         shard = NamedSharding(mesh, P("variants"))
         hp, data = transfer.to_device(prog.stack(), shard), transfer.to_device(prog.data, NamedSharding(mesh, P()))
-        return compile_lib.compile_block(prog, hp, data, shard, tuning, init=True, chunk=False,
-                                         strategy="scan").init(hp, data).params
+        return compile_lib.compile_block(prog, hp, data, shard, tuning, init=True, chunk=False, strategy="scan",
+                                         small_eval=False).init(hp, data).params
 
     block = initial(rows)
     assert sum(np.asarray(a)[0].size for a in jax.tree.leaves(block)) == 3466
@@ -568,3 +597,25 @@ def test_initial_params_do_not_depend_on_the_block_size(compiler_options):
         alone = initial(rows[i:i + 1])
         for a, b in zip(jax.tree.leaves(block), jax.tree.leaves(alone), strict=True):
             np.testing.assert_array_equal(np.asarray(a)[i], np.asarray(b)[0])
+
+
+def test_a_small_model_trains_with_the_flat_optimizer_as_with_the_tree():
+    """Up to ``Tuning.flat_optimizer_params`` parameters per variant the optimizer updates one flat vector
+    (optax.flatten): the same training as leaf by leaf, to float rounding (clipping's global norm sums in
+    another order)."""
+    rows = [{**r, "steps": 50} for r in MIXED[3:7]]  # L2, dropout, clipping, a gain
+    prog = engine.program(rows, DIGITS)
+    state = jax.eval_shape(prog.init_batch, prog.stack(), prog.data_shapes())
+    moments = {x.shape for x in jax.tree.leaves(state.opt_state.inner_state)}
+    n_params = sum(math.prod(x.shape[1:]) for x in jax.tree.leaves(state.params))
+    limit = engine.CPU_TUNING.flat_optimizer_params
+    one = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), state.params)
+    assert program_lib.flat_optimizer(one, limit) and not program_lib.flat_optimizer(one, n_params - 1)
+    assert (len(rows), n_params) in moments and n_params <= limit
+    flat = engine.train(rows, DIGITS, options=engine.Options(tuning=engine.CPU_TUNING))
+    tree = engine.train(rows, DIGITS,
+                        options=engine.Options(tuning=dataclasses.replace(engine.CPU_TUNING, flat_optimizer_params=0)))
+    for k in ("train_loss", "val_loss", "grad_norm"):
+        np.testing.assert_allclose(flat.history[k], tree.history[k], rtol=1e-4, err_msg=k)
+    for i in range(len(rows)):
+        _params_close(flat.params(i), tree.params(i), rtol=1e-4)

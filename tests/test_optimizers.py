@@ -1,5 +1,6 @@
 """Our injected optimizer chains give exactly the updates of Optax's own optimizers."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -53,6 +54,24 @@ def test_clipping_and_unused_stages_are_exact():
     bare = optimizers.with_hyperparameters("adam", {"learning_rate": 0.01}, clip=False, decay=False)
     for a, b in zip(_run(full), _run(bare), strict=True):
         np.testing.assert_array_equal(a["w"], b["w"])
+
+
+@pytest.mark.parametrize("kind", optimizers.NAMES)
+def test_flat_chain_equals_the_tree_chain(kind):
+    """``flat=True`` (one vector, ``optax.flatten``) gives each leaf the tree chain's update, to float rounding:
+    every stage but clipping is elementwise (XLA's CPU kernels for other shapes may still round Adam's
+    multiply-adds in another way), and clipping's global norm sums the squares in another order."""
+    hyper = {**REFERENCE[kind][0], "weight_decay": 0.1}
+    tree = optimizers.with_hyperparameters(kind, hyper, decay=True, clip=False)
+    flat = optimizers.with_hyperparameters(kind, hyper, decay=True, clip=False, flat=True)
+    assert {x.shape for x in jax.tree.leaves(flat.init(PARAMS).inner_state)} <= {(), (16,)}  # vectors
+    for a, b in zip(_run(flat), _run(tree), strict=True):
+        chex.assert_trees_all_close(a, b, rtol=2e-7, atol=1e-7)
+    clipped = {**hyper, "clip_norm": 0.5}
+    for a, b in zip(_run(optimizers.with_hyperparameters(kind, clipped, flat=True)),
+                    _run(optimizers.with_hyperparameters(kind, clipped)), strict=True):
+        chex.assert_trees_all_close(a, b, rtol=1e-6, atol=1e-7)
+    assert flat.init(PARAMS).hyperparams["learning_rate"].dtype == jnp.float32  # still injected, per variant
 
 
 def test_hyperparameters_are_float32_state_and_vmappable():

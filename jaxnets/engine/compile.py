@@ -22,7 +22,7 @@ from jax.sharding import NamedSharding
 
 from jaxnets.engine import chunk as chunk_lib
 from jaxnets.engine.options import Tuning
-from jaxnets.engine.programs import Program
+from jaxnets.engine.programs import Program, n_params
 from jaxnets.engine.transfer import to_device
 
 __all__ = ["Compiled", "HostChunk", "Staged", "cached", "clear_cache", "compile_adopt", "compile_block",
@@ -131,17 +131,19 @@ def _compile_steps(prog: Program, size: int, state: Any, hp: Any, data: Any, sha
 
 
 def compile_block(prog: Program, hp: Any, data: Any, shard: NamedSharding, tuning: Tuning, *, init: bool,
-                  chunk: bool = True, strategy: str) -> Compiled:
+                  chunk: bool = True, strategy: str, small_eval: bool) -> Compiled:
     """Lower and compile a block's init (when ``init``) and chunk (when ``chunk``) programs for the [size]
     variants ``hp`` sharded by ``shard``. ``strategy``: ``"scan"`` or ``"host"`` (:mod:`jaxnets.engine.chunk`,
-    :func:`jaxnets.engine.plan.loop_strategy`)."""
+    :func:`jaxnets.engine.plan.loop_strategy`); ``small_eval``: compile the evaluation with the tuning's
+    small-evaluation options."""
     size = len(hp["seed"])
     options = tuning.options()
     init_lowered = jax.jit(prog.init_batch, out_shardings=shard).lower(hp, data)
     state = _sharded_like(init_lowered.out_info, shard)
     pending = None
     if init:
-        pending = _COMPILER.submit(_compile_lowered, init_lowered, options, options)
+        small = n_params(init_lowered.out_info.params, stacked=True) <= tuning.small_init_params
+        pending = _COMPILER.submit(_compile_lowered, init_lowered, tuning.options(small_init=small), options)
     if not chunk:
         return Compiled(pending.result() if pending else None, None)
     train_pending, trained = _compile_steps(prog, size, state, hp, data, shard, strategy, options)
@@ -149,7 +151,7 @@ def compile_block(prog: Program, hp: Any, data: Any, shard: NamedSharding, tunin
     was_ok = jax.ShapeDtypeStruct((size,), jnp.bool_, sharding=shard)
     evaluation = _compile_lowered(jax.jit(eval_stage, donate_argnums=0, out_shardings=shard).lower(
         _sharded_like(trained[0], shard), hp, was_ok, data, jnp.bool_(True),
-        jnp.bool_(True)), options, options)
+        jnp.bool_(True)), tuning.options(small_eval=small_eval), options)
     if strategy == "host":
         run = HostChunk(train_pending.result(), evaluation, prog.spec.eval_every, to_device(np.ones(size, bool), shard))
     else:
@@ -158,7 +160,7 @@ def compile_block(prog: Program, hp: Any, data: Any, shard: NamedSharding, tunin
 
 
 def programs(prog: Program, hp: Any, data: Any, shard: NamedSharding, tuning: Tuning, devices: Sequence[Any], *,
-             init: bool, strategy: str, on_compile: Callable[[], None]
+             init: bool, strategy: str, small_eval: bool, on_compile: Callable[[], None]
              ) -> tuple[Compiled, float]:
     """A block's compiled programs, from the cache or compiled now (``on_compile()`` first): ``(programs,
     seconds spent compiling)``. Arguments as :func:`compile_block`'s."""
@@ -169,7 +171,7 @@ def programs(prog: Program, hp: Any, data: Any, shard: NamedSharding, tuning: Tu
         on_compile()
         t0 = time.perf_counter()
         compiled = compile_block(prog, hp, data, shard, tuning, init="init" in todo, chunk="chunk" in todo,
-                                 strategy=strategy)
+                                 strategy=strategy, small_eval=small_eval)
         seconds = time.perf_counter() - t0
         for what in todo:
             cached((sig, what), lambda what=what: getattr(compiled, what))

@@ -74,6 +74,7 @@ class _Group:
             raise ValueError(f"the policy explores {missing}, which are not vmapped hyperparameters")
         n_dev = len(call.devices)
         fp = plan_lib.footprint(prog, {k: a[:1] for k, a in self.hyper.items()}, prog.data)
+        self.small_eval = fp.eval <= call.tuning.small_eval_bytes
         self.strategy = call.options.loop or plan_lib.loop_strategy(fp, call.devices[0].platform)
         if call.exploits:
             self.size0 = -(-self.v // n_dev) * n_dev  # one block: the whole group is ranked together
@@ -158,7 +159,7 @@ def _programs(G: _Group, prog: Program, hp: Any, call: _Call, init: bool) -> com
         call.report(events.Compiling(group=G.gi, n_variants=G.v))
 
     compiled, seconds = compile_lib.programs(prog, hp, G.data, call.shard, call.tuning, call.devices, init=init,
-                                             strategy=G.strategy, on_compile=compiling)
+                                             strategy=G.strategy, small_eval=G.small_eval, on_compile=compiling)
     G.compile_s += seconds
     size = len(hp["seed"])
     if (size, prog.layout) not in G.shapes:

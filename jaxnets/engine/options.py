@@ -22,11 +22,19 @@ class Tuning:
     Every field is a rule of shapes and names (never of a timing), so a variant's numbers never depend on
     load. The measurements behind each value are in ``benchmarks/README.md`` ("Tuning").
 
-    ``compiler_options`` is given as a mapping and kept as sorted ``(name, value)`` pairs (hashable).
+    The three option sets are given as mappings and kept as sorted ``(name, value)`` tuples (hashable).
 
     Attributes:
       compiler_options: XLA options for every program (``{}``: XLA's defaults). Options that the environment's
         ``XLA_FLAGS`` sets are left out (the user's flags win).
+      small_init_options: options for the init program of a model of at most ``small_init_params``
+        parameters per variant (init runs once: its compile time is what counts).
+      small_init_params: see ``small_init_options`` (``-1``: never).
+      small_eval_options: options for the evaluation program when one variant's evaluation records at most
+        ``small_eval_bytes`` of activations.
+      small_eval_bytes: see ``small_eval_options`` (``-1``: never).
+      flat_optimizer_params: parameters per variant up to which the optimizer updates one flat vector
+        (``optax.flatten``) instead of each leaf (``0``: never).
       block_bytes: the most training-step working set of the variants one device trains at once
         (:func:`jaxnets.engine.plan.block_size`; ``0``: no limit).
       min_block: fewest variants per device in a block that ``block_bytes`` limits (unless one variant's step
@@ -40,6 +48,11 @@ class Tuning:
     """
 
     compiler_options: Mapping[str, Any] | tuple = ()
+    small_init_options: Mapping[str, Any] | tuple = ()
+    small_init_params: int = -1
+    small_eval_options: Mapping[str, Any] | tuple = ()
+    small_eval_bytes: int = -1
+    flat_optimizer_params: int = 0
     block_bytes: int = 0
     min_block: int = 1
     small_kernel_dot: bool = False
@@ -47,15 +60,17 @@ class Tuning:
     reuse_padding: float = 4.0
 
     def __post_init__(self) -> None:
-        # hashable: part of the compiled-program cache key
-        object.__setattr__(self, "compiler_options", tuple(sorted(dict(self.compiler_options).items())))
+        for name in ("compiler_options", "small_init_options", "small_eval_options"):  # hashable: a cache key
+            object.__setattr__(self, name, tuple(sorted(dict(getattr(self, name)).items())))
         if self.conv_impl not in ("matmul", "xla"):
             raise ValueError(f"Tuning.conv_impl = {self.conv_impl!r}: use 'matmul' or 'xla'")
 
-    def options(self) -> dict[str, Any] | None:
-        """The XLA options of every program (``None``: XLA's): :attr:`compiler_options` without those the
-        environment's ``XLA_FLAGS`` already sets."""
-        chosen = self.compiler_options
+    def options(self, *, small_init: bool = False, small_eval: bool = False) -> dict[str, Any] | None:
+        """The XLA options of a program (``None``: XLA's): ``small_init`` for the init program of a small
+        model, ``small_eval`` for a small evaluation, else :attr:`compiler_options`. Options the
+        environment's ``XLA_FLAGS`` already sets are left out."""
+        chosen = (self.small_init_options if small_init else self.small_eval_options if small_eval
+                  else self.compiler_options)
         flags = os.environ.get("XLA_FLAGS", "")
         return {k: v for k, v in dict(chosen).items() if k not in flags} or None
 
@@ -65,6 +80,11 @@ _LEVEL_1 = {"xla_backend_optimization_level": 1}
 #: The CPU's tuning (XLA:CPU).
 CPU_TUNING = Tuning(
     compiler_options=_LEVEL_1,
+    small_init_options={"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False},
+    small_init_params=2**14,
+    small_eval_options={**_LEVEL_1, "xla_cpu_use_fusion_emitters": False},
+    small_eval_bytes=2**20,
+    flat_optimizer_params=2**14,
     block_bytes=16 * 2**20,
     min_block=8,
     small_kernel_dot=True,

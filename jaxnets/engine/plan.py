@@ -30,6 +30,7 @@ class Footprint(NamedTuple):
 
     memory: int  # device memory it needs, evaluation included
     step: int  # working set of one training step
+    eval: int = 0  # activations an evaluation records (train-eval and validation batches, forward)
     convolution: bool = False  # the model's forward pass holds a convolution (lax.conv_general_dilated)
 
 
@@ -41,8 +42,9 @@ def footprint(prog: Program, hp1: Mapping[str, np.ndarray], data: Mapping[str, A
     buffers being donated, the chunk-start copy :func:`jaxnets.engine.chunk.stages` can rerun from) and the
     activations of an evaluation (train-eval batch with its backward pass, and the validation batch) three
     times over. ``step`` is what one training step touches: the state, the gradients and a minibatch's
-    recorded activations twice (forward values and their cotangents). ``convolution``: whether the forward pass
-    (traced on a minibatch's shapes) holds a convolution.
+    recorded activations twice (forward values and their cotangents). ``eval`` is the evaluation's recorded
+    activations once (a measure of its work: :attr:`Tuning.small_eval_bytes`). ``convolution``: whether the
+    forward pass (traced on a minibatch's shapes) holds a convolution.
     """
     state = jax.eval_shape(prog.init_batch, hp1, data)
     row = jax.tree.map(lambda a: a[0], hp1)
@@ -58,7 +60,7 @@ def footprint(prog: Program, hp1: Mapping[str, np.ndarray], data: Mapping[str, A
     nbytes = lambda tree: sum(a.size * a.dtype.itemsize for a in jax.tree.leaves(tree))  # noqa: E731
     return Footprint(memory=5 * nbytes(state) + 3 * nbytes(acts),
                      step=nbytes((state.params, state.opt_state)) + nbytes(params) + 2 * nbytes(batch_acts),
-                     convolution="conv_general_dilated" in set(_primitives(jaxpr.jaxpr)))
+                     eval=nbytes(acts), convolution="conv_general_dilated" in set(_primitives(jaxpr.jaxpr)))
 
 
 def _primitives(jaxpr: Any) -> Iterator[str]:

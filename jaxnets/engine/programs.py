@@ -40,7 +40,7 @@ from jaxnets.engine.steps import TrainingSteps
 from jaxnets.hyper import Hyper
 from jaxnets.models import CNN, MLP, OUTPUT, RNN, layer_name, small_kernel_dot_general
 
-__all__ = ["DIVERGED", "EARLY_STOPPED", "OK", "PRUNED", "Program", "TrainState", "build",
+__all__ = ["DIVERGED", "EARLY_STOPPED", "OK", "PRUNED", "Program", "TrainState", "build", "flat_optimizer",
            "loss_labels", "model", "n_params"]
 
 
@@ -88,6 +88,15 @@ def model(row: Mapping[str, Any], ds: Dataset):
         dropout=row["dropout"],
         norm=row["norm"],
     )
+
+
+def flat_optimizer(params: Any, limit: int) -> bool:
+    """Whether a variant with parameters ``params`` (one variant's shapes) uses the flat optimizer: at most
+    ``limit`` (:attr:`Tuning.flat_optimizer_params`) parameters, all of one floating dtype."""
+    leaves = jax.tree.leaves(params)
+    dtypes = {jnp.dtype(x.dtype) for x in leaves}
+    return (len(leaves) > 1 and len(dtypes) == 1 and jnp.issubdtype(dtypes.pop(), jnp.floating)
+            and n_params(params) <= limit)
 
 
 def n_params(params: Any, stacked: bool = False) -> int:
@@ -141,7 +150,7 @@ class Program(TrainingSteps):
         ``x_val``, ``y_val``, ``x_test``, ``y_test`` (labels in the form the loss takes).
       layer_names: the entries of ``grad_norm``, input side first (paths into the parameter tree).
       custom: True for a user model factory (False for the built-in MLP / CNN / RNN).
-      tuning: the platform's :class:`jaxnets.engine.Tuning` (the built-in models' kernels).
+      tuning: the platform's :class:`jaxnets.engine.Tuning` (the built-in models' kernels, the flat optimizer).
       layout: how a block's variants are ordered by activation (:func:`jaxnets.activations.by_index`);
         ``None``: no order assumed (a block mixing activations then computes all of them).
 
@@ -229,10 +238,11 @@ class Program(TrainingSteps):
     # -- pieces --------------------------------------------------------------------------------------
     def optimizer(self, hp: Mapping[str, jax.Array], params: Any) -> optax.GradientTransformation:
         """The variant's optimizer (hyperparameters injected as state) for parameters shaped like ``params``
-        (one variant's)."""
+        (one variant's): on one flat vector (:func:`flat_optimizer`) for a small model, else leaf by leaf."""
         s = self.spec
         hyper = {k: hp[k] for k in optimizers.HYPERPARAMETERS}
-        return optimizers.with_hyperparameters(s.optimizer, hyper, clip=s.use_clip, decay=s.use_weight_decay)
+        return optimizers.with_hyperparameters(s.optimizer, hyper, clip=s.use_clip, decay=s.use_weight_decay,
+                                               flat=flat_optimizer(params, self.tuning.flat_optimizer_params))
 
     def per_example_loss(self, outputs: jax.Array, y: jax.Array) -> jax.Array:
         """The loss of each example: the user's ``loss(outputs, labels)``, or the built-in loss by name."""
