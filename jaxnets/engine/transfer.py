@@ -1,4 +1,4 @@
-"""Host <-> device: arrays onto a mesh, arrays back to every process, values agreed between processes.
+"""Host <-> device: arrays onto a mesh, and arrays back, whole, to every process.
 
 Every function here is a collective when the mesh spans several processes: every process must call it at the
 same point with the same host values. In one process they are plain ``jax.device_put`` / ``jax.device_get``.
@@ -15,7 +15,7 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-__all__ = ["agree", "is_key", "keys_to_data", "data_to_keys", "take", "to_device", "to_host"]
+__all__ = ["is_key", "keys_to_data", "data_to_keys", "take", "to_device", "to_host"]
 
 #: :func:`to_host`'s all-gather programs (pack into one [V, K] uint32 array, replicated), by input sharding.
 _GATHERERS: dict[NamedSharding, Callable] = {}
@@ -157,11 +157,3 @@ def take(rows: np.ndarray, tree: Any) -> Any:
     """Rows ``rows`` of every leaf of ``tree``."""
     return jax.tree.map(lambda leaf: leaf[rows], tree)
 
-
-def agree(value: int) -> int:
-    """``value`` as process 0 has it (every process must call this at the same point); itself in one process."""
-    if jax.process_count() == 1:
-        return int(value)
-    from jax.experimental import multihost_utils
-
-    return int(multihost_utils.broadcast_one_to_all(np.int32(value)))
