@@ -49,13 +49,18 @@ def mixed_result():
     return engine.train(MIXED, DIGITS)
 
 
+def _assert_each_alone(together, rows, metrics):
+    """Each variant of ``together`` (trained as ``rows``) has the metrics and parameters it gets alone."""
+    for i, v in enumerate(rows):
+        alone = engine.train([v], DIGITS)
+        for k in metrics:
+            np.testing.assert_allclose(together.history[k][i], alone.history[k][0], rtol=1e-4, err_msg=k)
+        _params_close(together.params(i), alone.params(0), rtol=1e-4)
+
+
 def test_vectorized_equals_sequential(mixed_result):
     assert len(mixed_result.groups) == 1
-    for i, v in enumerate(MIXED):
-        alone = engine.train([v], DIGITS)
-        for k in ("train_loss", "val_loss", "val_accuracy"):
-            np.testing.assert_allclose(mixed_result.history[k][i], alone.history[k][0], rtol=1e-4, err_msg=k)
-        _params_close(mixed_result.params(i), alone.params(0), rtol=1e-4)
+    _assert_each_alone(mixed_result, MIXED, ("train_loss", "val_loss", "val_accuracy"))
 
 
 def test_training_lowers_the_loss(mixed_result):
@@ -84,12 +89,7 @@ def compiler_options(request, monkeypatch):
 
 def test_vectorized_equals_sequential_with_the_users_options(compiler_options):
     rows = [MIXED[0], MIXED[4], MIXED[6]]  # relu / he; gelu / orthogonal with dropout; a third activation
-    together = engine.train(rows, DIGITS)
-    for i, v in enumerate(rows):
-        alone = engine.train([v], DIGITS)
-        for k in ("train_loss", "val_loss", "grad_norm"):
-            np.testing.assert_allclose(together.history[k][i], alone.history[k][0], rtol=1e-4, err_msg=k)
-        _params_close(together.params(i), alone.params(0), rtol=1e-4)
+    _assert_each_alone(engine.train(rows, DIGITS), rows, ("train_loss", "val_loss", "grad_norm"))
 
 
 def test_divergence_is_isolated_and_bit_identical(compiler_options):
