@@ -280,9 +280,9 @@ def run_sweep(config_path: Path, out: Path, *, quiet: bool, force: bool, top: in
         writer = launch.process_index() == 0
 
     try:
-        text = config_path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise UsageError(f"cannot read config file {str(config_path)!r}: {e.strerror}") from None
+        text = config.read_text(config_path)
+    except config.ConfigError as e:
+        raise UsageError(str(e)) from None
     try:
         cfg = config.loads(text, base_dir=config_path.parent)  # [data] path is relative to the config's folder
         _quiet_libraries()

@@ -562,6 +562,21 @@ def loads(text: str, *, base_dir: str | Path | None = None) -> Config:
     return parse(raw, base_dir=base_dir)
 
 
+def read_text(path: str | Path) -> str:
+    """The text of config file ``path``.
+
+    Raises:
+      ConfigError: it cannot be read, or it is not UTF-8 text (TOML's encoding), naming the file.
+    """
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {str(path)!r} is not UTF-8 text (byte {e.start}: {e.reason}); "
+                          "save it as UTF-8") from None
+
+
 def load(path: str | Path) -> Config:
     """Read and check a config file.
 
@@ -576,10 +591,7 @@ def load(path: str | Path) -> Config:
       ConfigError: naming the file, if it is missing (cannot be read) or bad.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError(f"cannot read config file {str(path)!r}: {e.strerror}") from None
+    text = read_text(path)
     try:
         return loads(text, base_dir=path.parent)
     except ConfigError as e:

@@ -370,7 +370,11 @@ def read_config_text(out: str | Path) -> str:
     path = Path(out) / CONFIG
     if not path.is_file():
         raise DirectoryError(f"{str(out)!r} is not a jaxnets results directory (no {CONFIG})")
-    return path.read_text(encoding="utf-8")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DirectoryError(f"{str(path)!r} is damaged (not UTF-8 text); re-run the sweep with --force, "
+                             "or into another --out") from None
 
 
 def open_run(out: str | Path, config_text: str, *, force: bool = False) -> dict[str, UnitResult]:
@@ -403,7 +407,7 @@ def open_run(out: str | Path, config_text: str, *, force: bool = False) -> dict[
     if (out / CONFIG).is_file():
         try:
             old = tomllib.loads(read_config_text(out))
-        except tomllib.TOMLDecodeError:
+        except (tomllib.TOMLDecodeError, DirectoryError):  # damaged: a different config, for --force to replace
             old = None
         if old == new:
             done = load_units(out)

@@ -91,6 +91,9 @@ _POSITIVE_INT = ("batch_size", "steps", "eval_every")
 _NONNEGATIVE_FLOAT = ("init_scale", "weight_decay", "l2", "divergence_factor")
 _POSITIVE_FLOAT = ("learning_rate", "clip_norm")
 _UNIT_FLOAT = ("momentum", "b1", "b2", "rho")  # in [0, 1)
+_INFINITE_OK = ("clip_norm", "divergence_factor")  # inf: no clipping (the default) / never a blow-up
+_INT_LIMITS = {**dict.fromkeys(_POSITIVE_INT + ("early_stopping_patience",), 2**31 - 1),
+               "seed": 2**32 - 1, "data_seed": 2**32 - 1}
 
 
 class VariantError(ValueError):
@@ -137,6 +140,8 @@ def _number(i: int, key: str, value: Any) -> float:
         _fail(i, f"{key} must be a number, got {value!r}")
     if math.isnan(value):
         _fail(i, f"{key} is NaN")
+    if math.isinf(value) and key not in _INFINITE_OK:
+        _fail(i, f"{key} must be finite, got {value}")
     return float(value)
 
 
@@ -192,6 +197,9 @@ def _check_integers(row: dict[str, Any], i: int) -> None:
     for key in ("early_stopping_patience", "seed", "data_seed"):
         if row[key] < 0:
             _fail(i, f"{key} must be >= 0, got {row[key]}")
+    for key, limit in _INT_LIMITS.items():  # what the compiled programs hold: int32 step counts, uint32 seeds
+        if row[key] > limit:
+            _fail(i, f"{key} must be at most {limit:,}, got {row[key]:,}")
 
 
 def _check_floats(row: dict[str, Any], i: int) -> None:

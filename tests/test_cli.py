@@ -123,6 +123,25 @@ def test_the_same_config_gives_the_same_numbers_on_a_busy_machine(reference, tin
             np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
+def test_a_config_that_is_not_utf8_is_a_one_line_error(tmp_path, reference):
+    """A binary blob or a Latin-1 config file, and a damaged DIR/config.toml: one line, exit 2, no traceback;
+    --force replaces the damaged directory's results."""
+    for name, blob in (("latin1.toml", TINY_TOML.replace("iris", "ïris").encode("latin-1")),
+                       ("blob.toml", bytes(range(256)))):
+        path = tmp_path / name
+        path.write_bytes(blob)
+        proc = _run("sweep", str(path), "--out", str(tmp_path / "out"), "--quiet")
+        assert proc.returncode == 2, proc.stderr
+        assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert "is not UTF-8 text" in proc.stderr and name in proc.stderr
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "config.toml").write_bytes(b"[data]\nname = \"\xff\"\n")
+    proc = _run("show", str(damaged))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "not UTF-8 text" in proc.stderr, proc.stderr
+
+
 def test_kill_mid_sweep_then_resume_gives_the_same_table(reference, tiny_config, tmp_path):
     out = tmp_path / "killed"
     first = out / "units" / "group-000.npz"

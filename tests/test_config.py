@@ -229,6 +229,10 @@ def test_toml_syntax_and_missing_file(tmp_path: Path):
         config.loads("[data\nname = 1")
     with pytest.raises(ConfigError, match="cannot read config file"):
         config.load(tmp_path / "missing.toml")
+    latin = tmp_path / "latin.toml"
+    latin.write_bytes('[data]\nname = "ïris"\n'.encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin\.toml' is not UTF-8 text \(byte 15"):
+        config.load(latin)
     bad = tmp_path / "bad.toml"
     bad.write_text('[data]\nname = "mnist"\n')
     with pytest.raises(ConfigError, match=r"bad\.toml.*'mnist'"):
@@ -247,6 +251,18 @@ PLAN_ERRORS = [
     (_with("sweep", {"method": "bayesian", "trials": 4, "axes": {"kind": ["mlp", "rnn"]}}),
      ["kind = 'rnn'", "sequences"]),
 ]
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    (_with("train.steps", 10**12), "[train] steps = 1000000000000: steps must be at most 2,147,483,647"),
+    (_with("sweep.axes", {"seed": [0, 10**12]}), "seed[1] = 1000000000000: seed must be at most 4,294,967,295"),
+    (_with("sweep.axes", {"learning_rate": [0.1, float("inf")]}), "learning_rate must be finite, got inf"),
+])
+def test_values_beyond_what_the_programs_hold_are_config_errors(raw, expected):
+    """int32 step counts, uint32 seeds, finite rates: refused when the config is read (so by --dry-run)."""
+    with pytest.raises(ConfigError) as info:
+        config.parse(raw)
+    assert expected in str(info.value)
 
 
 @pytest.mark.parametrize(("raw", "expected"), PLAN_ERRORS)

@@ -21,12 +21,24 @@ def test_defaults_and_canonical_names():
     ({"b2": 1.0}, r"b2 must be in \[0, 1\)"),
     ({"init_scale": -1.0}, "init_scale must be >= 0"),
     ({"learning_rate": float("nan")}, "learning_rate is NaN"),
+    ({"learning_rate": float("inf")}, "learning_rate must be finite, got inf"),
+    ({"weight_decay": float("inf")}, "weight_decay must be finite"),
+    ({"steps": 10**12}, "steps must be at most 2,147,483,647, got 1,000,000,000,000"),
+    ({"early_stopping_patience": 2**31}, "early_stopping_patience must be at most 2,147,483,647"),
+    ({"seed": 2**32}, "seed must be at most 4,294,967,295"),
+    ({"data_seed": 10**12}, "data_seed must be at most 4,294,967,295"),
     ({"cell": "rnn"}, "unknown RNN cell"),
     ({"loss": "hinge"}, "unknown loss"),
 ])
 def test_validation_errors_name_the_problem(bad, match):
     with pytest.raises(ValueError, match=r"variant 3: " + match):
         variants.normalize(bad, 3, "mse")
+
+
+def test_the_largest_representable_integers_are_accepted():
+    row = variants.normalize({"steps": 2**31 - 1, "eval_every": 2**31 - 1, "seed": 2**32 - 1}, 0, "mse")
+    spec = variants.group([row])[0].spec
+    assert spec.steps == 2**31 - 1 and variants.stack(spec, [row])["seed"][0] == 2**32 - 1
 
 
 def test_groups_split_on_static_keys_only():
