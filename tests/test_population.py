@@ -102,6 +102,8 @@ def test_asha_rejects_a_bad_schedule(ds):
         engine.train(rows, ds, policy=population.ASHA(min_steps=15))
     with pytest.raises(ValueError, match="same steps and eval_every"):
         engine.train([*rows, {**BASE, "steps": 50}], ds, policy=population.ASHA(min_steps=10))
+    with pytest.raises(ValueError, match=r"resume= is not a snapshot of this call \(checkpoint=\): it has no 'g0\."):
+        engine.train(rows, ds, policy=population.ASHA(min_steps=10), resume={"e": 1})
 
 
 def _pbt_rows():

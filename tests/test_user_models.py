@@ -292,6 +292,9 @@ class NnxDropoutNoRng(nnx.Module):
     ({"model": linen_factory, "loss": lambda out, y: jnp.square(out[:, :3])},
      r"the loss returned shape \(32, 3\); it must return one value per example, shape \(32,\)"),
     ({"model": Seven()}, "takes a factory, not a module"),
+    ({"model": linen_factory, "loss": lambda out, y: optax_ce(out, y),
+      "metric": lambda out, y: jnp.mean(jnp.argmax(out, -1) == y)},
+     r"the metric returned shape \(\); it must return one value per example, shape \(32,\)"),
 ])
 def test_bad_factories_and_losses_fail_before_training(kwargs, match, monkeypatch):
     monkeypatch.setattr(engine.loop, "run", lambda *a, **k: pytest.fail("training started"))

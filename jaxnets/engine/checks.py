@@ -97,14 +97,26 @@ def check_program(prog: Program) -> None:
         except Exception as e:  # noqa: BLE001
             raise ValueError(f"the loss failed on outputs {tuple(out.shape)} and labels {y.shape}: "
                              f"{type(e).__name__}: {first_line(e)}") from None
-        if tuple(per.shape) != tuple(y.shape[: max(per.ndim, 1)]) or per.ndim == 0:
-            raise ValueError(f"the loss returned shape {tuple(per.shape)}; it must return one value per "
-                             f"example, shape {y.shape[:1]} (reduce over the other axes, not the batch)")
+        _check_per_example("loss", per, y)
+        if prog.user_metric is not None:
+            try:
+                per = jax.eval_shape(prog.user_metric, out, jax.ShapeDtypeStruct(y.shape, y.dtype))
+            except Exception as e:  # noqa: BLE001
+                raise ValueError(f"the metric failed on outputs {tuple(out.shape)} and labels {y.shape}: "
+                                 f"{type(e).__name__}: {first_line(e)}") from None
+            _check_per_example("metric", per, y)
     try:
         jax.eval_shape(jax.vmap(prog.chunk, in_axes=(0, 0, None, None, None, None)), state, hp1, data, True,
                        True, jnp.int32(0))
     except Exception as e:  # noqa: BLE001
         raise ValueError(f"a training step failed: {type(e).__name__}: {first_line(e)}") from None
+
+
+def _check_per_example(what: str, per: Any, y: np.ndarray) -> None:
+    """Raise ``ValueError`` unless the loss's (or metric's) output ``per`` has one value per example of ``y``."""
+    if tuple(per.shape) != tuple(y.shape[: max(per.ndim, 1)]) or per.ndim == 0:
+        raise ValueError(f"the {what} returned shape {tuple(per.shape)}; it must return one value per example, "
+                         f"shape {y.shape[:1]} (reduce over the other axes, not the batch)")
 
 
 def build_programs(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, model: ModelFactory | None,
