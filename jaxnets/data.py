@@ -646,6 +646,7 @@ def _labels(ys: dict[str, np.ndarray], task: str | None, y_name: str) -> tuple[s
                 raise DataError(f"task=\"{task}\" needs whole-number class labels; {where} {y[i].item()!r}",
                                 column=key, row=row)
         out[key] = y
+    _check_split_labels(out, y_name)
     values = np.unique(np.concatenate([y.astype(np.int64) for y in out.values()]))
     if len(values) < 2:
         raise DataError(f"{y_name} holds one class only ({_show(values)}): a classifier needs at least 2 classes",
@@ -660,6 +661,19 @@ def _labels(ys: dict[str, np.ndarray], task: str | None, y_name: str) -> tuple[s
                         "pass task=\"multiclass\"", column="y")
     task = task or ("binary" if n_classes == 2 else "multiclass")
     return task, n_classes, {k: np.ascontiguousarray(y, dtype=np.int32) for k, y in out.items()}
+
+
+def _check_split_labels(ys: dict[str, np.ndarray], y_name: str) -> None:
+    """Raise ``DataError`` naming the split when a validation or test split holds a class the training labels
+    never have (a model cannot learn it; often a shifted or differently encoded label array)."""
+    if "y" not in ys:
+        return
+    train = np.unique(ys["y"].astype(np.int64))
+    for key, y in ys.items():
+        extra = np.setdiff1d(np.unique(y.astype(np.int64)), train)
+        if key != "y" and len(extra):
+            raise DataError(f"{key} holds the label(s) {_show(extra)}, which the training labels ({y_name}: "
+                            f"{_show(train)}) never have; encode every split's labels the same way", column=key)
 
 
 def _targets(ys: dict[str, np.ndarray], y_name: str) -> dict[str, np.ndarray]:

@@ -473,8 +473,9 @@ def test_from_arrays_uses_given_validation_and_test_splits():
     order = np.lexsort(ds.x_train.T)
     np.testing.assert_array_equal(ds.x_train[order], x.astype(np.float32)[np.lexsort(x.astype(np.float32).T)])
     np.testing.assert_array_equal(ds.y_test, yt)
-    # classes that only the given splits hold still count
-    assert data.from_arrays(x[y < 2], y[y < 2], x_val=xv, y_val=yv).n_classes == 3
+    # a class that only a given split holds cannot be learned: refused, naming the split (issue 29)
+    with pytest.raises(data.DataError, match="y_val holds the label.s. 2, which the training labels"):
+        data.from_arrays(x[y < 2], y[y < 2], x_val=xv, y_val=yv)
 
 
 def test_from_arrays_standardizes_with_training_statistics_only():
@@ -595,6 +596,9 @@ ARRAY_ERRORS = [
     ({"x": np.array([["1", "a", "2"]] * 200)}, ["x is not numeric", "x[0]", "'1'"], "x"),
     ({"y": np.array(["cat", "dog"] * 100)}, ["y is not numeric", "y[0] holds 'cat'", "np.unique"], "y"),
     ({"x": np.zeros((0, 3)), "y": np.zeros(0, int)}, ["x is empty"], "x"),
+    ({"x_val": np.zeros((10, 3)), "y_val": np.arange(10) % 2 + 2},  # shifted labels: not a 4-class problem
+     ["y_val holds the label(s) 2, 3", "training labels (y: 0, 1) never have"], "y_val"),
+    ({"x_test": np.zeros((10, 3)), "y_test": np.arange(10) % 3}, ["y_test holds the label(s) 2"], "y_test"),
 ]
 
 
