@@ -666,12 +666,9 @@ def _labels(ys: dict[str, np.ndarray], task: str | None, y_name: str) -> tuple[s
 def _check_split_labels(ys: dict[str, np.ndarray], y_name: str) -> None:
     """Raise ``DataError`` naming the split when a validation or test split holds a class the training labels
     never have (a model cannot learn it; often a shifted or differently encoded label array)."""
-    if "y" not in ys:
-        return
-    train = np.unique(ys["y"].astype(np.int64))
+    train = np.unique(ys["y"].astype(np.int64)) if "y" in ys else None
     for key, y in ys.items():
-        extra = np.setdiff1d(np.unique(y.astype(np.int64)), train)
-        if key != "y" and len(extra):
+        if (extra := np.setdiff1d(np.unique(y.astype(np.int64)), train if train is not None else y)).size:
             raise DataError(f"{key} holds the label(s) {_show(extra)}, which the training labels ({y_name}: "
                             f"{_show(train)}) never have; encode every split's labels the same way", column=key)
 
