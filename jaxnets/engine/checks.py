@@ -92,19 +92,9 @@ def check_program(prog: Program) -> None:
         except ValueError as e:
             raise ValueError(f"model output shape {tuple(out.shape)} does not fit the labels: {e}") from None
     else:
-        try:
-            per = jax.eval_shape(prog.per_example_loss, out, jax.ShapeDtypeStruct(y.shape, y.dtype))
-        except Exception as e:  # noqa: BLE001
-            raise ValueError(f"the loss failed on outputs {tuple(out.shape)} and labels {y.shape}: "
-                             f"{type(e).__name__}: {first_line(e)}") from None
-        _check_per_example("loss", per, y)
+        _check_per_example("loss", prog.per_example_loss, out, y)
         if prog.user_metric is not None:
-            try:
-                per = jax.eval_shape(prog.user_metric, out, jax.ShapeDtypeStruct(y.shape, y.dtype))
-            except Exception as e:  # noqa: BLE001
-                raise ValueError(f"the metric failed on outputs {tuple(out.shape)} and labels {y.shape}: "
-                                 f"{type(e).__name__}: {first_line(e)}") from None
-            _check_per_example("metric", per, y)
+            _check_per_example("metric", prog.user_metric, out, y)
     try:
         jax.eval_shape(jax.vmap(prog.chunk, in_axes=(0, 0, None, None, None, None)), state, hp1, data, True,
                        True, jnp.int32(0))
@@ -112,8 +102,14 @@ def check_program(prog: Program) -> None:
         raise ValueError(f"a training step failed: {type(e).__name__}: {first_line(e)}") from None
 
 
-def _check_per_example(what: str, per: Any, y: np.ndarray) -> None:
-    """Raise ``ValueError`` unless the loss's (or metric's) output ``per`` has one value per example of ``y``."""
+def _check_per_example(what: str, fn: Callable, out: Any, y: np.ndarray) -> None:
+    """Trace ``fn(outputs, labels)`` (the loss or the metric, ``what``) on shapes; raise ``ValueError`` when it
+    fails or does not return one value per example of ``y``."""
+    try:
+        per = jax.eval_shape(fn, out, jax.ShapeDtypeStruct(y.shape, y.dtype))
+    except Exception as e:  # noqa: BLE001 - the user's function may raise anything: name it, don't crash
+        raise ValueError(f"the {what} failed on outputs {tuple(out.shape)} and labels {y.shape}: "
+                         f"{type(e).__name__}: {first_line(e)}") from None
     if tuple(per.shape) != tuple(y.shape[: max(per.ndim, 1)]) or per.ndim == 0:
         raise ValueError(f"the {what} returned shape {tuple(per.shape)}; it must return one value per example, "
                          f"shape {y.shape[:1]} (reduce over the other axes, not the batch)")
