@@ -76,7 +76,7 @@ MODEL_KEYS: tuple[str, ...] = ("kind", "hidden", "dense", "cell", "norm", "activ
 TRAIN_KEYS: tuple[str, ...] = (
     "loss", "optimizer", "learning_rate", "momentum", "b1", "b2", "rho", "steps", "batch_size", "eval_every",
     "early_stopping_patience", "weight_decay", "l2", "dropout", "clip_norm", "divergence_factor", "shared_data",
-    "data_seed",
+    "data_seed", "schedule", "warmup_steps", "decay_steps", "end_factor", "decay_rate", "sampling",
 )
 AXIS_KEYS: tuple[str, ...] = MODEL_KEYS + TRAIN_KEYS + ("seed",)
 SWEEP_KEYS: tuple[str, ...] = ("method", "trials", "batch", "metric", "goal", "axes", "eta", "min_steps", "brackets",
@@ -102,11 +102,12 @@ METRICS: dict[str, str] = {
 }
 
 #: Integer-valued keys: range tables over them sample integers.
-INT_KEYS: tuple[str, ...] = ("steps", "batch_size", "eval_every", "early_stopping_patience", "seed", "data_seed")
+INT_KEYS: tuple[str, ...] = ("steps", "batch_size", "eval_every", "early_stopping_patience", "seed", "data_seed",
+                             "warmup_steps", "decay_steps")
 #: Keys a range table may sweep (numbers); the rest take lists only.
 NUMERIC_KEYS: tuple[str, ...] = INT_KEYS + (
     "init_scale", "learning_rate", "momentum", "b1", "b2", "rho", "weight_decay", "l2", "dropout",
-    "clip_norm", "divergence_factor",
+    "clip_norm", "divergence_factor", "end_factor", "decay_rate",
 )
 DATA_LOAD_KEYS: tuple[str, ...] = ("seed", "n_train", "val_fraction", "test_fraction")
 #: ``[data]`` keys with ``path`` (your own file, read by :func:`jaxnets.data.load_file`) instead of ``name``.
@@ -165,6 +166,11 @@ class Config:
       raw: the parsed TOML.
       data_path: with ``[data] path``, the file resolved against the config's folder (``None`` for a
         built-in data set).
+      extra_keys: the ``[keys]`` declarations, ``{name: "vmapped" | "static"}``.
+      factory: ``[model] factory``, your own model factory as ``"file.py:function"`` / ``"module:function"``.
+      base_dir: the folder relative paths are relative to (the config file's).
+      optimizer: ``[train] optimizer`` when it names your own optimizer factory (``"file.py:function"`` /
+        ``"module:function"``, a function ``hp -> optax.GradientTransformation``); ``None``: a built-in one.
       population: the options of ``asha`` (``eta``, ``min_steps``, ``brackets``) or ``pbt`` (``interval``,
         ``fraction``, ``perturb``, ``resample``) with their defaults; empty for the other methods.
     """
@@ -184,6 +190,7 @@ class Config:
     extra_keys: dict[str, str] = dataclasses.field(default_factory=dict)
     factory: str | None = None
     base_dir: Path | None = None
+    optimizer: str | None = None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -342,6 +349,8 @@ def _parse_base(model: Any, train: Any) -> dict[str, Any]:
         table = _table(f"[{section}]", raw)
         _check_keys(f"[{section}]", table, valid + _declared())
         table.pop("factory", None)  # the model factory is not a variant key (see Config.factory)
+        if section == "train" and isinstance(table.get("optimizer"), str) and ":" in table["optimizer"]:
+            table.pop("optimizer")  # your own optimizer factory (see Config.optimizer)
         for key, value in table.items():
             _check_value(f"[{section}] {key}", key, value, {})
             base[key] = value
@@ -454,9 +463,10 @@ def _parse_population(method: str, table: Mapping[str, Any], axes: tuple[Axis, .
     resample = table.get("resample", 0.0)
     if not _is_number(resample) or not 0 <= resample <= 1:
         raise ConfigError(f"[sweep] resample = {resample!r} must be a probability in [0, 1]")
-    if not any(a.name in PERTURB_KEYS for a in axes):
+    explorable = tuple(PERTURB_KEYS) + _declared("vmapped")
+    if not any(a.name in explorable for a in axes):
         raise ConfigError(f"[sweep] method = \"pbt\" explores the swept float hyperparameters, but no axis is "
-                          f"one of them; sweep at least one of: {_valid(tuple(PERTURB_KEYS))}")
+                          f"one of them; sweep at least one of: {_valid(explorable)}")
     return {"interval": _positive_int("[sweep] interval", table.get("interval", 1)), "fraction": float(fraction),
             "perturb": [float(f) for f in perturb], "resample": float(resample)}
 
@@ -500,14 +510,16 @@ def parse(raw: Mapping[str, Any], *, base_dir: str | Path | None = None) -> Conf
     extra = _parse_keys(raw.get("keys"))
     token = _DECLARED.set(extra)
     try:
-        factory = _parse_factory(raw.get("model"))
+        factory = _parse_factory(raw.get("model"), "[model]", "factory")
+        optimizer = _parse_factory(raw.get("train"), "[train]", "optimizer")
         base = _parse_base(raw.get("model"), raw.get("train"))
         sweep = _parse_sweep(raw.get("sweep"), base)
     finally:
         _DECLARED.reset(token)
-    if extra and factory is None:
-        raise ConfigError(f"[keys] declares {', '.join(extra)}, but only your own model reads them: add "
-                          "[model] factory = \"my_models.py:make\" (a function factory(hp) or factory(hp, rngs))")
+    if extra and factory is None and optimizer is None:
+        raise ConfigError(f"[keys] declares {', '.join(extra)}, but only your own model or optimizer reads them: "
+                          "add [model] factory = \"my_models.py:make\" (a function factory(hp) or factory(hp, "
+                          "rngs)) or [train] optimizer = \"my_optimizers.py:make\" (hp -> optax transformation)")
     for key in extra:
         if key not in base and key not in {a.name for a in sweep["axes"]}:
             raise ConfigError(f"[keys] declares {key!r}, but neither [model] / [train] nor [sweep.axes] sets it")
@@ -515,7 +527,8 @@ def parse(raw: Mapping[str, Any], *, base_dir: str | Path | None = None) -> Conf
         raise ConfigError(f"[sweep] metric = \"val_accuracy\" needs a classification loss; [train] loss = "
                           f"{base['loss']!r} has no accuracy (use metric = \"val_loss\")")
     return Config(data=data, base=base, seed=int(seed), raw=dict(raw), data_path=data_path, extra_keys=extra,
-                  factory=factory, base_dir=Path(base_dir) if base_dir is not None else None, **sweep)
+                  factory=factory, base_dir=Path(base_dir) if base_dir is not None else None, optimizer=optimizer,
+                  **sweep)
 
 
 def _parse_keys(raw: Any) -> dict[str, str]:
@@ -530,13 +543,15 @@ def _parse_keys(raw: Any) -> dict[str, str]:
         raise ConfigError(f"[keys]: {str(e).removeprefix('extra_keys: ')}") from None
 
 
-def _parse_factory(model: Any) -> str | None:
-    """``[model] factory = "file.py:function"`` (relative to the config's folder) or ``"module:function"``."""
-    value = _table("[model]", model).get("factory")
-    if value is None:
+def _parse_factory(raw: Any, section: str, key: str) -> str | None:
+    """A function named in ``section`` ``key`` (``[model] factory``, or ``[train] optimizer`` when it holds a
+    colon): ``"file.py:function"`` (relative to the config's folder) or ``"module:function"``; ``None`` when
+    not given (or, for the optimizer, a built-in name)."""
+    value = _table(section, raw).get(key)
+    if value is None or (key == "optimizer" and not (isinstance(value, str) and ":" in value)):
         return None
     if not isinstance(value, str) or value.count(":") != 1 or not all(value.split(":")):
-        raise ConfigError(f"[model] factory = {value!r}: give \"file.py:function\" (relative to the config's "
+        raise ConfigError(f"{section} {key} = {value!r}: give \"file.py:function\" (relative to the config's "
                           "folder) or \"package.module:function\"")
     return value
 

@@ -10,6 +10,9 @@ across variants with one line each:
   machinery as the built-in models (:func:`jaxnets.activations.by_index`);
 * ``hp.kernel_init`` — this variant's initializer at its ``init_scale`` (a ``jax.nn.initializers``-style
   function ``(key, shape, dtype) -> array``);
+* ``hp.learning_rate_schedule`` — this variant's learning rate as an optax schedule ``count -> rate``
+  (``learning_rate`` times its ``schedule``, :mod:`jaxnets.schedules`), for your own optimizer factory
+  (``engine.train(..., optimizer=lambda hp: optax.adamw(hp.learning_rate_schedule))``);
 * ``hp.dropout(x, rng)`` — inverted dropout at this variant's ``dropout`` rate (a traced rate works, unlike
   ``flax.linen.Dropout`` / ``flax.nnx.Dropout``, which branch on the rate in Python). ``rng`` is a key: in
   linen ``self.make_rng("dropout")``, in NNX ``rngs.dropout()``. Call it only in training.
@@ -32,12 +35,12 @@ Example (linen)::
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
 
-from jaxnets import activations, initializers
+from jaxnets import activations, initializers, schedules
 from jaxnets.models._common import inverted_dropout
 
 __all__ = ["Hyper", "inverted_dropout"]
@@ -50,6 +53,7 @@ class Hyper(Mapping):
       activation: this variant's activation, a callable ``[...] -> [...]`` (its ``.slope`` attribute is the
         derivative, which the diagnostics use; it is differentiable in reverse mode only).
       kernel_init: this variant's initializer at its scale, ``(key, shape, dtype) -> array``.
+      learning_rate_schedule: this variant's learning rate as an optax schedule ``count -> rate``.
       dropout_rate: this variant's dropout rate (a traced scalar, or ``0.0`` when no variant of the group uses
         dropout, so a module can skip it statically).
     """
@@ -100,6 +104,13 @@ class Hyper(Mapping):
     def kernel_init(self) -> initializers.Initializer:
         """This variant's kernel initializer at its ``init_scale``."""
         return initializers.by_index(self._values["init"], self._values["init_scale"], self._initializer_names)
+
+    @property
+    def learning_rate_schedule(self) -> Callable[[jax.Array], jax.Array]:
+        """This variant's learning rate as an optax schedule, ``count -> learning_rate * factor(count)``
+        (:func:`jaxnets.schedules.rate` with its ``schedule`` and numbers): the rate the history reports."""
+        values = self._values
+        return lambda count: schedules.rate(values["schedule"], count, values)
 
     @property
     def dropout_rate(self) -> float | jax.Array:

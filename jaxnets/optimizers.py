@@ -4,7 +4,7 @@ Every optimizer is ``optax.inject_hyperparams`` around the same chain, the way `
 built::
 
     clip_by_global_norm(clip_norm) -> scale_by_<kind> -> add_decayed_weights(weight_decay)
-                                   -> scale_by_learning_rate(learning_rate)
+                                   [-> scale_by_schedule(schedule)] -> scale_by_learning_rate(learning_rate)
 
 so the learning rate, momentum / betas, decoupled weight decay and clipping norm live in the optimizer
 *state* as float32 arrays (optax#577: a Python float would be baked into the program and every sweep point
@@ -28,7 +28,7 @@ clipping (the update is then bit-identical to no clipping).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import jax.numpy as jnp
 import optax
@@ -89,7 +89,7 @@ def make(kind: str, *, clip: bool = True, decay: bool = True) -> optax.GradientT
 
 def with_hyperparameters(
     kind: str, hyper: Mapping[str, float | jnp.ndarray], *, clip: bool = True, decay: bool = True,
-    flat: bool = False,
+    flat: bool = False, schedule: Callable[[jnp.ndarray], jnp.ndarray] | None = None,
 ) -> optax.GradientTransformation:
     """Optimizer ``kind`` whose injected hyperparameters start at ``hyper`` (scalars or traced arrays).
 
@@ -102,6 +102,9 @@ def with_hyperparameters(
       flat: the chain works on one flat vector (``optax.flatten``): the same update, leaf by leaf, in fewer
         and larger kernels (the state's moments are then vectors); the global norm that clipping divides by
         is then summed in another order (the same up to float rounding).
+      schedule: ``count -> factor``: the update of step ``count`` (from 0) is scaled by ``factor`` before the
+        learning rate (``optax.scale_by_schedule``; :func:`jaxnets.schedules.factor`), so the rate in effect is
+        ``learning_rate * factor(count)``; ``None``: a constant rate.
 
     Returns:
       the ``optax.GradientTransformation``; its state holds the hyperparameters as float32 arrays
@@ -122,6 +125,8 @@ def with_hyperparameters(
         stages.append(_direction(kind, momentum, b1, b2, rho))
         if decay:
             stages.append(optax.add_decayed_weights(weight_decay))
+        if schedule is not None:
+            stages.append(optax.scale_by_schedule(schedule))
         stages.append(optax.scale_by_learning_rate(learning_rate))
         return optax.flatten(optax.chain(*stages)) if flat else optax.chain(*stages)
 

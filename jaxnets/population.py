@@ -148,7 +148,8 @@ class Policy:
     def explore(self, key: str, parent: np.ndarray, factor: np.ndarray, value: np.ndarray) -> np.ndarray:
         """The explored values of hyperparameter ``key`` for copying variants: ``value`` where it is finite (a
         resample), else the ``parent`` 's value times ``factor`` (a perturbation), clipped to the key's
-        bounds in :data:`PERTURB_KEYS` — in the parent's dtype (float32 arithmetic, as on device).
+        bounds in :data:`PERTURB_KEYS` (a declared user key is not clipped) — in the parent's dtype (float32
+        arithmetic, as on device).
 
         Args:
           key: the hyperparameter.
@@ -159,7 +160,7 @@ class Policy:
         Returns:
           the [n] new values.
         """
-        lo, hi = PERTURB_KEYS[key]
+        lo, hi = PERTURB_KEYS.get(key, (-math.inf, math.inf))
         dtype = np.asarray(parent).dtype
         factor, value = np.asarray(factor, np.float32), np.asarray(value, np.float32)
         x = np.where(np.isnan(value), np.asarray(parent, np.float32) * factor, value)
@@ -245,7 +246,8 @@ class PBT(Policy):
     Attributes:
       interval: evaluations between decisions.
       spaces: ``{key: ("range", low, high, log) | ("choice", values)}`` for each explored hyperparameter
-        (keys of :data:`PERTURB_KEYS`).
+        (keys of :data:`PERTURB_KEYS`, or declared vmapped user keys, ``extra_keys``: e.g. the per-layer
+        learning rates of your own optimizer factory).
       fraction: the share of a group that is replaced (and that it copies from), in (0, 0.5].
       perturb: the factors a perturbation draws from.
       resample: the probability of a resample instead of a perturbation.
@@ -278,9 +280,11 @@ class PBT(Policy):
             raise ValueError(f"PBT: resample = {self.resample!r} must be a probability in [0, 1]")
         if not self.perturb or any(not f > 0 for f in self.perturb):
             raise ValueError(f"PBT: perturb = {list(self.perturb)!r} must be a list of positive factors")
-        bad = [k for k in self.spaces if k not in PERTURB_KEYS]
+        own = tuple(getattr(spec, "vmapped_extra", ()))
+        bad = [k for k in self.spaces if k not in PERTURB_KEYS and k not in own]
         if bad or not self.spaces:
-            raise ValueError(f"PBT explores {bad or 'no keys'}; it explores keys of: {', '.join(PERTURB_KEYS)}")
+            raise ValueError(f"PBT explores {bad or 'no keys'}; it explores keys of: "
+                             f"{', '.join(tuple(PERTURB_KEYS) + own)}")
         n_evals = spec.n_evals
         return set(range(self.interval, n_evals - 1, self.interval))
 

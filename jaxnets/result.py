@@ -21,7 +21,9 @@ from jaxnets import diagnostics
 STATUS_NAMES: tuple[str, ...] = ("ok", "diverged", "early_stopped", "pruned")
 
 #: Per-evaluation metrics of one variant that are scalars: histories [V, E].
-SCALAR_METRICS: tuple[str, ...] = ("train_loss", "val_loss", "val_accuracy")
+#: ``learning_rate``: the rate in effect at the evaluation's step (the variant's ``learning_rate`` times its
+#: schedule, :mod:`jaxnets.schedules`; with PBT, after its perturbations).
+SCALAR_METRICS: tuple[str, ...] = ("train_loss", "val_loss", "val_accuracy", "learning_rate")
 #: Per-evaluation metrics with a layer axis: histories [V, E, L] (``grad_norm``: hidden layers then the output
 #: layer; the activation statistics: hidden layers).
 LAYER_METRICS: tuple[str, ...] = ("grad_norm",) + diagnostics.STATS

@@ -149,7 +149,9 @@ def fingerprint(rows: Sequence[Mapping[str, Any]], data: Mapping[str, Any]) -> s
 
 def _unit(key: str, ids: Sequence[int], points: Sequence[dict], cfg: Config) -> Unit:
     rows = tuple(to_variant(cfg.base, p) for p in points)
-    data = {**cfg.data, "factory": cfg.factory} if cfg.factory else cfg.data  # your own model is part of it
+    data = dict(cfg.data)  # your own model and optimizer are part of it
+    data |= {"factory": cfg.factory} if cfg.factory else {}
+    data |= {"optimizer": cfg.optimizer} if cfg.optimizer else {}
     return Unit(key, tuple(int(i) for i in ids), tuple(points), rows, fingerprint(rows, data))
 
 
@@ -268,23 +270,29 @@ def _describe(point: Mapping[str, Any]) -> str:
 
 
 def engine_kwargs(cfg: Config) -> dict[str, Any]:
-    """The engine keyword arguments a config asks for: your own model factory (``[model] factory``) and the
-    ``[keys]`` declarations (``extra_keys``); ``{}`` for the built-in models.
+    """The engine keyword arguments a config asks for: your own model factory (``[model] factory``), optimizer
+    factory (``[train] optimizer = "file.py:function"``) and the ``[keys]`` declarations (``extra_keys``);
+    ``{}`` for the built-in models and optimizers.
 
     Raises:
-      ConfigError: the factory cannot be imported.
+      ConfigError: a factory cannot be imported.
     """
-    if cfg.factory is None:
-        return {}
-    return {"model": load_factory(cfg.factory, cfg.base_dir), "extra_keys": dict(cfg.extra_keys)}
+    kw: dict[str, Any] = {}
+    if cfg.factory is not None:
+        kw["model"] = load_factory(cfg.factory, cfg.base_dir)
+    if cfg.optimizer is not None:
+        kw["optimizer"] = load_factory(cfg.optimizer, cfg.base_dir, "[train] optimizer")
+    if kw:
+        kw["extra_keys"] = dict(cfg.extra_keys)
+    return kw
 
 
 @functools.lru_cache(maxsize=32)
-def _import_factory(module: str, name: str, folder: str) -> Callable[..., Any]:
+def _import_factory(module: str, name: str, folder: str, where: str) -> Callable[..., Any]:
     if module.endswith(".py"):
         path = Path(module) if Path(module).is_absolute() else Path(folder) / module
         if not path.is_file():
-            raise ConfigError(f"[model] factory: no file {str(path)!r}")
+            raise ConfigError(f"{where}: no file {str(path)!r}")
         spec = importlib.util.spec_from_file_location(f"jaxnets_user_models_{abs(hash(str(path)))}", path)
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
@@ -292,25 +300,26 @@ def _import_factory(module: str, name: str, folder: str) -> Callable[..., Any]:
         mod = importlib.import_module(module)
     fn = getattr(mod, name, None)
     if not callable(fn):
-        raise ConfigError(f"[model] factory: {module!r} has no function {name!r}")
+        raise ConfigError(f"{where}: {module!r} has no function {name!r}")
     return fn
 
 
-def load_factory(spec: str, base_dir: str | Path | None = None) -> Callable[..., Any]:
-    """The model factory named by ``[model] factory``: ``"file.py:function"`` (relative to ``base_dir``, the
-    config's folder) or ``"package.module:function"``. The same spec gives the same function object (so the
-    engine's compiled programs are reused).
+def load_factory(spec: str, base_dir: str | Path | None = None, where: str = "[model] factory"
+                 ) -> Callable[..., Any]:
+    """The function named by ``[model] factory`` (or ``where``, e.g. ``[train] optimizer``):
+    ``"file.py:function"`` (relative to ``base_dir``, the config's folder) or ``"package.module:function"``.
+    The same spec gives the same function object (so the engine's compiled programs are reused).
 
     Raises:
       ConfigError: the file or module cannot be imported, or has no such function.
     """
     module, name = spec.split(":")
     try:
-        return _import_factory(module, name, str(Path(base_dir or ".").resolve()))
+        return _import_factory(module, name, str(Path(base_dir or ".").resolve()), where)
     except ConfigError:
         raise
     except Exception as e:  # noqa: BLE001 - the user's module may raise anything on import
-        raise ConfigError(f"[model] factory = {spec!r}: cannot import it: {type(e).__name__}: {e}") from None
+        raise ConfigError(f"{where} = {spec!r}: cannot import it: {type(e).__name__}: {e}") from None
 
 
 def _first_error(rows: Sequence[Mapping[str, Any]], ds, kw: Mapping[str, Any] | None = None
@@ -428,8 +437,8 @@ def policy(cfg: Config) -> Any:
     """The population policy of an ``asha`` / ``pbt`` config (``None`` for the other methods).
 
     ASHA ranks by the config's metric at each rung (``final_val_loss`` = the validation loss at the rung);
-    PBT explores every swept float hyperparameter of :data:`jaxnets.population.PERTURB_KEYS`, resampling from
-    its axis (a range, or the listed values) and is seeded by ``seed``.
+    PBT explores every swept float hyperparameter of :data:`jaxnets.population.PERTURB_KEYS` and every swept
+    vmapped user key (``[keys]``), resampling from its axis (a range, or the listed values) and is seeded by ``seed``.
 
     Args:
       cfg: a checked config.
@@ -446,7 +455,8 @@ def policy(cfg: Config) -> Any:
                                metric=metric, goal=cfg.goal)
     if cfg.method == "pbt":
         spaces = {a.name: (("range", a.low, a.high, a.log) if a.is_range else ("choice", tuple(a.values)))
-                  for a in cfg.axes if a.name in population.PERTURB_KEYS}
+                  for a in cfg.axes if a.name in population.PERTURB_KEYS
+                  or cfg.extra_keys.get(a.name) == "vmapped"}
         return population.PBT(interval=opts["interval"], spaces=spaces, fraction=opts["fraction"],
                               perturb=tuple(opts["perturb"]), resample=opts["resample"], metric=metric,
                               goal=cfg.goal, seed=cfg.seed)
@@ -455,7 +465,8 @@ def policy(cfg: Config) -> Any:
 
 def train_unit(unit: Unit, ds: data_lib.Dataset, on_event: EventFn | None = None, *, policy: Any = None,
                resume: Mapping[str, np.ndarray] | None = None, model: Callable[..., Any] | None = None,
-               extra_keys: Mapping[str, str] | None = None, checked: Any = None) -> UnitResult:
+               extra_keys: Mapping[str, str] | None = None, checked: Any = None,
+               optimizer: Callable[..., Any] | None = None) -> UnitResult:
     """Train one unit with one ``engine.train`` call, passing the engine's progress events to ``on_event``.
 
     Args:
@@ -467,8 +478,9 @@ def train_unit(unit: Unit, ds: data_lib.Dataset, on_event: EventFn | None = None
       resume: with a policy, the state of a :class:`~jaxnets.events.Checkpoint` of this unit to continue from.
       model: your own model factory (``None``: the built-in models).
       extra_keys: the declared user keys (see :func:`jaxnets.engine.train`).
-      checked: the unit's rows already checked (:func:`jaxnets.engine.check` with ``ds``, ``model`` and
-        ``extra_keys``): trained without checking them again.
+      checked: the unit's rows already checked (:func:`jaxnets.engine.check` with ``ds``, ``model``,
+        ``extra_keys`` and ``optimizer``): trained without checking them again.
+      optimizer: your own optimizer factory (``None``: the built-in optimizers the rows name).
 
     Returns:
       the trained :class:`UnitResult`; with PBT its history also holds ``parent`` (variant ids, -1 when
@@ -480,7 +492,7 @@ def train_unit(unit: Unit, ds: data_lib.Dataset, on_event: EventFn | None = None
         def checkpoint(state: dict[str, np.ndarray]) -> None:
             emit(events.Checkpoint(unit=unit.key, fingerprint=unit.fingerprint, eval=int(state["e"]), state=state))
     if checked is None:
-        checked = engine.check(list(unit.rows), ds, model=model, extra_keys=extra_keys)
+        checked = engine.check(list(unit.rows), ds, model=model, extra_keys=extra_keys, optimizer=optimizer)
     result = engine.train(checked, progress=on_event, policy=policy, checkpoint=checkpoint, resume=resume)
     history = {m: np.asarray(result.history[m], dtype=np.float64) for m in HISTORY_METRICS}
     ids = np.asarray(unit.variant_ids, dtype=np.int64)

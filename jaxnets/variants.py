@@ -4,11 +4,13 @@ A *variant* is a flat mapping of named hyperparameters (missing keys take :data:
 
 * **static** (:data:`STATIC_KEYS`): they change shapes or the program — model kind, layer sizes, cell,
   optimizer kind, loss, batch size, number of steps, evaluation period, early-stopping patience
-  (``early_stopping_patience``). Variants
-  with equal static keys form one :class:`Group`, compiled once; or
+  (``early_stopping_patience``), the learning-rate schedule's kind (``schedule``), how minibatches are drawn
+  (``sampling``). Variants with equal static keys form one :class:`Group`, compiled once; or
 * **vmapped** (:data:`VMAPPED_KEYS`): activation, initializer, init scale, learning rate, momentum / betas /
-  rho, weight decay, L2, dropout, clipping norm, divergence factor, seed. Inside a group they become arrays
-  with a leading variant axis (:func:`stack`), so any mix of activations and initializers shares one program.
+  rho, weight decay, L2, dropout, clipping norm, divergence factor, seed, and the schedule's numbers
+  (``warmup_steps``, ``decay_steps``, ``end_factor``, ``decay_rate``: :mod:`jaxnets.schedules`). Inside a
+  group they become arrays with a leading variant axis (:func:`stack`), so any mix of activations and
+  initializers shares one program.
 
 Everything is checked here, eagerly, before any compute: unknown keys, unknown names, wrong types, values out
 of range, an empty list.
@@ -23,17 +25,22 @@ from typing import Any
 
 import numpy as np
 
-from jaxnets import activations, initializers, losses, optimizers
+from jaxnets import activations, initializers, losses, optimizers, schedules
 from jaxnets.models import CELLS, KINDS
 
 STATIC_KEYS: tuple[str, ...] = (
     "kind", "hidden", "dense", "cell", "norm", "optimizer", "loss", "batch_size", "steps", "eval_every",
-    "early_stopping_patience", "shared_data", "data_seed",
+    "early_stopping_patience", "shared_data", "data_seed", "schedule", "sampling",
 )
 VMAPPED_KEYS: tuple[str, ...] = (
     "activation", "init", "init_scale", "learning_rate", "momentum", "b1", "b2", "rho",
-    "weight_decay", "l2", "dropout", "clip_norm", "divergence_factor", "seed",
+    "weight_decay", "l2", "dropout", "clip_norm", "divergence_factor", "seed", *schedules.KEYS,
 )
+
+#: Values of the static ``sampling`` key: how a step's minibatch is drawn (see :mod:`jaxnets.engine.steps`).
+#: ``epoch``: each epoch a fresh permutation of the training split, the last partial batch dropped;
+#: ``replacement``: ``batch_size`` indices uniformly with replacement, step by step.
+SAMPLINGS: tuple[str, ...] = ("epoch", "replacement")
 
 #: Default ``divergence_factor``: a variant whose evaluation-time training loss exceeds this many times its
 #: loss at evaluation 0 is marked ``diverged`` and frozen, like one whose loss became NaN / Inf.
@@ -53,6 +60,8 @@ DEFAULTS: dict[str, Any] = {
     "early_stopping_patience": 0,
     "shared_data": False,  # True: every variant of a group sees the same minibatches (drawn from data_seed)
     "data_seed": 0,
+    "schedule": "constant",  # the learning-rate schedule (jaxnets.schedules)
+    "sampling": "epoch",
     "activation": "relu",
     "init": "glorot_uniform",
     "init_scale": 1.0,
@@ -61,6 +70,7 @@ DEFAULTS: dict[str, Any] = {
     "dropout": 0.0,
     "divergence_factor": DIVERGENCE_FACTOR,
     "seed": 0,
+    **schedules.DEFAULTS,  # warmup_steps, decay_steps (None: steps), end_factor, decay_rate
 }
 KEYS: tuple[str, ...] = STATIC_KEYS + VMAPPED_KEYS
 
@@ -88,11 +98,11 @@ def check_extra_keys(extra_keys: Mapping[str, str] | None) -> dict[str, str]:
     return out
 
 _POSITIVE_INT = ("batch_size", "steps", "eval_every")
-_NONNEGATIVE_FLOAT = ("init_scale", "weight_decay", "l2", "divergence_factor")
-_POSITIVE_FLOAT = ("learning_rate", "clip_norm")
+_NONNEGATIVE_FLOAT = ("init_scale", "weight_decay", "l2", "divergence_factor", "end_factor")
+_POSITIVE_FLOAT = ("learning_rate", "clip_norm", "decay_rate")
 _UNIT_FLOAT = ("momentum", "b1", "b2", "rho")  # in [0, 1)
 _INFINITE_OK = ("clip_norm", "divergence_factor")  # inf: no clipping (the default) / never a blow-up
-_INT_LIMITS = {**dict.fromkeys(_POSITIVE_INT + ("early_stopping_patience",), 2**31 - 1),
+_INT_LIMITS = {**dict.fromkeys(_POSITIVE_INT + ("early_stopping_patience", "warmup_steps", "decay_steps"), 2**31 - 1),
                "seed": 2**32 - 1, "data_seed": 2**32 - 1}
 
 
@@ -178,6 +188,9 @@ def _check_names(row: dict[str, Any], i: int) -> None:
             raise ValueError(f"no loss given; valid losses: {', '.join(losses.NAMES)}")
         losses.get(row["loss"])
         optimizers.canonical(row["optimizer"])
+        schedules.canonical(row["schedule"])
+        if row["sampling"] not in SAMPLINGS:
+            raise ValueError(f"unknown sampling {row['sampling']!r}; valid: {', '.join(SAMPLINGS)}")
         activations.canonical(row["activation"])
         row["init"] = initializers.canonical(row["init"])
     except ValueError as e:
@@ -186,15 +199,17 @@ def _check_names(row: dict[str, Any], i: int) -> None:
 
 def _check_integers(row: dict[str, Any], i: int) -> None:
     """Check the integer keys (types, then ranges) and store them as Python ints."""
-    for key in _POSITIVE_INT + ("early_stopping_patience", "seed", "data_seed"):
+    if row["decay_steps"] is None:
+        row["decay_steps"] = row["steps"]
+    for key in _POSITIVE_INT + ("early_stopping_patience", "seed", "data_seed", "warmup_steps", "decay_steps"):
         v = row[key]
         if isinstance(v, bool) or not isinstance(v, int | np.integer):
             _fail(i, f"{key} must be an integer, got {v!r}")
         row[key] = int(v)
-    for key in _POSITIVE_INT:
+    for key in _POSITIVE_INT + ("decay_steps",):
         if row[key] <= 0:
             _fail(i, f"{key} must be positive, got {row[key]}")
-    for key in ("early_stopping_patience", "seed", "data_seed"):
+    for key in ("early_stopping_patience", "seed", "data_seed", "warmup_steps"):
         if row[key] < 0:
             _fail(i, f"{key} must be >= 0, got {row[key]}")
     for key, limit in _INT_LIMITS.items():  # what the compiled programs hold: int32 step counts, uint32 seeds
@@ -217,6 +232,21 @@ def _check_floats(row: dict[str, Any], i: int) -> None:
             _fail(i, f"{key} must be in [0, 1), got {row[key]}")
     if not 0 <= row["dropout"] < 1:
         _fail(i, f"dropout must be in [0, 1), got {row['dropout']}")
+
+
+def _check_schedule(row: dict[str, Any], variant: Mapping[str, Any], i: int) -> None:
+    """Refuse a schedule number its schedule does not read (it would change nothing) and a warmup that does
+    not end before the decay does."""
+    reads = schedules.READS[row["schedule"]]
+    for key in schedules.KEYS:
+        default = row["steps"] if key == "decay_steps" else schedules.DEFAULTS[key]
+        if key in variant and key not in reads and variant[key] not in (None, default):
+            what = f"it reads {', '.join(reads)}" if reads else "it reads none"
+            _fail(i, f"{key} = {variant[key]!r} has no effect with schedule = {row['schedule']!r} ({what}); "
+                     f"remove it or pick a schedule that reads it ({', '.join(schedules.NAMES)})")
+    if row["schedule"] == "warmup_cosine" and row["decay_steps"] <= row["warmup_steps"]:
+        _fail(i, f"decay_steps ({row['decay_steps']}) must exceed warmup_steps ({row['warmup_steps']}) with "
+                 "schedule = 'warmup_cosine' (decay_steps counts the warmup too; default: steps)")
 
 
 def normalize(variant: Mapping[str, Any], i: int = 0, default_loss: str | None = None,
@@ -253,6 +283,7 @@ def normalize(variant: Mapping[str, Any], i: int = 0, default_loss: str | None =
     row["shared_data"] = bool(row["shared_data"])
     _check_integers(row, i)
     _check_floats(row, i)
+    _check_schedule(row, variant, i)
     return row
 
 
@@ -279,6 +310,8 @@ class GroupSpec:
     early_stopping_patience: int
     shared_data: bool
     data_seed: int
+    schedule: str
+    sampling: str
     activations: tuple[str, ...]
     initializers: tuple[str, ...]
     use_dropout: bool

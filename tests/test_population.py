@@ -66,7 +66,7 @@ def test_asha_reuses_compiled_blocks_within_the_padding_bound(ds):
     16), 3 survivors get a new 4-block program (the 32-block would be 8x), the last one reuses it (4x); the
     survivor's numbers are those of training it without a policy."""
     rows = [{**BASE, "steps": 270, "activation": ("tanh", "relu")[i % 2], "learning_rate": lr, "seed": i}
-            for i, lr in enumerate(np.geomspace(1e-3, 3.0, 32))]
+            for i, lr in enumerate(np.geomspace(1e-3, 0.3, 32))]
     engine.clear_cache()
     seen = []
     options = engine.Options(max_variants_per_program=32)

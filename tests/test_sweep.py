@@ -89,7 +89,7 @@ def test_static_axes_split_units_like_the_engine():
 
 def _fake_unit(key, ids, n_evals, n_layers, status="ok"):
     n = len(ids)
-    hist = {m: np.ones((n, n_evals)) for m in ("train_loss", "val_loss", "val_accuracy")}
+    hist = {m: np.ones((n, n_evals)) for m in ("train_loss", "val_loss", "val_accuracy", "learning_rate")}
     hist["grad_norm"] = np.ones((n, n_evals, n_layers + 1))
     for m in ("act_mean", "act_std", "dead_fraction", "saturated_fraction"):
         hist[m] = np.ones((n, n_evals, n_layers))

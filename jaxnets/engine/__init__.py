@@ -42,7 +42,7 @@ import numpy as np
 from jaxnets import events
 from jaxnets.data import Dataset
 from jaxnets.engine import loop
-from jaxnets.engine.checks import LossFn, ModelFactory, build_programs, prepare
+from jaxnets.engine.checks import LossFn, ModelFactory, OptimizerFactory, build_programs, prepare
 from jaxnets.engine.compile import clear_cache
 from jaxnets.engine.options import CPU_TUNING, DEFAULT_TUNING, Options, Tuning, tuning_for
 from jaxnets.engine.plan import Footprint, footprint, memory_budget
@@ -50,7 +50,8 @@ from jaxnets.engine.programs import DIVERGED, EARLY_STOPPED, OK, PRUNED, Program
 from jaxnets.result import GroupResult, Result
 
 __all__ = ["CPU_TUNING", "DEFAULT_TUNING", "DIVERGED", "EARLY_STOPPED", "OK", "PRUNED", "Checked", "Footprint",
-           "GroupResult", "LossFn", "ModelFactory", "Options", "Program", "ProgressFn", "Result", "TrainState",
+           "GroupResult", "LossFn", "ModelFactory", "OptimizerFactory", "Options", "Program", "ProgressFn", "Result",
+           "TrainState",
            "Tuning", "check", "clear_cache", "footprint", "memory_budget", "model", "prepare", "program", "train",
            "tuning_for"]
 
@@ -89,7 +90,8 @@ class Checked:
 
 def check(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, model: ModelFactory | None = None,
           loss: str | LossFn | None = None, metric: LossFn | None = None,
-          extra_keys: Mapping[str, str] | None = None, options: Options | None = None) -> Checked:
+          extra_keys: Mapping[str, str] | None = None, options: Options | None = None,
+          optimizer: OptimizerFactory | None = None) -> Checked:
     """Check every variant, the data, your model factory and loss, and build each static group's
     :class:`Program`, before any compute (arguments as :func:`train`'s).
 
@@ -102,21 +104,21 @@ def check(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, model: ModelFac
     options = options or Options()
     tuning = options.tuning_on((options.devices or jax.devices())[0].platform)
     progs = build_programs(variants, ds, model=model, loss=loss, metric=metric, extra_keys=extra_keys,
-                           n_eval_train=options.n_eval_train, tuning=tuning)
+                           n_eval_train=options.n_eval_train, tuning=tuning, optimizer=optimizer)
     return Checked(tuple(progs), len(variants), options.n_eval_train, tuning)
 
 
 def program(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, model: ModelFactory | None = None,
             loss: str | LossFn | None = None, metric: LossFn | None = None,
             extra_keys: Mapping[str, str] | None = None, n_eval_train: int = 1024,
-            tuning: Tuning | None = None) -> Program:
+            tuning: Tuning | None = None, optimizer: OptimizerFactory | None = None) -> Program:
     """The pure per-variant :class:`Program` (``init``, ``train_chunk``, ``evaluate``) of ONE static group.
 
     Args:
       variants: rows that form one static group (same model structure, optimizer kind, loss, batch size,
         steps, ...); :meth:`Program.stack` gives their ``hp`` arrays.
       ds: the data set; :attr:`Program.data` holds its arrays in the form the functions read them.
-      model, loss, metric, extra_keys: as in :func:`train`.
+      model, loss, metric, extra_keys, optimizer: as in :func:`train`.
       n_eval_train: training examples of the evaluation-time train loss and diagnostics.
       tuning: the :class:`Tuning` of the platform the functions will run on (the CPU's picks CPU-friendly
         kernels); default: that of ``jax.devices()[0]``'s platform.
@@ -129,7 +131,7 @@ def program(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, model: ModelF
     """
     tuning = tuning or tuning_for(jax.devices()[0].platform)
     progs = build_programs(variants, ds, model=model, loss=loss, metric=metric, extra_keys=extra_keys,
-                           n_eval_train=n_eval_train, tuning=tuning)
+                           n_eval_train=n_eval_train, tuning=tuning, optimizer=optimizer)
     if len(progs) != 1:
         raise ValueError(f"the variants form {len(progs)} static groups; program() takes the variants of one "
                          "(split them with engine.prepare(...), or use engine.train)")
@@ -142,13 +144,14 @@ def train(variants: Sequence[Mapping[str, Any]] | Checked, ds: Dataset | None = 
           extra_keys: Mapping[str, str] | None = None, options: Options | None = None,
           progress: ProgressFn | None = None, policy: Any = None,
           checkpoint: Callable[[dict[str, np.ndarray]], None] | None = None,
-          resume: Mapping[str, np.ndarray] | None = None) -> Result:
+          resume: Mapping[str, np.ndarray] | None = None, optimizer: OptimizerFactory | None = None) -> Result:
     """Train every variant on ``ds``; one compiled program per static group, the variant axis sharded.
 
     Args:
       variants: rows of hyperparameters (see :data:`jaxnets.variants.KEYS`; missing keys take
         :data:`jaxnets.variants.DEFAULTS`), or a :class:`Checked` call from :func:`check` (then ``ds``,
-        ``model``, ``loss``, ``metric`` and ``extra_keys`` are the ones it was checked with: leave them out).
+        ``model``, ``loss``, ``metric``, ``extra_keys`` and ``optimizer`` are the ones it was checked with:
+        leave them out).
       ds: a :class:`jaxnets.data.Dataset` (your own arrays: :func:`jaxnets.data.from_arrays`).
       model: your own model factory, ``factory(hp) -> flax.linen.Module`` or ``factory(hp, rngs) ->
         flax.nnx.Module`` (see :mod:`jaxnets.adapters` for the calling convention and :mod:`jaxnets.hyper`
@@ -160,6 +163,11 @@ def train(variants: Sequence[Mapping[str, Any]] | Checked, ds: Dataset | None = 
       extra_keys: your own hyperparameters, ``{name: "vmapped" | "static"}``: vmapped ones are numbers that
         become [V] arrays in ``hp``, static ones any hashable value that splits static groups.
       options: :class:`Options`.
+      optimizer: your own optimizer factory, ``factory(hp) -> optax.GradientTransformation``, called inside
+        the traced step with the variant's ``hp`` (as the model factory's: built-in keys and your
+        ``extra_keys`` as traced scalars, ``hp.learning_rate_schedule``), e.g. per-layer learning rates with
+        ``optax.multi_transform``; ``None``: the built-in optimizer each row names (``optimizer`` key). The
+        rows may then not set ``optimizer``.
       progress: called with a :class:`jaxnets.events.Compiling` before a group compiles and a
         :class:`jaxnets.events.Evaluated` after every evaluation of a block of variants.
       policy: a population policy (:class:`jaxnets.population.Policy`, e.g. ``population.ASHA`` or
@@ -181,7 +189,7 @@ def train(variants: Sequence[Mapping[str, Any]] | Checked, ds: Dataset | None = 
     options = options or Options()
     if isinstance(variants, Checked):
         given = [k for k, v in (("ds", ds), ("model", model), ("loss", loss), ("metric", metric),
-                                ("extra_keys", extra_keys)) if v is not None]
+                                ("extra_keys", extra_keys), ("optimizer", optimizer)) if v is not None]
         if given:
             raise TypeError(f"train(checked, ...) trains what check() was given; leave out {', '.join(given)}")
         checked = variants
@@ -192,6 +200,7 @@ def train(variants: Sequence[Mapping[str, Any]] | Checked, ds: Dataset | None = 
     elif ds is None:
         raise TypeError("train() needs the data set: engine.train(variants, ds)")
     else:
-        checked = check(variants, ds, model=model, loss=loss, metric=metric, extra_keys=extra_keys, options=options)
+        checked = check(variants, ds, model=model, loss=loss, metric=metric, extra_keys=extra_keys, options=options,
+                        optimizer=optimizer)
     return loop.run(checked.programs, n_variants=checked.n_variants, options=options, progress=progress,
                     policy=policy, checkpoint=checkpoint, resume=resume)

@@ -16,10 +16,19 @@ from jaxnets.data import Dataset
 from jaxnets.engine.options import Tuning
 from jaxnets.engine.programs import Program, first_line, loss_labels
 
-__all__ = ["LossFn", "ModelFactory", "build_programs", "check_data", "check_program", "prepare"]
+__all__ = ["LossFn", "ModelFactory", "OptimizerFactory", "build_programs", "check_data", "check_program", "prepare"]
 
 ModelFactory = Callable[..., Any]
 """``factory(hp) -> flax.linen.Module`` or ``factory(hp, rngs) -> flax.nnx.Module`` (see :mod:`jaxnets.adapters`)."""
+OptimizerFactory = Callable[..., Any]
+"""``factory(hp) -> optax.GradientTransformation``: your own optimizer, built inside the traced step from the
+variant's ``hp`` (:class:`jaxnets.hyper.Hyper`), so every traced value in it is per variant. E.g. per-layer
+learning rates from two declared keys::
+
+    def optimizer(hp):
+        label = lambda params: {name: "first" if name == "Dense_0" else "rest" for name in params}
+        return optax.multi_transform({"first": optax.sgd(hp["lr1"]), "rest": optax.sgd(hp["lr2"])}, label)
+"""
 LossFn = Callable[[jax.Array, jax.Array], jax.Array]
 """``loss(outputs, labels) -> per-example loss [B]`` (or a metric: per-example values, e.g. 1.0 / 0.0)."""
 
@@ -71,9 +80,14 @@ def check_program(prog: Program) -> None:
     hp1 = {k: v[:1] for k, v in prog.stack(prog.rows[:1]).items()}
     data = prog.data_shapes()
     try:
-        state = jax.eval_shape(prog.init_batch, hp1, data)
+        jax.eval_shape(jax.vmap(prog.init_params), hp1)
     except Exception as e:  # noqa: BLE001 - the user's factory may raise anything: name it, don't crash
         raise ValueError(f"the model could not be initialized: {type(e).__name__}: {first_line(e)}") from None
+    try:
+        state = jax.eval_shape(prog.init_batch, hp1, data)
+    except Exception as e:  # noqa: BLE001
+        what = "the optimizer" if prog.user_optimizer is not None else "the training state"
+        raise ValueError(f"{what} could not be initialized: {type(e).__name__}: {first_line(e)}") from None
     row = jax.tree.map(lambda a: a[0], hp1)
     one = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), state)
     batch = jax.ShapeDtypeStruct((prog.spec.batch_size,) + data["x_train"].shape[1:], jnp.float32)
@@ -117,8 +131,16 @@ def _check_per_example(what: str, fn: Callable, out: Any, y: np.ndarray) -> None
 
 def build_programs(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, model: ModelFactory | None,
                    loss: str | LossFn | None, metric: LossFn | None, extra_keys: Mapping[str, str] | None,
-                   n_eval_train: int, tuning: Tuning) -> list[Program]:
-    """Validate everything (variants, data, model, loss) and build one :class:`Program` per static group."""
+                   n_eval_train: int, tuning: Tuning, optimizer: OptimizerFactory | None = None) -> list[Program]:
+    """Validate everything (variants, data, model, loss, optimizer) and build one :class:`Program` per static
+    group."""
+    if optimizer is not None and not callable(optimizer):
+        raise TypeError(f"optimizer= must be a callable hp -> optax.GradientTransformation, got {optimizer!r}")
+    if optimizer is not None:
+        named = [i for i, v in enumerate(variants) if isinstance(v, Mapping) and "optimizer" in v]
+        if named:
+            raise variants_lib.VariantError(named[0], "sets 'optimizer' while optimizer= gives your own optimizer "
+                                            "factory; remove the key (or the factory)", named)
     groups = prepare(variants, ds, model=model, loss=loss, extra_keys=extra_keys)
     user_loss = loss if callable(loss) else None
     if metric is not None and not callable(metric):
@@ -129,8 +151,8 @@ def build_programs(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, model:
     for g in groups:
         try:
             prog = Program(g, ds, model=model, loss=user_loss, metric=metric, n_eval_train=n_eval_train,
-                           tuning=tuning)
-            if prog.custom or user_loss is not None:
+                           tuning=tuning, optimizer=optimizer)
+            if prog.custom or user_loss is not None or optimizer is not None:
                 check_program(prog)
         except (ValueError, TypeError) as e:
             raise variants_lib.VariantError(g.indices[0], str(e), g.indices) from None

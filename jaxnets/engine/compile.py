@@ -93,13 +93,13 @@ def cached(key: tuple, make: Callable[[], Any]) -> tuple[Any, bool]:
 
 def signature(prog: Program, size: int, devices: Sequence[Any], strategy: str) -> tuple:
     """Everything a block's compiled programs depend on: the group's static settings, data shapes, model,
-    loss and metric, the activation layout, the tuning and the XLA options it gives (they leave out what the
-    environment's ``XLA_FLAGS`` sets), the block size, the devices and the loop strategy."""
+    loss, metric and optimizer factory, the activation layout, the tuning and the XLA options it gives (they
+    leave out what the environment's ``XLA_FLAGS`` sets), the block size, the devices and the loop strategy."""
     shapes = tuple((k, v.shape, v.dtype.str) for k, v in sorted(prog.data.items()))
     options = tuple(sorted((prog.tuning.options() or {}).items()))
     return (prog.spec, prog.output_dim, prog.many_to_many, prog.n_train, shapes, size,
             tuple(d.id for d in devices), prog.adapter.factory if prog.custom else None, prog.user_loss,
-            prog.user_metric, prog.layout, prog.tuning, options, strategy)
+            prog.user_metric, prog.user_optimizer, prog.layout, prog.tuning, options, strategy)
 
 
 def _compile_lowered(lowered: Any, options: dict[str, Any] | None, fallback: dict[str, Any] | None) -> Any:

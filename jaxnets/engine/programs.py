@@ -3,11 +3,16 @@
 Everything here is a function of ONE variant; :mod:`jaxnets.engine.chunk` lifts it to a block of variants
 (``vmap``) and :mod:`jaxnets.engine.loop` runs the blocks. Inside the program, per variant:
 
-* minibatches are drawn on device, ``batch_size`` indices uniformly with replacement from
-  ``fold_in(key(seed), 1)`` folded with the step, so each variant's data order follows its seed;
+* minibatches are drawn on device from ``fold_in(key(seed), 1)``, so each variant's data order follows its
+  seed: by default each epoch is a fresh permutation of the training split (``sampling = "epoch"``; the last
+  partial batch is dropped, ``batch_size`` = the split's size is full-batch gradient descent), or indices
+  uniformly with replacement (``sampling = "replacement"``); the exact rule is
+  :meth:`jaxnets.engine.steps.TrainingSteps.batch_indices`;
 * dropout masks come from ``fold_in(key(seed), 2)`` folded with the step; init from ``fold_in(key(seed), 0)``;
 * loss = mean data loss + ``l2 / 2 * sum(kernel ** 2)`` (biases are not penalized); decoupled weight decay,
-  clipping and the optimizer's hyperparameters are per-variant optimizer state (:mod:`jaxnets.optimizers`);
+  clipping and the optimizer's hyperparameters are per-variant optimizer state (:mod:`jaxnets.optimizers`),
+  the learning rate follows the variant's ``schedule`` (:mod:`jaxnets.schedules`); or your own optimizer
+  factory builds the optimizer from the variant's ``hp`` (:data:`jaxnets.engine.checks.OptimizerFactory`);
 * a step whose loss, gradients or new parameters are not finite marks the variant *diverged* and the update
   is discarded: its parameters stay at their last finite values and never change again; so does an
   evaluation whose training loss exceeds ``divergence_factor`` (default 1000, 0: off) times the variant's
@@ -31,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxnets import activations, adapters, diagnostics, initializers, losses, optimizers
+from jaxnets import activations, adapters, diagnostics, initializers, losses, optimizers, schedules
 from jaxnets import variants as variants_lib
 from jaxnets.data import Dataset
 from jaxnets.engine.options import DEFAULT_TUNING, Tuning
@@ -168,7 +173,8 @@ class Program(TrainingSteps):
     def __init__(self, group: variants_lib.Group, ds: Dataset, *, model: Callable[..., Any] | None = None,
                  loss: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
                  metric: Callable[[jax.Array, jax.Array], jax.Array] | None = None, n_eval_train: int = 1024,
-                 tuning: Tuning = DEFAULT_TUNING):
+                 tuning: Tuning = DEFAULT_TUNING,
+                 optimizer: Callable[[Hyper], optax.GradientTransformation] | None = None):
         spec = group.spec
         self.spec = spec
         self.rows = tuple(group.rows)
@@ -181,6 +187,7 @@ class Program(TrainingSteps):
             model = _builtin_factory(spec, ds.output_dim, ds.sequence_output, tuning)
         self.adapter = adapters.adapter_for(model)
         self.user_loss, self.user_metric = loss, metric
+        self.user_optimizer = optimizer
         self.has_accuracy = metric is not None if loss is not None else losses.has_accuracy(spec.loss)
         self.n_train = len(ds.x_train)
         self.has_test = len(ds.x_test) > 0
@@ -237,12 +244,21 @@ class Program(TrainingSteps):
 
     # -- pieces --------------------------------------------------------------------------------------
     def optimizer(self, hp: Mapping[str, jax.Array], params: Any) -> optax.GradientTransformation:
-        """The variant's optimizer (hyperparameters injected as state) for parameters shaped like ``params``
-        (one variant's): on one flat vector (:func:`flat_optimizer`) for a small model, else leaf by leaf."""
+        """The variant's optimizer for parameters shaped like ``params`` (one variant's): your factory's
+        ``optimizer(hp)``, or the built-in one by name (hyperparameters injected as state, the learning rate
+        scaled by the variant's schedule), on one flat vector (:func:`flat_optimizer`) for a small model."""
+        if self.user_optimizer is not None:
+            tx = self.user_optimizer(self.hyper(hp))
+            if not isinstance(tx, optax.GradientTransformation):
+                raise TypeError(f"the optimizer factory returned {type(tx).__name__}; it must return an "
+                                "optax.GradientTransformation (e.g. optax.adamw(hp['learning_rate']))")
+            return tx
         s = self.spec
         hyper = {k: hp[k] for k in optimizers.HYPERPARAMETERS}
+        schedule = None if s.schedule == "constant" else functools.partial(schedules.factor, s.schedule, hp=hp)
         return optimizers.with_hyperparameters(s.optimizer, hyper, clip=s.use_clip, decay=s.use_weight_decay,
-                                               flat=flat_optimizer(params, self.tuning.flat_optimizer_params))
+                                               flat=flat_optimizer(params, self.tuning.flat_optimizer_params),
+                                               schedule=schedule)
 
     def per_example_loss(self, outputs: jax.Array, y: jax.Array) -> jax.Array:
         """The loss of each example: the user's ``loss(outputs, labels)``, or the built-in loss by name."""
@@ -283,7 +299,8 @@ class Program(TrainingSteps):
                    data: Mapping[str, Any] | None = None) -> TrainState:
         """A variant's training state before step 0 for initial ``(params, model_state)``."""
         params, model_state = variables
-        metrics = self.metric_shapes(params, hp, data, model_state)
+        metrics = {**self.metric_shapes(params, hp, data, model_state),
+                   "learning_rate": jax.ShapeDtypeStruct((), jnp.float32)}
         keep_best = self.spec.early_stopping_patience > 0
         return TrainState(
             params=params,

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 import jax
 import jax.numpy as jnp
 
+from jaxnets import schedules
 from jaxnets.engine.state import DIVERGED, EARLY_STOPPED, OK, TrainState, all_finite, tree_where
 
 __all__ = ["TrainingSteps"]
@@ -24,19 +25,42 @@ class TrainingSteps:
     def batch_indices(self, first_step: jax.Array, hp: Mapping[str, jax.Array], n: int | None = None
                       ) -> jax.Array:
         """Minibatch indices [n, batch_size] of steps ``first_step, first_step + 1, ...`` (``n``: default
-        ``eval_every``).
+        ``eval_every``) into the training split (``N`` examples, ``B = batch_size``), drawn from
+        ``base = fold_in(key(seed), 1)`` — with ``shared_data``, ``fold_in(key(data_seed), 1)``, the same for
+        every variant of the group (common random numbers):
 
-        Step ``t`` draws ``batch_size`` indices uniformly with replacement from ``fold_in(fold_in(key(seed),
-        1), t)`` — with ``shared_data``, from ``fold_in(fold_in(key(data_seed), 1), t)``, the same for every
-        variant of the group (common random numbers); a whole chunk's are drawn at once, before its
-        ``lax.scan``, which is faster than one small draw per step.
+        * ``sampling = "epoch"``: with ``P = N // B`` steps per epoch, step ``t`` takes the examples
+          ``perm[(t % P) * B : (t % P + 1) * B]`` of ``perm = permutation(fold_in(base, t // P), N)`` (each
+          example once per epoch, a fresh order each epoch; the last ``N - P * B`` examples of each order are
+          left out). ``B == N`` is full-batch gradient descent: every step takes all examples, in order;
+        * ``sampling = "replacement"``: step ``t`` draws ``B`` indices uniformly with replacement,
+          ``randint(fold_in(base, t), (B,), 0, N)``.
+
+        A whole chunk's indices are drawn at once, before its ``lax.scan`` (one permutation per epoch it
+        touches), which is faster than one small draw per step.
         """
         seed = self.spec.data_seed if self.spec.shared_data else hp["seed"]
         base = jax.random.fold_in(jax.random.key(seed), 1)
-        steps = first_step + jnp.arange(self.spec.eval_every if n is None else n, dtype=jnp.int32)
-        draw = lambda t: jax.random.randint(jax.random.fold_in(base, t), (self.spec.batch_size,), 0,  # noqa: E731
-                                            self.n_train)
-        return jax.vmap(draw)(steps)
+        n = self.spec.eval_every if n is None else n
+        steps = first_step + jnp.arange(n, dtype=jnp.int32)
+        size, n_train = self.spec.batch_size, self.n_train
+        if self.spec.sampling == "replacement":
+            draw = lambda t: jax.random.randint(jax.random.fold_in(base, t), (size,), 0, n_train)  # noqa: E731
+            return jax.vmap(draw)(steps)
+        if size >= n_train:
+            return jnp.broadcast_to(jnp.arange(n_train, dtype=jnp.int32), (n, n_train))
+        per = n_train // size
+        first_epoch = jnp.asarray(first_step, jnp.int32) // per
+        n_epochs = min(n, (n - 1) // per + 2)  # the epochs n consecutive steps can touch
+        perms = jax.vmap(lambda e: jax.random.permutation(jax.random.fold_in(base, e), n_train))(
+            first_epoch + jnp.arange(n_epochs, dtype=jnp.int32))
+        take = lambda t: jax.lax.dynamic_slice(perms[t // per - first_epoch], ((t % per) * size,), (size,))  # noqa: E731
+        return jax.vmap(take)(steps).astype(jnp.int32)
+
+    def learning_rate(self, step: jax.Array, hp: Mapping[str, jax.Array]) -> jax.Array:
+        """The learning rate in effect at ``step`` (the rate of the update that step makes): the variant's
+        ``learning_rate`` times its schedule (:func:`jaxnets.schedules.rate`), as the history reports it."""
+        return schedules.rate(self.spec.schedule, step, hp)
 
     def step(self, state: TrainState, hp: Mapping[str, jax.Array], data: Mapping[str, jax.Array],
              idx: jax.Array) -> TrainState:
@@ -134,7 +158,8 @@ class TrainingSteps:
         ``final``: the last evaluation (the test split is evaluated then, once).
         """
         spec = self.spec
-        m = self.evaluate(state.params, hp, data, state.model_state)
+        m = {**self.evaluate(state.params, hp, data, state.model_state),
+             "learning_rate": self.learning_rate(state.step, hp)}
         ok = state.status == OK
         # a finite blow-up (training loss above divergence_factor x its evaluation-0 loss) counts as divergence
         factor = hp["divergence_factor"]
