@@ -97,7 +97,8 @@ def hand_written(ds, n: int, steps: int, batch: int = 32):
 
 def measure(n: int, steps: int) -> dict:
     ds = data.load("wine", seed=0)
-    rows = [{"seed": s, "steps": steps, "eval_every": steps, "batch_size": 32, "learning_rate": 1e-3}
+    rows = [{"seed": s, "steps": steps, "eval_every": steps, "batch_size": 32, "learning_rate": 1e-3,
+             "sampling": "replacement"}  # as the hand-written loop draws them
             for s in range(n)]
     factory = lambda hp: UserMLP(hp)  # noqa: E731
     engine.train(rows, ds, model=factory)  # compile (and warm up)

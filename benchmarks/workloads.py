@@ -121,14 +121,16 @@ class Workload:
     def jaxnets_rows(self, n: int, steps: int, eval_every: int) -> list[dict[str, Any]]:
         """The ``n`` variants as :func:`jaxnets.engine.train` rows (one static group). For a user's model
         (``model``) only the seed, the learning rate and the training settings: the factory builds the
-        model (train with ``model=`` :meth:`factory`)."""
+        model (train with ``model=`` :meth:`factory`). Minibatches are drawn with replacement
+        (``sampling = "replacement"``), as every contender draws them: the same work and the same numbers."""
         if self.model is not None:
-            static = {"optimizer": "adam", "batch_size": self.batch_size, "steps": steps, "eval_every": eval_every}
+            static = {"optimizer": "adam", "batch_size": self.batch_size, "steps": steps, "eval_every": eval_every,
+                      "sampling": "replacement"}
             return [{**static, "seed": i, "learning_rate": self.learning_rate_of(i)} for i in range(n)]
         static = {
             "kind": self.kind, "hidden": self.hidden, "dense": self.dense, "cell": self.cell,
             "optimizer": "adam", "batch_size": self.batch_size, "steps": steps, "eval_every": eval_every,
-            "learning_rate": self.learning_rate,
+            "learning_rate": self.learning_rate, "sampling": "replacement",
         }
         return [{**static, **self.jaxnets_variant(i)} for i in range(n)]
 

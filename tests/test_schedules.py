@@ -312,3 +312,96 @@ def test_your_optimizer_with_your_model():
     r = engine.train(rows, IRIS, model=lambda hp: Net(hp),
                      optimizer=lambda hp: optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(hp["learning_rate"])))
     assert list(r.status) == ["ok", "ok"] and r.final("val_loss")[1] < r.final("val_loss")[0]
+
+
+# --------------------------------------------------------------------------------------------- config, CLI
+
+
+SCHEDULE_CONFIG = """
+[data]
+name = "iris"
+[model]
+hidden = [8]
+[train]
+steps = 60
+eval_every = 20
+batch_size = 16
+schedule = "warmup_cosine"
+[sweep.axes]
+warmup_steps = [0, 10, 30]
+learning_rate = [1e-3, 1e-2]
+end_factor = [0.0, 0.1]
+"""
+
+OPTIMIZER_FILE = """
+import optax
+
+def make(hp):
+    labels = lambda params: {name: ("first" if name == "layer_00" else "rest") for name in params}
+    return optax.multi_transform({"first": optax.sgd(hp["lr1"]), "rest": optax.sgd(hp["lr2"])}, labels)
+"""
+
+OPTIMIZER_CONFIG = """
+[data]
+name = "iris"
+[keys]
+lr1 = "vmapped"
+lr2 = "vmapped"
+[model]
+hidden = [8]
+[train]
+optimizer = "opt.py:make"
+steps = 40
+eval_every = 10
+batch_size = 16
+lr2 = 0.05
+[sweep]
+method = "pbt"
+interval = 1
+[sweep.axes]
+lr1 = [0.001, 0.01, 0.1, 0.3]
+seed = [0, 1]
+"""
+
+
+def test_a_schedule_grid_from_a_config_is_one_group_with_its_rates_in_history_npz(tmp_path, capsys):
+    from jaxnets import cli, config, sweep
+
+    (tmp_path / "s.toml").write_text(SCHEDULE_CONFIG)
+    assert sweep.plan(config.load(tmp_path / "s.toml")).n_units == 1
+    out = tmp_path / "out"
+    assert cli.main(["sweep", str(tmp_path / "s.toml"), "--out", str(out), "--quiet"]) == 0
+    import pandas as pd
+
+    table = pd.read_csv(out / "results.csv")
+    with np.load(out / "history.npz") as h:
+        rates, steps = h["learning_rate"], h["step"]
+    for i, row in table.iterrows():
+        lr = row["learning_rate"]
+        ref = optax.schedules.warmup_cosine_decay_schedule(0.0, lr, int(row["warmup_steps"]), 60,
+                                                           lr * row["end_factor"])
+        np.testing.assert_allclose(rates[i], [ref(int(t)) for t in steps], rtol=1e-6, atol=1e-7 * lr)
+    capsys.readouterr()
+    assert cli.main(["sweep", str(tmp_path / "s.toml"), "--out", str(tmp_path / "dry"), "--dry-run"]) == 0
+    plan = capsys.readouterr()
+    assert "12 variants, 1 static group(s)" in " ".join((plan.out + plan.err).split())
+
+
+def test_your_optimizer_from_a_config_with_pbt_over_its_key(tmp_path):
+    from jaxnets import cli, config
+
+    (tmp_path / "opt.py").write_text(OPTIMIZER_FILE)
+    (tmp_path / "s.toml").write_text(OPTIMIZER_CONFIG)
+    cfg = config.load(tmp_path / "s.toml")
+    assert cfg.optimizer == "opt.py:make" and "optimizer" not in cfg.base
+    out = tmp_path / "out"
+    assert cli.main(["sweep", str(tmp_path / "s.toml"), "--out", str(out), "--quiet"]) == 0
+    with np.load(out / "history.npz") as h:
+        assert "hp_lr1" in h.files and np.any(h["parent"] >= 0)
+    bad = OPTIMIZER_CONFIG.replace('"opt.py:make"', '"missing.py:make"')
+    with pytest.raises(config.ConfigError, match=r"\[train\] optimizer: no file"):
+        from jaxnets import sweep
+
+        sweep.plan(config.loads(bad, base_dir=tmp_path))
+    with pytest.raises(config.ConfigError, match="only your own model or optimizer reads them"):
+        config.loads(OPTIMIZER_CONFIG.replace('optimizer = "opt.py:make"', ""), base_dir=tmp_path)
