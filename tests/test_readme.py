@@ -1,0 +1,31 @@
+"""The README's runnable snippets run as they are: every ``python`` block of the sections that say so."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+#: README sections (level-2 headings) whose python blocks are complete programs.
+RUNNABLE = ("## Training as you write it",)
+
+
+def _snippets() -> list[tuple[str, str]]:
+    text = README.read_text()
+    out = []
+    for heading in RUNNABLE:
+        start = text.index(heading)
+        end = text.find("\n## ", start + len(heading))
+        section = text[start:end if end > 0 else None]
+        for i, block in enumerate(re.findall(r"```python\n(.*?)```", section, re.S)):
+            out.append((f"{heading.lstrip('# ')[:24]}-{i}", block))
+    return out
+
+
+def test_the_runnable_sections_have_snippets():
+    assert len(_snippets()) >= 3
+
+
+@pytest.mark.parametrize("name, code", _snippets(), ids=[n for n, _ in _snippets()])
+def test_readme_snippet_runs(name, code):
+    exec(compile(code, f"README.md:{name}", "exec"), {"__name__": "__readme__"})
