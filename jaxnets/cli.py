@@ -19,8 +19,11 @@ reported as one ``jaxnets: warning:`` line and retrained. A DIR holding another 
 unless ``--force``; a DIR another run is writing (its ``.lock`` held by a live process) is refused, even with
 ``--force``; a stale lock (its process is gone) is taken over with a warning.
 
-Exit codes: 0 done, 1 unexpected error, 2 bad config or output directory, 130 interrupted (finished units
-are kept; run the same command again to resume).
+Exit codes (:data:`EXIT_CODES`): 0 done; 1 unexpected error (a bug: with a traceback); 2 bad input (config,
+options, an unusable or damaged output directory); 74 the machine refused a write (disk full, read-only file
+system, no permission: the message says which file and what to do); 128 + N stopped by signal N: 130 Ctrl-C
+(SIGINT), 129 SIGHUP, 143 SIGTERM. After 74 or 128 + N the finished units are kept and the lock is released:
+run the same command again to resume.
 
 This is the only module that knows about the command line, progress bars and the terminal; the work is in
 :mod:`jaxnets.config`, :mod:`jaxnets.sweep`, :mod:`jaxnets.store` and :mod:`jaxnets.plots`.
@@ -31,7 +34,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import os
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from importlib import resources
@@ -48,9 +54,69 @@ DEMO_CONFIG = "demo.toml"
 DEFAULT_DEMO_OUT = "runs/demo"
 _HIDDEN_COLUMNS = ("group_wall_s",)  # in results.csv, not in the printed table
 
+EXIT_OK = 0
+EXIT_BUG = 1
+EXIT_USAGE = 2
+EXIT_STORAGE = 74  # sysexits.h EX_IOERR
+#: What each exit code of ``jaxnets`` means (128 + N: stopped by signal N; POSIX numbers).
+EXIT_CODES = {
+    EXIT_OK: "done",
+    EXIT_BUG: "unexpected error (a bug; a traceback is printed)",
+    EXIT_USAGE: "bad input: config, options, or an unusable or damaged output directory",
+    EXIT_STORAGE: "the machine refused a write (disk full, read-only, no permission): fix it, re-run to resume",
+    129: "stopped by SIGHUP: re-run to resume",
+    130: "stopped by Ctrl-C (SIGINT): re-run to resume",
+    143: "stopped by SIGTERM: re-run to resume",
+}
+#: Handled as Ctrl-C is (SIGINT: KeyboardInterrupt); SIGHUP does not exist on Windows.
+_STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
 
 class UsageError(Exception):
     """A problem the user can fix (bad config, unusable output directory): printed without a traceback."""
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP arrived: raised in the main thread, handled as Ctrl-C is.
+
+    Attributes:
+      signum: The signal's number (exit code ``128 + signum``).
+    """
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
+
+
+def _signum(e: KeyboardInterrupt) -> int:
+    return e.signum if isinstance(e, Stopped) else int(signal.SIGINT)
+
+
+def _interrupted_how(e: KeyboardInterrupt) -> str:
+    n = _signum(e)
+    return "interrupted" if n == signal.SIGINT else f"stopped by {signal.Signals(n).name}"
+
+
+@contextlib.contextmanager
+def _stop_signals() -> Iterator[None]:
+    """While the body runs (in the main thread), SIGTERM and SIGHUP raise :class:`Stopped` (once: a second
+    one during the clean-up is ignored), so they end a run as Ctrl-C does; the old handlers come back after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    fired = []
+
+    def handler(signum: int, _frame: Any) -> None:
+        if not fired:
+            fired.append(signum)
+            raise Stopped(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in _STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -321,8 +387,8 @@ def run_sweep(config_path: Path, out: Path, *, quiet: bool, force: bool, top: in
         if not writer:  # train the same programs; process 0 saves and writes everything
             try:
                 sweep.run(p, done, partial=partial)
-            except KeyboardInterrupt:
-                return 130
+            except KeyboardInterrupt as e:
+                return 128 + _signum(e)
             launch.barrier("jaxnets sweep: results written")
             return 0
         code = _train(p, cfg, out, done, partial, quiet=quiet, top=top)
@@ -344,25 +410,52 @@ def _train(p: Plan, cfg: Config, out: Path, done: dict[str, UnitResult],
               f"in {out}/{store.CHECKPOINTS}", file=sys.stderr)
     try:
         results = sweep.run(p, done, progress, partial)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         progress.close()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", store.CorruptUnitWarning)
-            kept = len(store.load_units(out))
-        print(f"\ninterrupted: {kept} finished unit(s) are saved in {out}/{store.UNITS}; run the same command "
-              "again to resume", file=sys.stderr)
-        return 130
+        print(f"jaxnets: {_interrupted_how(e)}: {_kept(out)}; run the same command again to resume",
+              file=sys.stderr)
+        return 128 + _signum(e)
+    except store.StorageError as e:
+        progress.close()
+        return _storage_error(e, f"{_kept(out)}; once fixed, run the same command again to resume")
     finally:
         progress.close()
     table, history = sweep.assemble(results, cfg)
-    csv, npz = store.write_results(out, table, history)
+    try:
+        csv, npz = store.write_results(out, table, history)
+    except store.StorageError as e:
+        return _storage_error(e, f"{_kept(out)}; once fixed, run the same command again to write the results")
     axes = [a.name for a in cfg.axes]
-    pngs = plots.save_all(out, table, history, axes, cfg.metric, cfg.goal, cfg.method)
+    try:
+        pngs = plots.save_all(out, table, history, axes, cfg.metric, cfg.goal, cfg.method)
+    except store.StorageError as e:
+        return _storage_error(e, f"the results are written ({csv.name}, {npz.name}: jaxnets show {out}); once "
+                              "fixed, run the same command again to redo the plots")
     print(render_table(table, axes, cfg.metric, cfg.goal, top))
     print(f"results: {csv}  {npz}")
     print(f"plots:   {'  '.join(str(p) for p in pngs)}")
     print(f"ranked table again: jaxnets show {out}")
     return 0
+
+
+def _kept(out: Path) -> str:
+    """How many finished units are saved in ``out`` (for a message about a run that stopped)."""
+    from jaxnets import store
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", store.CorruptUnitWarning)
+        try:
+            kept = len(store.load_units(out))
+        except OSError:
+            return f"the finished units are kept in {out}/{store.UNITS}"
+    return f"{kept} finished unit(s) are saved in {out}/{store.UNITS}"
+
+
+def _storage_error(e: Exception, then: str) -> int:
+    """Print the one line for a write the machine refused (``e``, a :class:`jaxnets.store.StorageError`) and
+    what is kept (``then``); return :data:`EXIT_STORAGE`."""
+    print(f"jaxnets: error: {e}; {then}", file=sys.stderr)
+    return EXIT_STORAGE
 
 
 def run_show(out: Path, *, top: int, metric: str | None) -> int:
@@ -423,6 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jaxnets",
         description="Train hundreds of neural-network variants at once: sweeps from a TOML config.",
+        epilog="exit codes: " + "; ".join(f"{code} {what}" for code, what in EXIT_CODES.items()) + ".",
     )
     parser.add_argument("--version", action="version", version=f"jaxnets {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -469,30 +563,57 @@ def main(argv: Sequence[str] | None = None) -> int:
     from jaxnets import launch
 
     args = build_parser().parse_args(argv)
-    distributed = False
-    try:
-        if args.command == "launch":
+    if args.command == "launch":
+        try:
             return launch.launch(args.processes, args.argv, grace_s=args.grace)
+        except launch.DistributedError as e:
+            print(f"jaxnets: error: {e}", file=sys.stderr)
+            return EXIT_USAGE
+        except KeyboardInterrupt:  # Ctrl-C again while the processes were being stopped: they are killed
+            return 128 + signal.SIGINT
+    state = {"distributed": False}
+    with _stop_signals():
+        code = _command(args, state)
+    if state["distributed"] and code == EXIT_STORAGE:  # as launch.abort: end at once, the others see it and stop
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _command(args: argparse.Namespace, state: dict[str, bool]) -> int:
+    """Run ``sweep`` / ``demo`` / ``show`` (SIGTERM and SIGHUP handled as Ctrl-C); the exit code. Sets
+    ``state["distributed"]`` once this process has joined a distributed run."""
+    from jaxnets import launch, store
+
+    try:
         if args.command in ("sweep", "demo") and not getattr(args, "print_config", False):
             setup = launch.resolve(args.coordinator, args.num_processes, args.process_id, args.distributed)
             if setup is not None:
                 launch.initialize(setup)  # before anything touches JAX
-                distributed = True
+                state["distributed"] = True
         if args.command == "sweep":
             return run_sweep(args.config, args.out, quiet=args.quiet, force=args.force, top=args.top,
-                             dry_run=args.dry_run, compile_cache=not args.no_compile_cache, distributed=distributed)
+                             dry_run=args.dry_run, compile_cache=not args.no_compile_cache,
+                             distributed=state["distributed"])
         if args.command == "demo" and args.print_config:
             print(demo_config().read_text(encoding="utf-8"), end="")
-            return 0
+            return EXIT_OK
         if args.command == "demo":
             return run_sweep(demo_config(), args.out, quiet=args.quiet, force=args.force, top=args.top,
-                             dry_run=False, compile_cache=not args.no_compile_cache, distributed=distributed)
+                             dry_run=False, compile_cache=not args.no_compile_cache, distributed=state["distributed"])
         return run_show(args.dir, top=args.top, metric=args.metric)
     except (UsageError, launch.DistributedError) as e:
         print(f"jaxnets: error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    except store.StorageError as e:
+        return _storage_error(e, "no unit was trained in this run; once fixed, run the same command again")
+    except KeyboardInterrupt as e:  # outside training (checks, opening the directory, writing the results)
+        where = "; run the same command again to resume" if args.command != "show" else ""
+        print(f"jaxnets: {_interrupted_how(e)}{where}", file=sys.stderr)
+        return 128 + _signum(e)
     except Exception as e:
-        if not distributed:
+        if not state["distributed"]:
             raise
         launch.abort(e)  # one line, then exit 1 at once (the others see this process go)
 

@@ -15,7 +15,9 @@ devices), so the variant axis is sharded over all of them. Only process 0 writes
   :func:`share_checkpoints` from exactly its ``asha`` / ``pbt`` checkpoints.
 * :func:`launch` (``jaxnets launch -n N -- sweep CONFIG --out DIR``) starts N processes on 127.0.0.1 (loopback
   only, a free port), forwards their output line by line with a ``[process i]`` prefix, and stops the others
-  a bounded time after one fails.
+  a bounded time after one fails. JAX's client aborts a process natively (a ``Check failure stack trace``)
+  within milliseconds of losing the coordinator, before any Python code can run: the launcher turns that
+  report into one ``jaxnets: error:`` line. SIGTERM and SIGHUP are passed on to the processes, as Ctrl-C.
 
 Example (two processes on this machine, two emulated CPU devices each)::
 
@@ -29,6 +31,7 @@ import dataclasses
 import hashlib
 import ipaddress
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -437,13 +440,71 @@ def _binary(stream: Any) -> Any:
     return buffer if buffer is not None else _TextSink(stream)
 
 
+#: A line of native (C++, absl) logging: ``F1203 21:17:14.934022   12115 client.h:80] ...``.
+_NATIVE_LOG = re.compile(rb"^[FEWI]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ \S+:\d+\] ")
+#: What may follow a native log line in the same report (gRPC details, a stack trace, blank lines).
+_NATIVE_MORE = re.compile(rb"^(\*\*\* Check failure stack trace|\s+@\s+0x|Additional GRPC error information|:UNKNOWN:"
+                          rb"|\s*$)")
+_HELD_MAX = 200  # native lines held back at most, before they are written anyway
+
+
+class _NativeCrash:
+    """Condenses the native crash report of a process that JAX's distributed runtime ends because another one
+    died (``F... Terminating process because the JAX distributed service detected fatal errors``, gRPC details
+    and a ``Check failure stack trace``) into one ``jaxnets: error:`` line, written when the process's stderr
+    ends. The runtime's client does this within milliseconds of losing the coordinator (its error-polling RPC
+    fails when process 0's socket closes), before anything in Python can run, so the launcher rewrites it.
+    Other output passes unchanged: native log lines are held back only until a line shows that they do not
+    start such a report. A process that has said its own ``jaxnets: error:`` line gets no second one.
+    """
+
+    def __init__(self, index: int):
+        self.index = index
+        self.held: list[bytes] = []
+        self.fatal: bytes | None = None
+        self.said = False
+
+    def feed(self, line: bytes) -> list[bytes]:
+        """The lines to write now for the child's ``line``."""
+        if self.fatal is not None:
+            return []  # the rest of the report
+        native = _NATIVE_LOG.match(line)
+        if native and line.startswith(b"F") and (b"distributed service" in line or b"coordination service" in line):
+            self.fatal, self.held = line, []
+            return []
+        if (native or (self.held and _NATIVE_MORE.match(line))) and len(self.held) < _HELD_MAX:
+            self.held.append(line)
+            return []
+        self.said = self.said or line.startswith(b"jaxnets: error:")
+        out, self.held = [*self.held, line], []
+        return out
+
+    def end(self) -> list[bytes]:
+        """The lines to write once the child's stream has ended."""
+        if self.fatal is None:
+            out, self.held = self.held, []
+            return out
+        if self.said:
+            return []
+        status = re.search(rb"absl::Status: ([^.\n]*)", self.fatal)
+        why = f" ({status.group(1).decode('utf-8', 'replace').strip()})" if status else ""
+        return [f"jaxnets: error: process {self.index}: the JAX distributed runtime ended this process: it lost "
+                f"another process{why}; see the other processes' output. Finished units are saved: run the same "
+                "command again to resume\n".encode()]
+
+
 class _Forwarder(threading.Thread):
     """Copies a child's stream to ``sink`` line by line (``\\n`` or ``\\r``: progress bars), each line
-    prefixed."""
+    prefixed; through ``crash`` (:class:`_NativeCrash`, for stderr) when given."""
 
-    def __init__(self, stream: IO[bytes], sink: Any, prefix: bytes, lock: threading.Lock):
+    def __init__(self, stream: IO[bytes], sink: Any, prefix: bytes, lock: threading.Lock,
+                 crash: _NativeCrash | None = None):
         super().__init__(daemon=True)
-        self.stream, self.sink, self.prefix, self.lock = stream, sink, prefix, lock
+        self.stream, self.sink, self.prefix, self.lock, self.crash = stream, sink, prefix, lock, crash
+
+    def _emit(self, line: bytes) -> None:
+        for out in (self.crash.feed(line) if self.crash is not None else [line]):
+            self._write(out)
 
     def _write(self, line: bytes) -> None:
         with self.lock:
@@ -460,11 +521,13 @@ class _Forwarder(threading.Thread):
             start = 0
             for i, byte in enumerate(pending):
                 if byte in (10, 13):  # \n, \r
-                    self._write(pending[start:i + 1])
+                    self._emit(pending[start:i + 1])
                     start = i + 1
             pending = pending[start:]
         if pending:
-            self._write(pending + b"\n")
+            self._emit(pending + b"\n")
+        for line in self.crash.end() if self.crash is not None else []:
+            self._write(line)
         self.stream.close()
 
 
@@ -513,20 +576,34 @@ def _watch(procs: Sequence[subprocess.Popen], grace_s: float, lock: threading.Lo
         time.sleep(0.05)
 
 
-def _interrupt(procs: Sequence[subprocess.Popen], grace_s: float) -> None:
-    """After Ctrl-C: the processes got SIGINT too when it came from the terminal; otherwise pass it on."""
+def _interrupt(procs: Sequence[subprocess.Popen], grace_s: float, signum: int = signal.SIGINT) -> None:
+    """After Ctrl-C (or SIGTERM / SIGHUP: ``signum``): the processes got it too when it was sent to the process
+    group (the terminal, a scheduler); otherwise pass it on. Then :func:`_stop` them."""
     deadline = time.monotonic() + 3.0
     while time.monotonic() < deadline and any(p.poll() is None for p in procs):
         time.sleep(0.05)
     for p in procs:
         if p.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                p.send_signal(signal.SIGINT)
+                p.send_signal(signum)
     _stop(procs, grace_s)
 
 
-def _terminated(signum: int, frame: Any) -> NoReturn:
-    raise SystemExit(128 + signum)
+class _Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP reached the launcher: handled as Ctrl-C is (passed on to the processes)."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
+
+
+_STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    for sig in _STOP_SIGNALS:  # once: a second one while the processes are being stopped is ignored
+        signal.signal(sig, signal.SIG_IGN)
+    raise _Stopped(signum)
 
 
 def _check_command(n: int, command: Sequence[str]) -> list[str]:
@@ -565,7 +642,7 @@ def _start(n: int, command: Sequence[str], coordinator: str, python: str | None,
         procs.append(p)
         prefix = f"[process {i}] ".encode()
         threads += [_Forwarder(p.stdout, _binary(sys.stdout), prefix, lock),
-                    _Forwarder(p.stderr, _binary(sys.stderr), prefix, lock)]
+                    _Forwarder(p.stderr, _binary(sys.stderr), prefix, lock, _NativeCrash(i))]
         threads[-2].start()
         threads[-1].start()
 
@@ -601,7 +678,8 @@ def launch(n: int, command: Sequence[str], *, grace_s: float = GRACE_S, python: 
 
     Returns:
       0 when every process succeeded, else the exit code of the first one that failed (128 + the signal
-      number for one that was killed), 130 after Ctrl-C.
+      number for one that was killed), 130 after Ctrl-C, 143 after SIGTERM, 129 after SIGHUP (passed on to
+      the processes, which end as they do on Ctrl-C).
 
     Raises:
       DistributedError: ``n < 1``, a command other than ``sweep`` / ``demo``, or one that sets the distributed
@@ -615,7 +693,8 @@ def launch(n: int, command: Sequence[str], *, grace_s: float = GRACE_S, python: 
     procs: list[subprocess.Popen] = []
     threads: list[_Forwarder] = []
     in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminated) if in_main else None  # SIGTERM: stop the processes too
+    # SIGTERM / SIGHUP: stop the processes as Ctrl-C does
+    previous = {sig: signal.signal(sig, _terminated) for sig in _STOP_SIGNALS} if in_main else {}
     try:
         _start(n, command, coordinator, python, environ, lock, procs, threads)
         with lock:
@@ -626,13 +705,15 @@ def launch(n: int, command: Sequence[str], *, grace_s: float = GRACE_S, python: 
             return 0
         rc = procs[first].returncode
         return 128 - rc if rc < 0 else rc
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        signum = e.signum if isinstance(e, _Stopped) else int(signal.SIGINT)
+        how = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
         with lock:
-            print("jaxnets launch: interrupted; stopping the processes (Ctrl-C again: kill them)", file=sys.stderr,
+            print(f"jaxnets launch: {how}; stopping the processes (Ctrl-C again: kill them)", file=sys.stderr,
                   flush=True)
-        _interrupt(procs, grace_s)
-        return 130
+        _interrupt(procs, grace_s, signum)
+        return 128 + signum
     finally:
         _reap(procs, threads)
-        if in_main:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)

@@ -6,6 +6,7 @@ Layout of ``DIR``::
     units/group-000.npz  one file per finished unit (static group, or Bayesian round): resume state
     results.csv          one row per variant (see jaxnets.sweep.assemble for the columns)
     history.npz          per-evaluation metrics, row i = variant in row i of results.csv
+    manifest.json        SHA-256 and row count of results.csv and history.npz, written last
     plots/*.png          figures (jaxnets.plots)
 
 Every file is written to a temporary name in the same folder, flushed to disk and renamed over its final
@@ -13,7 +14,12 @@ name (``os.replace`` is atomic on POSIX and Windows), so a reader sees either th
 never half of one; temporaries start with ``.`` and end in ``.tmp`` and are never read back. Killing the
 process at any moment therefore loses only the unit in training. Each unit also stores a SHA-256 checksum of
 its arrays and metadata, so a unit damaged later (a truncated copy, a flipped bit) is detected on resume,
-reported with :class:`CorruptUnitWarning` and retrained, never silently reused.
+reported with :class:`CorruptUnitWarning` and retrained, never silently reused: *any* failure to read a unit
+or a checkpoint (whatever the exception) is damage, never a crash. ``results.csv`` and ``history.npz`` are
+covered by ``manifest.json`` (written last): :func:`read_results` refuses a damaged, incomplete or
+unverifiable pair with :class:`CorruptResultsError` instead of returning a partial table. :func:`open_run`
+removes the temporaries a killed write left behind. A write the machine refuses (disk full, read-only file
+system, no permission) raises :class:`StorageError`, one typed error with the path and the ``errno``.
 
 Only one run may write a directory at a time: :func:`lock` holds ``DIR/.lock`` (the owner's pid and host,
 created with ``O_CREAT | O_EXCL``) for the whole run; a second run gets :class:`LockedError`. A lock left by
@@ -29,18 +35,19 @@ deletes this module's files only (never anything else in the folder, and never t
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
+import io
 import json
 import os
 import secrets
 import socket
-import struct
 import tempfile
 import time
 import tomllib
 import warnings
 import zipfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -53,7 +60,7 @@ __all__ = [
     "CONFIG", "UNITS", "RESULTS", "HISTORY", "PLOTS", "LOCK", "DirectoryError", "LockedError", "CorruptUnitError",
     "CorruptUnitWarning", "StaleLockWarning", "atomic_write", "write_text", "save_npz", "lock", "open_run",
     "save_unit", "load_unit", "load_units", "write_results", "read_results", "read_config_text", "CHECKPOINTS",
-    "save_checkpoint", "load_checkpoints", "drop_checkpoint",
+    "save_checkpoint", "load_checkpoints", "drop_checkpoint", "MANIFEST", "CorruptResultsError", "StorageError",
 ]
 
 CONFIG = "config.toml"
@@ -62,7 +69,9 @@ CHECKPOINTS = "checkpoints"
 RESULTS = "results.csv"
 HISTORY = "history.npz"
 PLOTS = "plots"
+MANIFEST = "manifest.json"
 LOCK = ".lock"
+_TMP = ".tmp"  # the suffix of atomic_write's temporaries (their names start with ".")
 _LOCK_BREAK = ".lock.breaking"  # held for the instant a stale lock is replaced (two takers never both win)
 _LOCK_GRACE_S = 10.0  # an unreadable lock (or break guard) younger than this may still be being written
 
@@ -118,6 +127,64 @@ class CorruptUnitWarning(UserWarning):
         super().__init__(f"{self.path} is damaged ({reason}); it is skipped and will be retrained")
 
 
+class CorruptResultsError(DirectoryError):
+    """``results.csv`` / ``history.npz`` cannot be trusted: damaged, incomplete, or without their manifest.
+
+    Attributes:
+      path: The file at fault (``results.csv``, ``history.npz`` or ``manifest.json``).
+      reason: Why, in a few words.
+    """
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path, self.reason = Path(path), reason
+        out = self.path.parent
+        super().__init__(f"{self.path} is damaged or incomplete ({reason}); run the same `jaxnets sweep CONFIG "
+                         f"--out {out}` again: it rebuilds the results from the saved units")
+
+
+_HINTS = {getattr(errno, name): hint for name, hint in (  # not every platform has every errno
+    ("ENOSPC", "the disk is full: free some space (or use another --out)"),
+    ("EDQUOT", "the disk quota is exceeded: free some space (or use another --out)"),
+    ("EFBIG", "the file is too large for this file system: use another --out"),
+    ("EROFS", "the file system is read-only: use another --out"),
+    ("EACCES", "permission denied: fix the permissions of the results directory (or use another --out)"),
+    ("EPERM", "operation not permitted: fix the permissions of the results directory (or use another --out)"),
+    ("ENOENT", "a folder on its path is missing or was deleted: check --out"),
+    ("ENOTDIR", "a part of its path is a file, not a folder: check --out"),
+) if hasattr(errno, name)}
+
+
+class StorageError(OSError):
+    """The machine refused a write to the results directory (disk full, read-only file system, no permission).
+
+    Attributes:
+      path: The file or folder being written.
+      errno: The operating system's error number (``errno.ENOSPC``, ``errno.EROFS``, ``errno.EACCES``, ...).
+      strerror: The operating system's text for it.
+      doing: What was being done, in a few words (e.g. ``"write"``, ``"create the lock"``).
+      hint: What to do about it, in a few words.
+    """
+
+    def __init__(self, path: str | Path, code: int | None, strerror: str, doing: str):
+        super().__init__(code, strerror, str(path))
+        self.path, self.doing = Path(path), doing
+        self.hint = _HINTS.get(code, "check the disk and the results directory")
+
+    def __str__(self) -> str:
+        return f"cannot {self.doing} {self.path}: {self.strerror}; {self.hint}"
+
+
+@contextlib.contextmanager
+def _writing(path: str | Path, doing: str) -> Iterator[None]:
+    """Turn an :class:`OSError` raised in the body into a :class:`StorageError` (``path``, ``doing``)."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except OSError as e:
+        raise StorageError(path, e.errno, e.strerror or str(e), doing) from e
+
+
 class StaleLockWarning(UserWarning):
     """:func:`lock` took over a stale lock (its process is gone, or the lock file was unreadable).
 
@@ -155,20 +222,24 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
 
     Returns:
       ``path``, as a :class:`~pathlib.Path`.
+
+    Raises:
+      StorageError: The machine refused the write (disk full, read-only, no permission); no temporary is left.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with _writing(path, "write"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_TMP, dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
     _fsync_dir(path.parent)
     return path
 
@@ -261,7 +332,8 @@ def _acquire(out: Path) -> tuple[Path, str]:
     """Create ``out/.lock`` for this process; return its path and this holder's token."""
     if out.exists() and not out.is_dir():
         raise DirectoryError(f"--out {str(out)!r} is a file, not a directory")
-    out.mkdir(parents=True, exist_ok=True)
+    with _writing(out, "create the results directory"):
+        out.mkdir(parents=True, exist_ok=True)
     path = out / LOCK
     token = secrets.token_hex(8)
     text = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "token": token, "started": time.time()})
@@ -271,9 +343,11 @@ def _acquire(out: Path) -> tuple[Path, str]:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
             pass
+        except OSError as e:  # read-only, no permission, full
+            raise StorageError(path, e.errno, e.strerror or str(e), "create the lock") from e
         else:
             try:
-                with os.fdopen(fd, "w", encoding="utf-8") as f:
+                with _writing(path, "write the lock"), os.fdopen(fd, "w", encoding="utf-8") as f:
                     f.write(text)
                     f.flush()
                     os.fsync(f.fileno())
@@ -320,6 +394,7 @@ def lock(out: str | Path) -> Iterator[Path]:
     Raises:
       LockedError: Another live process (or a process on another host) holds the lock.
       DirectoryError: ``out`` is a file.
+      StorageError: ``out`` or its lock cannot be created (read-only file system, no permission, disk full).
     """
     path, token = _acquire(Path(out))
     try:
@@ -344,7 +419,7 @@ def _diff(a: Any, b: Any, prefix: str = "") -> Iterator[str]:
 
 def _ours(out: Path) -> list[Path]:
     """The files this module writes in ``out`` (what ``force`` deletes)."""
-    files = [out / CONFIG, out / RESULTS, out / HISTORY]
+    files = [out / CONFIG, out / RESULTS, out / HISTORY, out / MANIFEST]
     files += sorted((out / UNITS).glob("*.npz")) + sorted((out / PLOTS).glob("*.png"))
     files += sorted((out / CHECKPOINTS).glob("*.npz"))
     return [f for f in files if f.is_file()]
@@ -352,7 +427,39 @@ def _ours(out: Path) -> list[Path]:
 
 def _clear(out: Path) -> None:
     for f in _ours(out):
-        f.unlink()
+        with _writing(f, "delete"):
+            f.unlink()
+
+
+def _temporaries(out: Path) -> list[Path]:
+    """The temporaries :func:`atomic_write` leaves when killed mid-write (``.<name>.<random>.tmp`` next to one
+    of this module's files), in ``out`` and its ``units``, ``checkpoints`` and ``plots`` folders."""
+    found = []
+    for name in (CONFIG, RESULTS, HISTORY, MANIFEST):
+        found += out.glob(f".{name}.*{_TMP}")
+    for folder, ext in ((UNITS, "npz"), (CHECKPOINTS, "npz"), (PLOTS, "png")):
+        found += (out / folder).glob(f".*.{ext}.*{_TMP}")
+    return sorted(f for f in found if f.is_file())
+
+
+def _tidy(out: Path) -> None:
+    """Before a run (the lock held): delete stale temporaries; an empty folder where a unit or checkpoint file
+    belongs is deleted with a :class:`CorruptUnitWarning` (it is retrained), a non-empty one is refused."""
+    for f in _temporaries(out):
+        with _writing(f, "delete the stale temporary"):
+            f.unlink(missing_ok=True)
+    for folder in (UNITS, CHECKPOINTS):
+        for path in sorted((out / folder).glob("*.npz")):
+            if path.name.startswith(".") or path.is_file():
+                continue
+            if path.is_dir() and not any(path.iterdir()):
+                warnings.warn(CorruptUnitWarning(path, "an empty folder, not a file"), stacklevel=3)
+                with _writing(path, "delete the empty folder"):
+                    path.rmdir()
+                continue
+            raise DirectoryError(f"{str(path)!r} is not a file (a folder, or a special file) where jaxnets keeps a "
+                                 f"{folder[:-1]}; move it out of {str(out / folder)!r}, then run the same command "
+                                 "again")
 
 
 def read_config_text(out: str | Path) -> str:
@@ -375,6 +482,9 @@ def read_config_text(out: str | Path) -> str:
     except UnicodeDecodeError:
         raise DirectoryError(f"{str(path)!r} is damaged (not UTF-8 text); re-run the sweep with --force, "
                              "or into another --out") from None
+    except OSError as e:
+        raise DirectoryError(f"{str(path)!r} cannot be read ({e.strerror or e}); fix its permissions, or re-run "
+                             "the sweep into another --out") from None
 
 
 def open_run(out: str | Path, config_text: str, *, force: bool = False) -> dict[str, UnitResult]:
@@ -387,6 +497,9 @@ def open_run(out: str | Path, config_text: str, *, force: bool = False) -> dict[
 
     Damaged unit files are skipped with a :class:`CorruptUnitWarning` each (see :func:`load_units`), so the
     sweep retrains them. The lock file (:func:`lock`) does not make a folder non-empty and is never deleted.
+    Temporaries a killed write left (``.<name>.<random>.tmp`` next to this module's files) are deleted first
+    (take the lock before calling this), and so is an empty folder where a unit file belongs (with a
+    :class:`CorruptUnitWarning`).
 
     Args:
       out: The results directory.
@@ -397,13 +510,17 @@ def open_run(out: str | Path, config_text: str, *, force: bool = False) -> dict[
       The finished units by key (empty for a fresh directory).
 
     Raises:
-      DirectoryError: ``out`` is a file, holds another config's results, or is a foreign non-empty folder.
+      DirectoryError: ``out`` is a file, holds another config's results, or is a foreign non-empty folder; or
+        something other than a file (a non-empty folder) stands where a unit file belongs.
+      StorageError: The machine refused a write (disk full, read-only, no permission).
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise DirectoryError(f"--out {str(out)!r} is a file, not a directory")
     new = tomllib.loads(config_text)
     done: dict[str, UnitResult] = {}
+    if out.is_dir():
+        _tidy(out)
     if (out / CONFIG).is_file():
         try:
             old = tomllib.loads(read_config_text(out))
@@ -426,7 +543,8 @@ def open_run(out: str | Path, config_text: str, *, force: bool = False) -> dict[
                 "Use an empty or new folder for --out, or --force to write there anyway."
             )
         _clear(out)
-    out.mkdir(parents=True, exist_ok=True)
+    with _writing(out, "create the results directory"):
+        out.mkdir(parents=True, exist_ok=True)
     if not (out / CONFIG).is_file():
         write_text(out / CONFIG, config_text)
     return done
@@ -438,8 +556,6 @@ def open_run(out: str | Path, config_text: str, *, force: bool = False) -> dict[
 
 
 _ARRAYS = ("variant", "group", "eval_step", *(f"col_{k}" for k in COLUMNS), *(f"hist_{k}" for k in HISTORY_METRICS))
-_DAMAGE = (zipfile.BadZipFile, EOFError, ValueError, LookupError, OSError, TypeError, AttributeError,
-           NotImplementedError, OverflowError, MemoryError, struct.error)  # what a damaged .npz can raise
 
 
 def _checksum(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> str:
@@ -463,6 +579,9 @@ def save_unit(out: str | Path, res: UnitResult) -> Path:
 
     Returns:
       The unit file's path.
+
+    Raises:
+      StorageError: The machine refused the write (disk full, read-only, no permission).
     """
     arrays = {
         "variant": np.asarray(res.variant),
@@ -477,8 +596,9 @@ def save_unit(out: str | Path, res: UnitResult) -> Path:
 
 
 def _why(e: BaseException, head: bytes) -> str:
-    """A few words on why reading a unit failed with ``e`` (``head``: the file's first bytes)."""
-    msg = str(e)
+    """A few words on why reading a unit failed with ``e`` (``head``: the file's first bytes): one line."""
+    msg = " ".join(str(e).split())
+    msg = msg if len(msg) <= 160 else msg[:157] + "..."
     if isinstance(e, zipfile.BadZipFile):
         if "CRC" in msg:  # zipfile checks each member's CRC-32 as it is read: a flipped bit
             return msg[:1].lower() + msg[1:]
@@ -489,6 +609,8 @@ def _why(e: BaseException, head: bytes) -> str:
         return "truncated file"
     if isinstance(e, json.JSONDecodeError):
         return "its metadata is not valid JSON"
+    if isinstance(e, IsADirectoryError):
+        return "a folder, not a file"
     if isinstance(e, OSError):
         return f"cannot be read: {e.strerror or msg}"
     if isinstance(e, MemoryError):
@@ -496,28 +618,47 @@ def _why(e: BaseException, head: bytes) -> str:
     return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
 
 
-def _read_unit(path: Path) -> tuple[UnitResult, bool]:
-    """Read and check a unit file; return it and whether it carried a checksum (``False``: unverified)."""
-    with open(path, "rb") as f:  # opened here, not by np.load, so that it is closed when the archive is bad
-        head = f.read(4)
+@contextlib.contextmanager
+def _reading(path: Path, head: bytes = b"PK") -> Iterator[None]:
+    """Any exception raised in the body (other than :class:`CorruptUnitError`) becomes a
+    :class:`CorruptUnitError` for ``path``: a file that cannot be read, whatever the reason, is damaged,
+    never a crash (``head``: the file's first bytes, for the reason's words)."""
+    try:
+        yield
+    except CorruptUnitError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a damaged file can make zipfile / numpy raise almost anything
+        raise CorruptUnitError(path, _why(e, head)) from e
+
+
+def _read_npz(path: Path, required: Sequence[str] = (), data: bytes | None = None) -> dict[str, np.ndarray]:
+    """Every array of the ``.npz`` archive ``path`` (or of its bytes ``data``, already read), read without
+    pickle; :class:`CorruptUnitError` for any failure (see :func:`_reading`) or a missing ``required`` array."""
+    with contextlib.ExitStack() as stack:
+        with _reading(path, b""):
+            if path.is_dir():
+                raise CorruptUnitError(path, "a folder, not a file")
+            # opened here, not by np.load, so that it is closed whatever happens
+            f = io.BytesIO(data) if data is not None else stack.enter_context(open(path, "rb"))
+            head = f.read(4)
+            f.seek(0)
         if not head:
             raise CorruptUnitError(path, "empty file")
         if not head.startswith(b"PK"):
             raise CorruptUnitError(path, "not an .npz archive (no zip signature)")
-        f.seek(0)
-        try:
-            with np.load(f, allow_pickle=False) as z:
-                names = set(z.files)
-                missing = [n for n in ("meta", *_ARRAYS) if n not in names]
-                if missing:
-                    raise CorruptUnitError(path, f"missing array(s): {', '.join(missing[:4])}")
-                meta = json.loads(str(z["meta"][()]))
-                arrays = {n: z[n] for n in sorted(names - {"meta"})}
-        except CorruptUnitError:
-            raise
-        except _DAMAGE as e:
-            raise CorruptUnitError(path, _why(e, head)) from e
-    return _check_unit(path, meta, arrays)
+        with _reading(path, head), np.load(f, allow_pickle=False) as z:
+            missing = [n for n in required if n not in z.files]
+            if missing:
+                raise CorruptUnitError(path, f"missing array(s): {', '.join(missing[:4])}")
+            return {n: z[n] for n in z.files}
+
+
+def _read_unit(path: Path) -> tuple[UnitResult, bool]:
+    """Read and check a unit file; return it and whether it carried a checksum (``False``: unverified)."""
+    arrays = _read_npz(path, ("meta", *_ARRAYS))
+    with _reading(path):
+        meta = json.loads(str(arrays.pop("meta")[()]))
+        return _check_unit(path, meta, {n: arrays[n] for n in sorted(arrays)})
 
 
 def _check_unit(path: Path, meta: Any, arrays: dict[str, np.ndarray]) -> tuple[UnitResult, bool]:
@@ -573,15 +714,10 @@ def load_unit(path: str | Path) -> UnitResult:
 
     Raises:
       CorruptUnitError: The file is damaged: truncated, not an archive, missing or ill-shaped arrays,
-        unreadable metadata, a checksum mismatch, or it cannot be read at all (``reason`` says which).
+        unreadable metadata, a checksum mismatch, or it cannot be read at all (``reason`` says which). Any
+        exception raised while reading it (zipfile's, numpy's, the operating system's) becomes this one.
     """
-    path = Path(path)
-    try:
-        return _read_unit(path)[0]
-    except CorruptUnitError:
-        raise
-    except _DAMAGE as e:  # opening the file itself (permissions, a folder by that name, ...)
-        raise CorruptUnitError(path, _why(e, b"")) from e
+    return _read_unit(Path(path))[0]
 
 
 def load_units(out: str | Path) -> dict[str, UnitResult]:
@@ -627,6 +763,9 @@ def save_checkpoint(out: str | Path, key: str, fingerprint: str, state: Mapping[
 
     Returns:
       The checkpoint file's path.
+
+    Raises:
+      StorageError: The machine refused the write (disk full, read-only, no permission).
     """
     arrays = {f"s_{k}": np.asarray(v) for k, v in state.items()}
     meta = {"key": key, "fingerprint": fingerprint}
@@ -637,8 +776,8 @@ def save_checkpoint(out: str | Path, key: str, fingerprint: str, state: Mapping[
 def load_checkpoints(out: str | Path) -> dict[str, tuple[str, dict[str, np.ndarray]]]:
     """Every intact checkpoint in ``DIR/checkpoints``: ``{unit key: (fingerprint, state)}``.
 
-    A damaged one (unreadable, or its checksum does not match) is left out with a :class:`CorruptUnitWarning`:
-    its unit then starts from the beginning.
+    A damaged one (any failure to read it, or its checksum does not match) is left out with a
+    :class:`CorruptUnitWarning`: its unit then starts from the beginning.
 
     Args:
       out: The results directory.
@@ -652,15 +791,14 @@ def load_checkpoints(out: str | Path) -> dict[str, tuple[str, dict[str, np.ndarr
 def _load_checkpoint(path: Path) -> tuple[str, tuple[str, dict[str, np.ndarray]]]:
     """``(unit key, (fingerprint, state))`` of one checkpoint file; :class:`CorruptUnitError` when it is
     unreadable or its checksum does not match."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"][()]))
-            arrays = {n: z[n] for n in z.files if n != "meta"}
+    arrays = _read_npz(path, ("meta",))
+    with _reading(path):
+        meta = json.loads(str(arrays.pop("meta")[()]))
         if meta.get("sha256") != _checksum({k: v for k, v in meta.items() if k != "sha256"}, arrays):
-            raise ValueError("checksum mismatch: its content changed after it was saved")
+            raise CorruptUnitError(path, "checksum mismatch: its content changed after it was saved")
+        if not isinstance(meta.get("key"), str) or not isinstance(meta.get("fingerprint"), str):
+            raise CorruptUnitError(path, "its metadata lacks key or fingerprint")
         return meta["key"], (meta["fingerprint"], {n.removeprefix("s_"): a for n, a in arrays.items()})
-    except (*_DAMAGE, KeyError) as e:
-        raise CorruptUnitError(path, _why(e, b"PK")) from e
 
 
 def drop_checkpoint(out: str | Path, key: str) -> None:
@@ -670,7 +808,9 @@ def drop_checkpoint(out: str | Path, key: str) -> None:
       out: The results directory.
       key: The unit's key.
     """
-    (Path(out) / CHECKPOINTS / f"{key}.npz").unlink(missing_ok=True)
+    path = Path(out) / CHECKPOINTS / f"{key}.npz"
+    with _writing(path, "delete the checkpoint"):
+        path.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -678,8 +818,16 @@ def drop_checkpoint(out: str | Path, key: str) -> None:
 # ---------------------------------------------------------------------------------------------------------
 
 
+def _npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
 def write_results(out: str | Path, table, history: Mapping[str, np.ndarray]) -> tuple[Path, Path]:
-    """Atomically write ``results.csv`` (pandas; NaN as an empty cell) and ``history.npz``.
+    """Atomically write ``results.csv`` (pandas; NaN as an empty cell), ``history.npz`` and, last,
+    ``manifest.json`` (the SHA-256 of both files and the number of rows), so that :func:`read_results` can
+    tell a complete, intact pair from a damaged or half-written one. The old manifest is deleted first.
 
     Args:
       out: The results directory.
@@ -688,15 +836,51 @@ def write_results(out: str | Path, table, history: Mapping[str, np.ndarray]) -> 
 
     Returns:
       The paths of ``results.csv`` and ``history.npz``.
+
+    Raises:
+      StorageError: The machine refused a write (disk full, read-only, no permission).
     """
     out = Path(out)
-    csv = write_text(out / RESULTS, table.to_csv(index=False))
-    npz = save_npz(out / HISTORY, history)
-    return csv, npz
+    with _writing(out / MANIFEST, "delete the old manifest"):
+        (out / MANIFEST).unlink(missing_ok=True)
+    files = {RESULTS: table.to_csv(index=False).encode("utf-8"), HISTORY: _npz_bytes(history)}
+    for name, data in files.items():
+        atomic_write(out / name, lambda f, data=data: f.write(data))
+    manifest = {"format": 1, "rows": len(table),
+                "files": {name: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+                          for name, data in files.items()}}
+    write_text(out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+    return out / RESULTS, out / HISTORY
+
+
+def _verified(out: Path) -> tuple[dict[str, bytes], int]:
+    """The bytes of ``results.csv`` and ``history.npz`` and the row count, checked against ``manifest.json``;
+    :class:`CorruptResultsError` when either differs from it, or the manifest is missing or damaged."""
+    path = out / MANIFEST
+    if not path.is_file():
+        raise CorruptResultsError(path, "no manifest: the results were not completely written, or by an older "
+                                  "jaxnets")
+    try:
+        manifest = json.loads(path.read_bytes().decode("utf-8"))
+        rows = manifest["rows"]
+        sums = {name: manifest["files"][name]["sha256"] for name in (RESULTS, HISTORY)}
+        if type(rows) is not int or rows < 0 or not all(isinstance(v, str) for v in sums.values()):
+            raise ValueError("ill-typed fields")
+    except Exception as e:  # noqa: BLE001 - whatever is wrong with it, it cannot vouch for the results
+        raise CorruptResultsError(path, f"unreadable manifest: {_why(e, b'')}") from e
+    files = {}
+    for name, want in sums.items():
+        try:
+            files[name] = (out / name).read_bytes()
+        except OSError as e:
+            raise CorruptResultsError(out / name, f"cannot be read: {e.strerror or e}") from e
+        if hashlib.sha256(files[name]).hexdigest() != want:
+            raise CorruptResultsError(out / name, "checksum mismatch with manifest.json")
+    return files, rows
 
 
 def read_results(out: str | Path):
-    """Read the final results of a results directory.
+    """Read the final results of a results directory, verified against its ``manifest.json``.
 
     Args:
       out: The results directory.
@@ -706,6 +890,8 @@ def read_results(out: str | Path):
 
     Raises:
       DirectoryError: ``results.csv`` or ``history.npz`` is missing (the sweep is not finished).
+      CorruptResultsError: They are damaged or incomplete (a checksum differs from the manifest, the manifest
+        is missing or damaged, a file cannot be parsed, the row counts disagree): never a partial table.
     """
     import pandas as pd
 
@@ -713,7 +899,15 @@ def read_results(out: str | Path):
     for name in (RESULTS, HISTORY):
         if not (out / name).is_file():
             raise DirectoryError(f"{str(out)!r} has no {name} (is the sweep finished? re-run it to resume)")
-    table = pd.read_csv(out / RESULTS)
-    with np.load(out / HISTORY, allow_pickle=False) as z:
-        history = {k: z[k] for k in z.files}
+    files, rows = _verified(out)
+    try:
+        table = pd.read_csv(io.BytesIO(files[RESULTS]))
+    except Exception as e:  # noqa: BLE001 - checksummed, so only a writer's bug gets here: still one line
+        raise CorruptResultsError(out / RESULTS, f"cannot be parsed: {_why(e, b'')}") from e
+    try:
+        history = _read_npz(out / HISTORY, data=files[HISTORY])
+    except CorruptUnitError as e:
+        raise CorruptResultsError(out / HISTORY, e.reason) from e
+    if len(table) != rows or any(a.ndim and a.shape[0] != rows for k, a in history.items() if k != "step"):
+        raise CorruptResultsError(out / RESULTS, f"not the {rows} rows its manifest records")
     return table, history

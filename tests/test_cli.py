@@ -173,6 +173,42 @@ def test_kill_mid_sweep_then_resume_gives_the_same_table(reference, tiny_config,
             np.testing.assert_array_equal(za[k], zb[k], err_msg=k)
 
 
+def test_sigterm_mid_sweep_is_one_line_no_lock_and_resumes_to_the_same_table(reference, tiny_config, tmp_path):
+    """SIGTERM (what schedulers send before killing a job) once the first group is saved: exit 143, one line
+    saying what is kept, no traceback, no lock; the same command then resumes to the uninterrupted table."""
+    out = tmp_path / "terminated"
+    first = out / "units" / "group-000.npz"
+    proc = subprocess.Popen(_jaxnets("sweep", str(tiny_config), "--out", str(out), "--quiet"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not first.exists():
+            assert proc.poll() is None, "the sweep ended before its first group was saved"
+            assert time.monotonic() < deadline, "no group saved in time"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 128 + signal.SIGTERM == 143, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("jaxnets: stopped by SIGTERM"), err
+    assert "run the same command again to resume" in lines[0]
+    assert not (out / ".lock").exists() and not list(out.rglob(".*.tmp"))
+
+    resumed = _run("sweep", str(tiny_config), "--out", str(out), "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    a = pd.read_csv(reference / "results.csv").drop(columns="group_wall_s")
+    b = pd.read_csv(out / "results.csv").drop(columns="group_wall_s")
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    with np.load(reference / "history.npz") as za, np.load(out / "history.npz") as zb:
+        assert set(za.files) == set(zb.files)
+        for k in za.files:
+            np.testing.assert_array_equal(za[k], zb[k], err_msg=k)
+
+
 def test_show_prints_the_ranked_table(reference, capsys):
     assert cli.main(["show", str(reference), "--top", "3"]) == 0
     out = capsys.readouterr().out

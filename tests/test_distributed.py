@@ -8,8 +8,9 @@ and killed in a ``finally``:
   early-stopped variants);
 * the Python API: two processes calling ``jax.distributed.initialize`` then ``engine.train`` both hold the
   whole, identical ``Result`` (and PRNG-key leaves survive the gathering), in blocks or not;
-* killing one of two processes mid-sweep makes the launch exit non-zero, with a message, well within 60 s;
-  the same launch again resumes and ends with the uninterrupted table; an ``asha`` unit stopped after a rung
+* killing one of two processes mid-sweep (process 1, or process 0: the coordinator) makes the launch exit
+  non-zero, with one line from the survivor and no native stack trace, well within 60 s; the same launch again
+  resumes and ends with the uninterrupted table; an ``asha`` unit stopped after a rung
   resumes from its checkpoint under two processes;
 * a coordinator nobody answers gives a one-line error, not a hang; bad options are refused before JAX starts.
 """
@@ -216,6 +217,145 @@ def test_kill_one_process_then_resume(reference, config, tmp_path):
     assert "resumed" in again.stderr
     assert first.stat().st_mtime_ns == saved_at, "a finished unit was trained again"
     _assert_same_results(reference, out)
+
+
+def test_kill_the_coordinator_then_resume(reference, config, tmp_path):
+    """Process 0 (the coordinator, the writer) killed mid-sweep: JAX's client in process 1 aborts natively within
+    milliseconds (its error-polling RPC fails), with a "Check failure stack trace"; the launcher turns that report
+    into one line, so process 1 ends with exactly one ``jaxnets: error:`` line and no native trace, well within
+    60 s; the same launch then resumes (after deleting any temporary a killed write left) to the uninterrupted
+    table."""
+    out = tmp_path / "coordinator-killed"
+    first = out / "units" / "group-000.npz"
+    log = tmp_path / "launch.log"
+    with open(log, "w") as f:
+        proc = subprocess.Popen(_jaxnets("launch", "-n", "2", "--", "sweep", str(config), "--out", str(out),
+                                         "--quiet"),
+                                stdout=f, stderr=subprocess.STDOUT, env=_env(2), start_new_session=True)
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        while not first.exists():
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "no unit saved in time"
+            time.sleep(0.01)
+        pids = re.search(r"pids (\d+) (\d+)", log.read_text())
+        assert pids, log.read_text()
+        killed_at = time.monotonic()
+        os.kill(int(pids.group(1)), signal.SIGKILL)  # process 0
+        rc = proc.wait(timeout=60)
+        took = time.monotonic() - killed_at
+    finally:
+        _kill_group(proc)
+    text = log.read_text()
+    assert rc != 0 and took < 60, (rc, took)
+    assert "jaxnets launch: process 0 was killed by SIGKILL" in text, text
+    from_1 = [line for line in text.splitlines() if line.startswith("[process 1] ")
+              and _GLOO_PIECES.sub("", line[len("[process 1] "):])]
+    assert len(from_1) == 1, text[-3000:]
+    assert re.fullmatch(r"\[process 1\] jaxnets: error: process 1: .*run the same command again to resume",
+                        from_1[0]), from_1
+    assert "Check failure" not in text and "Traceback" not in text and " @ " not in text, text[-3000:]
+    assert not (out / "results.csv").exists()
+
+    again = _run(_jaxnets("launch", "-n", "2", "--", "sweep", str(config), "--out", str(out)), devices=2)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert not list(out.rglob(".*.tmp"))
+    _assert_same_results(reference, out)
+
+
+FAKE_PROCESS = """\
+import os, signal, sys
+
+i = int(sys.argv[sys.argv.index("--process-id") + 1])
+if i == 2:  # a process that says its own error line, then is aborted all the same
+    sys.stderr.write("jaxnets: error: process 2: said first\\n")
+if i in (1, 2):  # what JAX's client writes when it loses the coordinator, then abort()
+    sys.stderr.write("E1203 21:17:14.933969   12115 coordination_service_agent.cc:289] Polled an error\\n"
+                     "F1203 21:17:14.934022   12115 client.h:80] Terminating process because the JAX distributed "
+                     "service detected fatal errors. absl::Status: UNAVAILABLE: Failed to send RPC to coordination "
+                     "service. Either the leader task was preempted\\n"
+                     "Additional GRPC error information from remote target coordination_service\\n"
+                     ":UNKNOWN:Error received from peer  {grpc_message:\\"Socket closed\\", grpc_status:14}\\n"
+                     "*** Check failure stack trace: ***\\n"
+                     "    @     0x7f02d1740634  absl::log_internal::LogMessage::SendToLog()\\n")
+    sys.stderr.flush()
+    os.kill(os.getpid(), signal.SIGABRT)
+sys.stderr.write("W1203 21:17:14.000001   12115 some_file.cc:12] an unrelated native warning\\n")
+sys.stderr.write("a normal line\\n")
+sys.stderr.write("F1203 21:17:14.000002   12115 other.cc:34] Check failed: a real bug\\n")
+sys.stderr.write("    @     0x7f02d1740634  somewhere()\\n")
+sys.exit(3)
+"""
+
+
+def test_the_launcher_condenses_a_lost_peer_native_abort_and_nothing_else(tmp_path, capfd):
+    """A process aborted by JAX's runtime for a lost peer (native "F... JAX distributed service" report and stack
+    trace) shows as one ``jaxnets: error:`` line (none more when it said its own already); any other native
+    output (a warning, a real check failure) passes through unchanged and in order."""
+    fake = tmp_path / "fake_python.py"
+    fake.write_text(FAKE_PROCESS)
+    script = tmp_path / "python"
+    script.write_text(f"#!/bin/sh\nexec {sys.executable} {fake} \"$@\"\n")
+    script.chmod(0o755)
+    rc = launch.launch(3, ["--", "sweep", "x.toml", "--out", str(tmp_path / "out")], grace_s=5, python=str(script))
+    assert rc in (3, 128 + signal.SIGABRT)
+    err = capfd.readouterr().err
+    from_1 = [line for line in err.splitlines() if line.startswith("[process 1] ")]
+    assert from_1 == ["[process 1] jaxnets: error: process 1: the JAX distributed runtime ended this process: it "
+                      "lost another process (UNAVAILABLE: Failed to send RPC to coordination service); see the other "
+                      "processes' output. Finished units are saved: run the same command again to resume"], err
+    assert [line for line in err.splitlines() if line.startswith("[process 2] ")] == [
+        "[process 2] jaxnets: error: process 2: said first"], err
+    from_0 = [line for line in err.splitlines() if line.startswith("[process 0] ")]
+    assert [line[len("[process 0] "):] for line in from_0] == [
+        "W1203 21:17:14.000001   12115 some_file.cc:12] an unrelated native warning", "a normal line",
+        "F1203 21:17:14.000002   12115 other.cc:34] Check failed: a real bug", "    @     0x7f02d1740634  somewhere()"]
+
+
+PATIENT_PROCESS = """\
+import signal, sys, time
+
+def stop(signum, frame):
+    print(f"got {signal.Signals(signum).name}", flush=True)
+    sys.exit(128 + signum)
+
+signal.signal(signal.SIGTERM, stop)
+signal.signal(signal.SIGHUP, stop)
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+LAUNCHER = """\
+import sys
+from jaxnets import launch
+sys.exit(launch.launch(2, ["sweep", "x.toml", "--out", "out"], grace_s=5, python=sys.argv[1]))
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_or_sighup_to_the_launcher_is_passed_on_as_ctrl_c_is(tmp_path, signum):
+    """A scheduler's SIGTERM (or a SIGHUP) sent to ``jaxnets launch`` alone reaches every process (which then ends
+    as on Ctrl-C: one line, units kept), and the launcher exits 128 + N with one line of its own."""
+    fake = tmp_path / "patient.py"
+    fake.write_text(PATIENT_PROCESS)
+    script = tmp_path / "python"
+    script.write_text(f"#!/bin/sh\nexec {sys.executable} {fake} \"$@\"\n")
+    script.chmod(0o755)
+    proc = subprocess.Popen([sys.executable, "-c", LAUNCHER, str(script)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        ready = [proc.stdout.readline() for _ in range(2)]
+        assert sorted(ready) == ["[process 0] ready\n", "[process 1] ready\n"], ready
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        _kill_group(proc)
+    name = signal.Signals(signum).name
+    assert proc.returncode == 128 + signum, err
+    assert sorted(out.splitlines()) == [f"[process 0] got {name}", f"[process 1] got {name}"], out
+    assert err.splitlines()[-1] == f"jaxnets launch: stopped by {name}; stopping the processes (Ctrl-C again: kill " \
+        "them)", err
+    assert "Traceback" not in err
 
 
 INTERRUPT_AT_FIRST_CHECKPOINT = """\
