@@ -74,7 +74,6 @@ import functools
 import math
 import numbers
 import os
-import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -887,7 +886,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     """The arrays of an ``.npz`` (``allow_pickle=False``): ``x``, ``y`` and optionally the given splits."""
     try:
         loaded = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+    except Exception as e:  # noqa: BLE001 - whatever numpy raises on a damaged file, it is one line
         raise DataError(f"not a readable .npz archive ({e}); save one with np.savez(path, x=..., y=...)",
                         source=path) from None
     if not isinstance(loaded, np.lib.npyio.NpzFile):
@@ -908,8 +907,8 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         for k in keys:
             try:
                 out[k] = loaded[k]
-            except (ValueError, OSError, zipfile.BadZipFile) as e:
-                raise DataError(f"array {k!r} cannot be read without pickle ({e}); save numeric arrays",
+            except Exception as e:  # noqa: BLE001 - a damaged entry (header, flags, CRC) or pickled data
+                raise DataError(f"array {k!r} cannot be read ({type(e).__name__}: {e}); save numeric arrays",
                                 source=path, column=k) from None
     return out
 
