@@ -5,7 +5,7 @@ Usage::
     jaxnets sweep CONFIG.toml --out DIR [--quiet] [--force] [--top K] [--dry-run]
     jaxnets demo [--out DIR] [--quiet] [--force] [--top K]     # the bundled config, DIR = runs/demo
     jaxnets demo --print-config > my_sweep.toml                # a start for your own sweep
-    jaxnets show DIR [--top K] [--metric NAME]
+    jaxnets show DIR [--top K] [--metric NAME] [--plots]          # --plots: redraw plots/ and report.html
     jaxnets sweep CONFIG.toml --out DIR --coordinator HOST:PORT --num-processes N --process-id I
     jaxnets sweep CONFIG.toml --out DIR --distributed          # SLURM / Open MPI / TPU: detected by JAX
     jaxnets launch -n N -- sweep CONFIG.toml --out DIR         # N local processes on 127.0.0.1
@@ -133,7 +133,7 @@ class Progress:
     group trained in 4 blocks takes 4 events per evaluation), and a finished unit sets it to the unit's end.
     """
 
-    def __init__(self, out: Path, metric: str, goal: str, quiet: bool):
+    def __init__(self, out: Path | None, metric: str, goal: str, quiet: bool):
         self.out, self.metric, self.goal, self.quiet = out, metric, goal, quiet
         self.bar: Any = None
         self.exact = True
@@ -167,7 +167,7 @@ class Progress:
                 self._advance(self.done + block / max(event.n_variants, block))
             case events.UnitDone():
                 self._unit_done(event)
-            case events.Checkpoint():
+            case events.Checkpoint() if self.out is not None:
                 from jaxnets import store
 
                 store.save_checkpoint(self.out, event.unit, event.fingerprint, event.state)
@@ -200,7 +200,7 @@ class Progress:
 
         self._advance(self.unit_end)
         res = event.result
-        if not event.resumed:
+        if not event.resumed and self.out is not None:
             store.save_unit(self.out, res)
             store.drop_checkpoint(self.out, res.key)
             self.saved += 1
@@ -401,7 +401,7 @@ def _train(p: Plan, cfg: Config, out: Path, done: dict[str, UnitResult],
            partial: Mapping[str, tuple[str, Mapping[str, Any]]], *, quiet: bool, top: int) -> int:
     """Train (resuming from ``done`` and the ``asha`` / ``pbt`` checkpoints ``partial``), write the results
     and plots, print the ranked table (the lock held)."""
-    from jaxnets import plots, store, sweep
+    from jaxnets import report, store, sweep
 
     progress = Progress(out, cfg.metric, cfg.goal, quiet)
     resuming = sorted(k for k in partial if k not in done)
@@ -427,13 +427,14 @@ def _train(p: Plan, cfg: Config, out: Path, done: dict[str, UnitResult],
         return _storage_error(e, f"{_kept(out)}; once fixed, run the same command again to write the results")
     axes = [a.name for a in cfg.axes]
     try:
-        pngs = plots.save_all(out, table, history, axes, cfg.metric, cfg.goal, cfg.method)
+        *pngs, page = report.save(out, table, history, cfg.axes, cfg.metric, cfg.goal, cfg.method)
     except store.StorageError as e:
         return _storage_error(e, f"the results are written ({csv.name}, {npz.name}: jaxnets show {out}); once "
-                              "fixed, run the same command again to redo the plots")
+                              f"fixed, run the same command again, or jaxnets show {out} --plots, to redo the plots")
     print(render_table(table, axes, cfg.metric, cfg.goal, top))
     print(f"results: {csv}  {npz}")
     print(f"plots:   {'  '.join(str(p) for p in pngs)}")
+    print(f"report:  {page}")
     print(f"ranked table again: jaxnets show {out}")
     return 0
 
@@ -458,13 +459,14 @@ def _storage_error(e: Exception, then: str) -> int:
     return EXIT_STORAGE
 
 
-def run_show(out: Path, *, top: int, metric: str | None) -> int:
-    """``jaxnets show``: print the ranked table of a finished results directory."""
+def run_show(out: Path, *, top: int, metric: str | None, draw: bool = False) -> int:
+    """``jaxnets show``: print the ranked table of a finished results directory; with ``draw`` (``--plots``)
+    also (re)draw ``plots/*.png`` and ``report.html`` from the saved results."""
     from jaxnets import config, store
 
     try:
         cfg = config.loads(store.read_config_text(out))
-        table, _ = store.read_results(out)
+        table, history = store.read_results(out)
     except (store.DirectoryError, config.ConfigError) as e:
         raise UsageError(str(e)) from None
     goal = cfg.goal
@@ -474,6 +476,19 @@ def run_show(out: Path, *, top: int, metric: str | None) -> int:
         goal = "max" if config.METRICS[metric] == "val_accuracy" else "min"
         metric = config.METRICS[metric]
     print(render_table(table, [a.name for a in cfg.axes], metric or cfg.metric, goal, top))
+    return _draw(out, cfg, table, history, metric or cfg.metric, goal) if draw else 0
+
+
+def _draw(out: Path, cfg: Config, table, history, metric: str, goal: str) -> int:
+    """``jaxnets show --plots``: redraw the pictures and ``report.html`` of ``out`` ranked by ``metric``."""
+    from jaxnets import report, store
+
+    try:
+        *pngs, page = report.save(out, table, history, cfg.axes, metric, goal, cfg.method)
+    except store.StorageError as e:
+        return _storage_error(e, f"the results in {out} are untouched; once fixed, run the same command again")
+    print(f"plots:   {'  '.join(str(p) for p in pngs)}")
+    print(f"report:  {page}")
     return 0
 
 
@@ -542,6 +557,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", type=Path, metavar="DIR")
     p.add_argument("--top", type=int, default=20, metavar="K", help="rows to print (0: all; default 20)")
     p.add_argument("--metric", default=None, help="rank by this metric instead of the config's")
+    p.add_argument("--plots", action="store_true",
+                   help="also (re)draw DIR/plots/*.png (landscape, importance, ...) and DIR/report.html")
 
     from jaxnets.launch import GRACE_S
 
@@ -602,7 +619,7 @@ def _command(args: argparse.Namespace, state: dict[str, bool]) -> int:
         if args.command == "demo":
             return run_sweep(demo_config(), args.out, quiet=args.quiet, force=args.force, top=args.top,
                              dry_run=False, compile_cache=not args.no_compile_cache, distributed=state["distributed"])
-        return run_show(args.dir, top=args.top, metric=args.metric)
+        return run_show(args.dir, top=args.top, metric=args.metric, draw=args.plots)
     except (UsageError, launch.DistributedError) as e:
         print(f"jaxnets: error: {e}", file=sys.stderr)
         return EXIT_USAGE

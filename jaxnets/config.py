@@ -71,7 +71,11 @@ __all__ = [
     "load", "loads", "parse", "data_kwargs",
 ]
 
-SECTIONS: tuple[str, ...] = ("seed", "data", "model", "train", "sweep", "keys")
+SECTIONS: tuple[str, ...] = ("seed", "data", "model", "train", "sweep", "keys", "python")
+#: ``[python]`` keys: what :func:`jaxnets.search` trained with, as text (Python objects are not TOML): the data
+#: set (its name and a SHA-256 of its arrays) and your own model, loss, metric and optimizer (name and a hash
+#: of the code). A config with ``[python]`` describes a results directory; only Python can run it again.
+PYTHON_KEYS: tuple[str, ...] = ("data", "model", "loss", "metric", "optimizer")
 MODEL_KEYS: tuple[str, ...] = ("kind", "hidden", "dense", "cell", "norm", "activation", "init", "init_scale")
 TRAIN_KEYS: tuple[str, ...] = (
     "loss", "optimizer", "learning_rate", "momentum", "b1", "b2", "rho", "steps", "batch_size", "eval_every",
@@ -169,6 +173,8 @@ class Config:
       extra_keys: the ``[keys]`` declarations, ``{name: "vmapped" | "static"}``.
       factory: ``[model] factory``, your own model factory as ``"file.py:function"`` / ``"module:function"``.
       base_dir: the folder relative paths are relative to (the config file's).
+      python: ``[python]``: what :func:`jaxnets.search` trained with (see :data:`PYTHON_KEYS`); empty for a
+        config file's sweep.
       optimizer: ``[train] optimizer`` when it names your own optimizer factory (``"file.py:function"`` /
         ``"module:function"``, a function ``hp -> optax.GradientTransformation``); ``None``: a built-in one.
       population: the options of ``asha`` (``eta``, ``min_steps``, ``brackets``) or ``pbt`` (``interval``,
@@ -191,6 +197,7 @@ class Config:
     factory: str | None = None
     base_dir: Path | None = None
     optimizer: str | None = None
+    python: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -506,7 +513,11 @@ def parse(raw: Mapping[str, Any], *, base_dir: str | Path | None = None) -> Conf
     seed = raw.get("seed", 0)
     if not _is_int(seed) or seed < 0:
         raise ConfigError(f"seed = {seed!r}: the search sampler's seed must be a non-negative integer")
-    data, data_path = _parse_data(raw.get("data"), base_dir)
+    python = _parse_python(raw.get("python"))
+    if python:  # jaxnets.search: the data set is Python's, named in [data] and hashed in [python]
+        data, data_path = dict(_table("[data]", raw.get("data"))), None
+    else:
+        data, data_path = _parse_data(raw.get("data"), base_dir)
     extra = _parse_keys(raw.get("keys"))
     token = _DECLARED.set(extra)
     try:
@@ -516,7 +527,7 @@ def parse(raw: Mapping[str, Any], *, base_dir: str | Path | None = None) -> Conf
         sweep = _parse_sweep(raw.get("sweep"), base)
     finally:
         _DECLARED.reset(token)
-    if extra and factory is None and optimizer is None:
+    if extra and factory is None and optimizer is None and not {"model", "optimizer"} & set(python):
         raise ConfigError(f"[keys] declares {', '.join(extra)}, but only your own model or optimizer reads them: "
                           "add [model] factory = \"my_models.py:make\" (a function factory(hp) or factory(hp, "
                           "rngs)) or [train] optimizer = \"my_optimizers.py:make\" (hp -> optax transformation)")
@@ -528,7 +539,17 @@ def parse(raw: Mapping[str, Any], *, base_dir: str | Path | None = None) -> Conf
                           f"{base['loss']!r} has no accuracy (use metric = \"val_loss\")")
     return Config(data=data, base=base, seed=int(seed), raw=dict(raw), data_path=data_path, extra_keys=extra,
                   factory=factory, base_dir=Path(base_dir) if base_dir is not None else None, optimizer=optimizer,
-                  **sweep)
+                  python=python, **sweep)
+
+
+def _parse_python(raw: Any) -> dict[str, str]:
+    """``[python]``: what :func:`jaxnets.search` trained with, as text (see :data:`PYTHON_KEYS`)."""
+    table = _table("[python]", raw)
+    _check_keys("[python]", table, PYTHON_KEYS)
+    for key, value in table.items():
+        if not isinstance(value, str):
+            raise ConfigError(f"[python] {key} = {value!r}: must be a string")
+    return dict(table)
 
 
 def _parse_keys(raw: Any) -> dict[str, str]:

@@ -44,7 +44,8 @@ Splits are seeded (``numpy.random.default_rng(seed)``) and, for classification d
 example, stratified: each class is spread over train / validation / test in proportion. Tabular features
 (digits*, breast_cancer, wine, iris, spirals) are standardized with the mean and std of the training split
 only (a constant feature keeps std 1, so it becomes 0 everywhere); adding and copy inputs are left as they
-are (already in ``[0, 1]`` / one-hot), as is the adding target.
+are (already in ``[0, 1]`` / one-hot), as is the adding target. The statistics stay with the data set
+(``ds.x_mean``, ``ds.x_std``), so predictions take raw inputs (:meth:`jaxnets.result.Result.predict`).
 
 Your own data: :func:`from_arrays` turns arrays (``x [N, D]``, ``[N, H, W, C]`` or ``[N, T, F]``; ``y [N]``
 labels or ``[N]`` / ``[N, D]`` targets) into a :class:`Dataset` the same way: the task is inferred from ``y``
@@ -68,7 +69,6 @@ Example::
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import functools
 import math
@@ -79,6 +79,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from jaxnets import standardize as standardize_lib
+from jaxnets.data_files import FILE_HELP, FILE_SUFFIXES, NPZ_ARRAYS, DataError, read_csv, read_npz, show
 
 __all__ = [
     "TASKS", "NAMES", "FILE_SUFFIXES", "Dataset", "DataError", "load", "describe", "from_arrays", "load_file",
@@ -125,6 +128,10 @@ class Dataset:
       sequence_output: True when ``y`` has a time axis (many-to-many), so the model must emit
         ``[N, T, output_dim]``.
       default_loss: ``"binary_crossentropy"``, ``"sparse_categorical_crossentropy"`` or ``"mse"``.
+      x_mean, x_std: float64 ``[*input_shape]``: the training split's per-feature mean and std the ``x_*``
+        arrays were standardized with (``x = (raw - x_mean) / x_std``); ``None`` when not standardized.
+      y_mean, y_std: float64 ``[output_dim]`` when regression targets were scaled the same way (predictions
+        are unscaled with them); ``None`` otherwise (no built-in loader scales targets).
     """
 
     name: str
@@ -139,6 +146,10 @@ class Dataset:
     output_dim: int
     sequence_output: bool
     default_loss: str
+    x_mean: np.ndarray | None = None
+    x_std: np.ndarray | None = None
+    y_mean: np.ndarray | None = None
+    y_std: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -393,19 +404,6 @@ def _subsample(labels: np.ndarray | None, available: int, size: int, rng: np.ran
     return rng.permutation(np.concatenate(picked))
 
 
-def _standardize(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
-    """Per-feature ``(x - mean) / std`` with the statistics of ``train`` (std 0 -> 1), as float32."""
-    flat = train.reshape(len(train), -1).astype(np.float64)
-    mean = flat.mean(axis=0)
-    std = flat.std(axis=0)
-    std[std == 0] = 1.0
-    out = []
-    for x in (train, *others):
-        z = (x.reshape(len(x), -1).astype(np.float64) - mean) / std
-        out.append(z.astype(np.float32).reshape(x.shape))
-    return out
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Public API
 # ---------------------------------------------------------------------------------------------------------
@@ -452,7 +450,8 @@ def _float32(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.float32)
 
 
-def _raw_dataset(name: str, raw: _Raw, xs: Sequence[np.ndarray], idx: Sequence[np.ndarray]) -> Dataset:
+def _raw_dataset(name: str, raw: _Raw, xs: Sequence[np.ndarray], idx: Sequence[np.ndarray],
+                 stats: tuple[np.ndarray, np.ndarray] | tuple[None, None]) -> Dataset:
     """The :class:`Dataset` of ``raw``'s features ``xs`` and labels at ``idx`` (train, val, test), typed."""
     y_dtype = np.float32 if raw.task == "regression" else np.int32
     x_train, x_val, x_test = (_float32(x) for x in xs)
@@ -470,6 +469,8 @@ def _raw_dataset(name: str, raw: _Raw, xs: Sequence[np.ndarray], idx: Sequence[n
         output_dim=raw.output_dim,
         sequence_output=raw.sequence_output,
         default_loss=_LOSSES[raw.task],
+        x_mean=stats[0],
+        x_std=stats[1],
     )
 
 
@@ -523,14 +524,15 @@ def load(
     train_idx, val_idx, test_idx = _split_indices(labels, n, n_val, n_test, rng)
 
     x_train, x_val, x_test = raw.x[train_idx], raw.x[val_idx], raw.x[test_idx]
+    stats = (None, None)
     if raw.standardize:
-        x_train, x_val, x_test = _standardize(x_train, x_val, x_test)
+        (x_train, x_val, x_test), *stats = standardize_lib.fit(x_train, x_val, x_test)
 
     if n_train is not None:
         keep = _train_subsample(name, n_train, train_idx, labels, rng)
         train_idx, x_train = train_idx[keep], x_train[keep]
 
-    return _raw_dataset(name, raw, (x_train, x_val, x_test), (train_idx, val_idx, test_idx))
+    return _raw_dataset(name, raw, (x_train, x_val, x_test), (train_idx, val_idx, test_idx), tuple(stats))
 
 
 def _shape(a: np.ndarray) -> str:
@@ -559,42 +561,6 @@ def describe(ds: Dataset) -> str:
 # ---------------------------------------------------------------------------------------------------------
 # Your own data: arrays and files
 # ---------------------------------------------------------------------------------------------------------
-
-FILE_SUFFIXES: tuple[str, ...] = (".csv", ".npz")
-"""File types :func:`load_file` reads."""
-
-_NPZ_ARRAYS: tuple[str, ...] = ("x", "y", "x_val", "y_val", "x_test", "y_test")
-_FILE_HELP = (".csv (a header row, numeric feature columns, target= names the label column) or "
-              ".npz (arrays x, y and optionally x_val, y_val, x_test, y_test)")
-
-
-class DataError(ValueError):
-    """Bad user data (:func:`from_arrays`, :func:`load_file`): one line naming what is wrong and where.
-
-    The message starts with the file (``source: ``) when there is one. The fields say the same for programs.
-
-    Attributes:
-      reason: the message without the ``source: `` prefix.
-      source: the file at fault (its path as a string), or ``None`` for arrays passed in.
-      column: the CSV column or the array (``"x"``, ``"y_val"``, ...) at fault, or ``None``.
-      row: where the first bad value is: for a CSV the 1-based data row (row 1 is the line after the
-        header), for an array the index along its first axis; ``None`` when no single row is at fault.
-    """
-
-    def __init__(self, reason: str, *, source: str | os.PathLike | None = None, column: str | None = None,
-                 row: int | None = None):
-        self.reason = reason
-        self.source = None if source is None else str(source)
-        self.column = column
-        self.row = row
-        super().__init__(reason if source is None else f"{source}: {reason}")
-
-
-def _show(values: Sequence[Any], limit: int = 5) -> str:
-    """``'0.0, 1.0, 2.0'`` (at most ``limit`` values, then ``', ...'``)."""
-    shown = [repr(v.item() if isinstance(v, np.generic) else v) for v in values[:limit]]
-    return ", ".join(shown) + (", ..." if len(values) > limit else "")
-
 
 def _numeric(name: str, a: Any) -> np.ndarray:
     """``a`` as a numeric array (bool, integer or float dtype); anything else names the first bad value."""
@@ -648,12 +614,12 @@ def _labels(ys: dict[str, np.ndarray], task: str | None, y_name: str) -> tuple[s
     _check_split_labels(out, y_name)
     values = np.unique(np.concatenate([y.astype(np.int64) for y in out.values()]))
     if len(values) < 2:
-        raise DataError(f"{y_name} holds one class only ({_show(values)}): a classifier needs at least 2 classes",
+        raise DataError(f"{y_name} holds one class only ({show(values)}): a classifier needs at least 2 classes",
                         column="y")
     n_classes = len(values)
     if not np.array_equal(values, np.arange(n_classes)):
         fix = "" if task is not None else "; for a numeric target pass task=\"regression\""
-        raise DataError(f"{y_name} holds the labels {_show(values)}, not 0..{n_classes - 1}: map them to "
+        raise DataError(f"{y_name} holds the labels {show(values)}, not 0..{n_classes - 1}: map them to "
                         f"0..{n_classes - 1} (e.g. y = np.unique(y, return_inverse=True)[1]){fix}", column="y")
     if task == "binary" and n_classes != 2:
         raise DataError(f"task=\"binary\" needs 2 classes; {y_name} holds {n_classes} (0..{n_classes - 1}): "
@@ -668,8 +634,8 @@ def _check_split_labels(ys: dict[str, np.ndarray], y_name: str) -> None:
     train = np.unique(ys["y"].astype(np.int64)) if "y" in ys else None
     for key, y in ys.items():
         if (extra := np.setdiff1d(np.unique(y.astype(np.int64)), train if train is not None else y)).size:
-            raise DataError(f"{key} holds the label(s) {_show(extra)}, which the training labels ({y_name}: "
-                            f"{_show(train)}) never have; encode every split's labels the same way", column=key)
+            raise DataError(f"{key} holds the label(s) {show(extra)}, which the training labels ({y_name}: "
+                            f"{show(train)}) never have; encode every split's labels the same way", column=key)
 
 
 def _targets(ys: dict[str, np.ndarray], y_name: str) -> dict[str, np.ndarray]:
@@ -696,7 +662,7 @@ def _infer_task(y: np.ndarray, y_name: str) -> str | None:
     values = np.unique(y)
     if np.array_equal(values, np.round(values)):
         raise DataError(
-            f"{y_name} holds only whole numbers stored as floats ({_show(values)}), so the task is ambiguous: pass "
+            f"{y_name} holds only whole numbers stored as floats ({show(values)}), so the task is ambiguous: pass "
             "task=\"multiclass\" (or \"binary\") for class labels, or task=\"regression\" for a numeric target "
             "(in a config: [data] task = \"...\"); or store the labels as integers", column="y")
     return "regression"
@@ -781,7 +747,7 @@ def _split_off_sizes(n: int, has_val: bool, has_test: bool, val_fraction: Any,
 
 def _from_arrays(arrays: dict[str, Any], *, task: str | None, val_fraction: float, test_fraction: float,
                  seed: int, standardize: bool, name: str, y_name: str = "y") -> Dataset:
-    """:func:`from_arrays` on ``arrays`` (keys of :data:`_NPZ_ARRAYS`); ``y_name`` names y in messages
+    """:func:`from_arrays` on ``arrays`` (keys of :data:`jaxnets.data_files.NPZ_ARRAYS`); ``y_name`` names y in messages
     (``"y"``, or a CSV's ``"column 'label'"``, whose positions are then 1-based data rows)."""
     _check_array_options(arrays, task, seed, standardize, name)
     arr, splits = _checked_arrays(arrays)
@@ -798,8 +764,9 @@ def _from_arrays(arrays: dict[str, Any], *, task: str | None, val_fraction: floa
     x_train, y_train = x[train_idx], ys["y"][train_idx]
     x_val, y_val = (arr["x_val"], ys["y_val"]) if "x_val" in arr else (x[val_idx], ys["y"][val_idx])
     x_test, y_test = (arr["x_test"], ys["y_test"]) if "x_test" in arr else (x[test_idx], ys["y"][test_idx])
+    stats = [None, None]
     if standardize:
-        x_train, x_val, x_test = _standardize(x_train, x_val, x_test)
+        (x_train, x_val, x_test), *stats = standardize_lib.fit(x_train, x_val, x_test)
 
     return Dataset(
         name=name,
@@ -814,6 +781,8 @@ def _from_arrays(arrays: dict[str, Any], *, task: str | None, val_fraction: floa
         output_dim=int(output_dim),
         sequence_output=False,
         default_loss=_LOSSES[task],
+        x_mean=stats[0],
+        x_std=stats[1],
     )
 
 
@@ -861,7 +830,8 @@ def from_arrays(
     Returns:
       A :class:`Dataset`: ``x_*`` float32 ``[N, *x.shape[1:]]``; ``y_*`` int32 ``[N]`` (binary /
       multiclass, ``n_classes`` ``C``, ``output_dim`` 1 / ``C``) or float32 ``[N, D]`` (regression,
-      ``output_dim`` ``D``; ``[N]`` targets become ``[N, 1]``).
+      ``output_dim`` ``D``; ``[N]`` targets become ``[N, 1]``); ``x_mean`` / ``x_std`` float64
+      ``[*x.shape[1:]]``, the statistics ``x`` was standardized with (``None`` with ``standardize=False``).
 
     Raises:
       DataError: non-numeric values, NaN / Inf (count and array), one class only, labels that are not
@@ -880,149 +850,6 @@ def from_arrays(
     arrays = dict(x=x, y=y, x_val=x_val, y_val=y_val, x_test=x_test, y_test=y_test)
     return _from_arrays(arrays, task=task, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
                         standardize=standardize, name=name)
-
-
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    """The arrays of an ``.npz`` (``allow_pickle=False``): ``x``, ``y`` and optionally the given splits."""
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except Exception as e:  # noqa: BLE001 - whatever numpy raises on a damaged file, it is one line
-        raise DataError(f"not a readable .npz archive ({e}); save one with np.savez(path, x=..., y=...)",
-                        source=path) from None
-    if not isinstance(loaded, np.lib.npyio.NpzFile):
-        raise DataError("holds a single array (.npy), not an .npz archive; save one with "
-                        "np.savez(path, x=..., y=...)", source=path)
-    with loaded:
-        keys = list(loaded.files)
-        unknown = [k for k in keys if k not in _NPZ_ARRAYS]
-        if unknown:
-            raise DataError(f"unknown array(s) {_show(unknown, 10)}; an .npz for jaxnets holds x, y and optionally "
-                            "x_val, y_val, x_test, y_test", source=path, column=unknown[0])
-        missing = [k for k in ("x", "y") if k not in keys]
-        if missing:
-            raise DataError(f"no array {' or '.join(map(repr, missing))}: an .npz for jaxnets holds x, y and "
-                            f"optionally x_val, y_val, x_test, y_test; this one holds {_show(keys, 10) or 'nothing'}",
-                            source=path, column=missing[0])
-        out = {}
-        for k in keys:
-            try:
-                out[k] = loaded[k]
-            except Exception as e:  # noqa: BLE001 - a damaged entry (header, flags, CRC) or pickled data
-                raise DataError(f"array {k!r} cannot be read ({type(e).__name__}: {e}); save numeric arrays",
-                                source=path, column=k) from None
-    return out
-
-
-def _looks_numeric(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _read_csv_rows(path: Path, target: str | None) -> tuple[list[str], list[list[str]], list[int]]:
-    """Header, data rows (as text) and each row's line number; checks ``target`` against the header."""
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f)
-            header = [h.strip() for h in next(reader, [])]
-            if not header:
-                raise DataError("the file is empty; a CSV needs a header row naming the columns", source=path)
-            columns = _show(header, 20)
-            if all(_looks_numeric(h) for h in header):
-                columns += " (the first line looks like data: a CSV needs a header row naming the columns)"
-            if target is None:
-                raise DataError(f"a CSV needs target= naming the label column; columns: {columns}", source=path)
-            if target not in header:
-                raise DataError(f"no column {target!r} (the target); columns: {columns}", source=path,
-                                column=target)
-            seen = set()
-            for h in header:
-                if h in seen:
-                    raise DataError(f"column {h!r} appears twice in the header", source=path, column=h)
-                seen.add(h)
-            rows, lines = [], []
-            for row in reader:
-                if not any(cell.strip() for cell in row):
-                    continue  # blank line
-                if len(row) != len(header):
-                    raise DataError(f"row {len(rows) + 1} (line {reader.line_num}) has {len(row)} field(s); the "
-                                    f"header has {len(header)}", source=path, row=len(rows) + 1)
-                rows.append(row)
-                lines.append(reader.line_num)
-    except UnicodeDecodeError as e:
-        raise DataError(f"not UTF-8 text ({e.reason} at byte {e.start})", source=path) from None
-    except csv.Error as e:
-        raise DataError(f"not a valid CSV file: {e}", source=path) from None
-    except OSError as e:
-        raise DataError(f"cannot read: {e.strerror}", source=path) from None
-    if not rows:
-        raise DataError("no data rows after the header", source=path)
-    return header, rows, lines
-
-
-def _csv_column(path: Path, name: str, values: list[str], lines: list[int]) -> np.ndarray:
-    """A numeric column, float64 ``[N]``; empty cells become NaN; the first non-number raises."""
-    try:
-        return np.array(values, dtype=np.float64)
-    except ValueError:
-        pass
-    out = np.empty(len(values))
-    for i, v in enumerate(values):
-        if v == "":
-            out[i] = np.nan
-            continue
-        try:
-            out[i] = float(v)
-        except ValueError:
-            raise DataError(f"column {name!r} is not numeric: row {i + 1} (line {lines[i]}) holds {v!r}",
-                            source=path, column=name, row=i + 1) from None
-    return out
-
-
-def _csv_target(path: Path, name: str, values: list[str], lines: list[int], task: Any) -> np.ndarray:
-    """The label column: int64 if every cell is an integer, float64 if numeric, else class names -> ids."""
-    try:
-        return np.array(values, dtype=np.int64)
-    except (ValueError, OverflowError):
-        pass
-    numeric = [_looks_numeric(v) for v in values]
-    if any(numeric) or task == "regression":
-        for i, v in enumerate(values):
-            if v != "" and not numeric[i]:
-                what = "mixes numbers and text" if any(numeric) else "is not numeric (task=\"regression\")"
-                raise DataError(f"column {name!r} {what}: row {i + 1} (line {lines[i]}) holds {v!r}",
-                                source=path, column=name, row=i + 1)
-        return _csv_column(path, name, values, lines)
-    empty = [i for i, v in enumerate(values) if v == ""]
-    if empty:
-        raise DataError(f"column {name!r} has {len(empty)} empty label(s) (first in row {empty[0] + 1}, line "
-                        f"{lines[empty[0]]})", source=path, column=name, row=empty[0] + 1)
-    _, ids = np.unique(np.array(values, dtype=str), return_inverse=True)  # class names -> ids, sorted names
-    return ids.astype(np.int64)
-
-
-def _read_csv(path: Path, target: str | None, task: Any) -> dict[str, np.ndarray]:
-    header, rows, lines = _read_csv_rows(path, target)
-    cells = [[cell.strip() for cell in col] for col in zip(*rows, strict=True)]
-    features = [i for i, h in enumerate(header) if h != target]
-    if not features:
-        raise DataError(f"no feature columns: the file holds only the target {target!r}", source=path)
-    x = np.stack([_csv_column(path, header[i], cells[i], lines) for i in features], axis=1)
-    y = _csv_target(path, target, cells[header.index(target)], lines, task)
-    bad = [(header[i], np.flatnonzero(~np.isfinite(x[:, j]))) for j, i in enumerate(features)]
-    if y.dtype.kind == "f":
-        bad.append((target, np.flatnonzero(~np.isfinite(y))))
-    bad = [(col, idx) for col, idx in bad if len(idx)]
-    if bad:
-        total = sum(len(idx) for _, idx in bad)
-        where = ", ".join(f"{col!r} {len(idx)} (first in row {idx[0] + 1}, line {lines[idx[0]]})"
-                          for col, idx in bad[:5])
-        more = f", and {len(bad) - 5} more column(s)" if len(bad) > 5 else ""
-        raise DataError(f"{total} missing / NaN / Inf value(s) in column(s) {where}{more}; drop or fill them",
-                        source=path, column=bad[0][0], row=int(bad[0][1][0]) + 1)
-    return {"x": x, "y": y}
 
 
 def load_file(path: str | os.PathLike, *, target: str | None = None, **options: Any) -> Dataset:
@@ -1067,7 +894,7 @@ def load_file(path: str | os.PathLike, *, target: str | None = None, **options: 
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in FILE_SUFFIXES:
-        raise DataError(f"unsupported file type {path.suffix or '(no suffix)'!r}; supported: {_FILE_HELP}",
+        raise DataError(f"unsupported file type {path.suffix or '(no suffix)'!r}; supported: {FILE_HELP}",
                         source=path)
     if not path.exists():
         raise DataError("no such file", source=path)
@@ -1077,9 +904,9 @@ def load_file(path: str | os.PathLike, *, target: str | None = None, **options: 
         if target is not None:
             raise DataError(f"target={target!r} applies to CSV files only; an .npz names its arrays x and y",
                             source=path)
-        arrays = _read_npz(path)
+        arrays = read_npz(path)
     else:
-        arrays = _read_csv(path, target, options.get("task"))
+        arrays = read_csv(path, target, options.get("task"))
     both = [k for k in arrays if options.get(k) is not None]
     if both:
         verb = "is" if len(both) == 1 else "are"
@@ -1087,7 +914,7 @@ def load_file(path: str | os.PathLike, *, target: str | None = None, **options: 
                         column=both[0])
     opts = {"task": None, "val_fraction": 0.2, "test_fraction": 0.2, "seed": 0, "standardize": True,
             "name": path.stem, **options}
-    arrays.update({k: opts.pop(k) for k in _NPZ_ARRAYS if k in opts})
+    arrays.update({k: opts.pop(k) for k in NPZ_ARRAYS if k in opts})
     y_name = f"column {target!r}" if suffix == ".csv" else "y"
     try:
         return _from_arrays(arrays, y_name=y_name, **opts)

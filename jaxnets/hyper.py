@@ -60,14 +60,20 @@ class Hyper(Mapping):
 
     def __init__(self, values: Mapping[str, Any], activation_names: Sequence[str],
                  initializer_names: Sequence[str], use_dropout: bool = True,
-                 layout: activations.Layout | None = None):
+                 layout: activations.Layout | None = None, record: set[str] | None = None):
         self._values = dict(values)
+        self._record = record  # the keys read (directly or through a helper), while the engine checks a model
         self._layout = layout
         self._activation_names = tuple(activation_names)
         self._initializer_names = tuple(initializer_names)
         self._use_dropout = use_dropout
 
+    def _read(self, *keys: str) -> None:
+        if self._record is not None:
+            self._record.update(keys)
+
     def __getitem__(self, key: str) -> Any:
+        self._read(key)
         try:
             return self._values[key]
         except KeyError:
@@ -92,6 +98,7 @@ class Hyper(Mapping):
     @property
     def activation(self) -> activations.Activation:
         """This variant's activation (a per-variant switch over the group's activations)."""
+        self._read("activation")
         i, names, layout = self._values["activation"], self._activation_names, self._layout
 
         def activation(x: jax.Array) -> jax.Array:
@@ -103,18 +110,21 @@ class Hyper(Mapping):
     @property
     def kernel_init(self) -> initializers.Initializer:
         """This variant's kernel initializer at its ``init_scale``."""
+        self._read("init", "init_scale")
         return initializers.by_index(self._values["init"], self._values["init_scale"], self._initializer_names)
 
     @property
     def learning_rate_schedule(self) -> Callable[[jax.Array], jax.Array]:
         """This variant's learning rate as an optax schedule, ``count -> learning_rate * factor(count)``
         (:func:`jaxnets.schedules.rate` with its ``schedule`` and numbers): the rate the history reports."""
+        self._read("learning_rate", *schedules.KEYS)
         values = self._values
         return lambda count: schedules.rate(values["schedule"], count, values)
 
     @property
     def dropout_rate(self) -> float | jax.Array:
         """This variant's dropout rate (``0.0``, a Python float, when the group uses no dropout)."""
+        self._read("dropout")
         return self._values["dropout"] if self._use_dropout else 0.0
 
     def dropout(self, x: jax.Array, rng: jax.Array) -> jax.Array:

@@ -38,6 +38,15 @@ NAMES: tuple[str, ...] = ("sgd", "momentum", "adam", "adamw", "rmsprop")
 #: Hyperparameters each optimizer reads (all optimizers also read learning_rate, weight_decay, clip_norm).
 HYPERPARAMETERS: tuple[str, ...] = ("learning_rate", "weight_decay", "clip_norm", "momentum", "b1", "b2", "rho")
 
+#: The hyperparameters each optimizer kind reads (the others change nothing for it).
+READS: dict[str, tuple[str, ...]] = {
+    "sgd": ("learning_rate", "weight_decay", "clip_norm"),
+    "momentum": ("learning_rate", "weight_decay", "clip_norm", "momentum"),
+    "adam": ("learning_rate", "weight_decay", "clip_norm", "b1", "b2"),
+    "adamw": ("learning_rate", "weight_decay", "clip_norm", "b1", "b2"),
+    "rmsprop": ("learning_rate", "weight_decay", "clip_norm", "rho"),
+}
+
 DEFAULTS: dict[str, float] = {
     "learning_rate": 1e-3,
     "weight_decay": 0.0,

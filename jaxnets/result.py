@@ -9,6 +9,8 @@ diverged repeat its last values; ``status`` says which.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -77,6 +79,48 @@ class GroupResult:
     loop: str = "scan"
 
 
+#: Row keys that describe the built-in models' structure: they mean nothing for your own model.
+BUILTIN_STRUCTURE: tuple[str, ...] = ("hidden", "dense", "cell", "norm")
+
+
+def callable_name(fn: Any) -> str:
+    """A callable's name for a table: its ``__qualname__`` (``<lambda>`` for a lambda)."""
+    fn = getattr(fn, "func", fn)  # functools.partial: the function's name
+    return getattr(fn, "__qualname__", None) or type(fn).__qualname__
+
+
+def trained_as(row: dict[str, Any], program: Any) -> dict[str, Any]:
+    """``row`` as it was trained by ``program``: with your own model, ``kind`` is ``custom:<factory name>`` and
+    the built-in structure keys (:data:`BUILTIN_STRUCTURE`) are ``None``; with your own loss, ``loss`` is its
+    name; with your own optimizer, ``optimizer`` is ``custom:<factory name>`` — never a built-in default that
+    was not used."""
+    if program is None:
+        return row
+    row = dict(row)
+    if getattr(program, "custom", False):
+        row["kind"] = f"custom:{callable_name(program.adapter.factory)}"
+        row.update(dict.fromkeys(BUILTIN_STRUCTURE))
+    if getattr(program, "user_loss", None) is not None:
+        row["loss"] = callable_name(program.user_loss)
+    if getattr(program, "user_optimizer", None) is not None:
+        row["optimizer"] = f"custom:{callable_name(program.user_optimizer)}"
+    return row
+
+
+def marked(row: dict[str, Any], program: Any) -> dict[str, Any]:
+    """``row`` with ``kind`` / ``optimizer`` = ``custom:<factory name>`` where ``program`` trained it with your
+    own model / optimizer: what :attr:`Result.rows` hold, so building the variant again asks for the factory
+    (``engine.model(row, ds)`` on such a row is an error naming the fix, not the built-in MLP)."""
+    if program is None:
+        return row
+    row = dict(row)
+    if getattr(program, "custom", False):
+        row["kind"] = f"custom:{callable_name(program.adapter.factory)}"
+    if getattr(program, "user_optimizer", None) is not None:
+        row["optimizer"] = f"custom:{callable_name(program.user_optimizer)}"
+    return row
+
+
 def _place(parts: list[tuple[np.ndarray, np.ndarray]], n: int) -> np.ndarray:
     """Scatter per-group arrays [v_g, ...] into one [n, ...] float64 array, NaN-padding trailing axes (the one
     NaN-padding rule of results: histories of groups with fewer evaluations or layers)."""
@@ -115,7 +159,7 @@ class Result:
         group_of = np.zeros(n_variants, np.int64)
         for gi, g in enumerate(groups):
             for i, row in zip(g.indices, g.rows, strict=True):
-                rows[i] = row
+                rows[i] = marked(row, g.program)
             group_of[g.indices] = gi
         place = lambda get: _place([(g.indices, np.asarray(get(g))) for g in groups], n_variants)  # noqa: E731
         status_code = place(lambda g: g.status).astype(int)
@@ -171,31 +215,42 @@ class Result:
         """The entries of variant ``i``'s ``grad_norm`` history, input side first (parameter-tree paths)."""
         return list(self._locate(i)[0].layer_names)
 
-    def predict(self, i: int, x: Any) -> np.ndarray:
-        """Variant ``i``'s outputs (logits for the classification losses) on ``x`` [B, ...], in evaluation
-        mode (no dropout; BatchNorm's running statistics): [B, ...outputs]."""
-        g, j = self._locate(i)
-        prog = g.program
-        hp = {k: v[j] for k, v in prog.stack(g.rows).items()}
-        one, _ = prog.predict_fns
-        return np.asarray(one(self.params(i), self.model_state(i), hp, np.asarray(x, np.float32)))
+    def predict(self, i: int, x: Any, *, standardized: bool = False) -> np.ndarray:
+        """Variant ``i``'s outputs (logits for the classification losses) on RAW inputs ``x`` [B, ...], in
+        evaluation mode (no dropout; BatchNorm's running statistics): [B, ...outputs].
 
-    def predict_all(self, x: Any) -> np.ndarray:
-        """Every variant's outputs on ``x`` [B, ...], one vectorized call per static group: [V, B, ...]."""
-        x = np.asarray(x, np.float32)
-        parts = []
-        for g in self.groups:
-            prog = g.program
-            _, fn = prog.predict_fns
-            state = g.model_state if g.model_state is not None else {}
-            parts.append((g.indices, np.asarray(fn(g.params, state, prog.stack(g.rows), x))))
-        shapes = {p.shape[1:] for _, p in parts}
-        if len(shapes) != 1:
-            raise ValueError(f"the static groups' outputs differ in shape ({sorted(shapes)}); use predict(i, x)")
-        out = np.empty((len(self), *parts[0][1].shape[1:]), parts[0][1].dtype)
-        for idx, p in parts:
-            out[idx] = p
-        return out
+        ``x`` is standardized with the data set's statistics first (``ds.x_mean``, ``ds.x_std``: what the model
+        was trained on); ``standardized=True`` for inputs already standardized (e.g. ``ds.x_test``). Scaled
+        regression targets are unscaled on the way out.
+
+        Raises:
+          jaxnets.standardize.InputShapeError: ``x`` is not [B, *input_shape].
+        """
+        g, j = self._locate(i)
+        return predict_one(g, j, self.params(i), self.model_state(i), x, standardized)
+
+    def predict_all(self, x: Any, *, standardized: bool = False) -> np.ndarray:
+        """Every variant's outputs on RAW inputs ``x`` [B, ...] (as :meth:`predict`), one vectorized call per
+        static group: [V, B, ...]."""
+        return predict_groups(self.groups, len(self), x, standardized)
+
+    def save(self, out: str | Path) -> Path:
+        """Save every variant's trained parameters and model state, its row and the data set's shapes and
+        standardization to ``out/params/result.safetensors`` (atomic, checksummed: :mod:`jaxnets.paramfile`),
+        so that ``jaxnets.load(out)`` predicts in another process.
+
+        Returns:
+          the file's path.
+
+        Raises:
+          OSError: the machine refused the write.
+          ValueError, TypeError: a parameter tree or row that a file cannot hold.
+          ImportError: safetensors is not installed.
+        """
+        from jaxnets import paramfile
+
+        trained = paramfile.of_groups("result", self.groups, np.arange(len(self)))
+        return paramfile.write(Path(out) / "params" / f"result{paramfile.SUFFIX}", trained)[0]
 
     def group_wall_s(self) -> np.ndarray:
         """Wall time of each variant's group, [V]."""
@@ -219,12 +274,14 @@ class Result:
         return cols
 
     def summary(self) -> list[dict[str, Any]]:
-        """One dict per variant: ``variant`` (its index), its hyperparameters, :data:`COLUMNS` (``val_accuracy``
-        ``None`` where the loss has no accuracy) and ``group`` (its static group)."""
+        """One dict per variant: ``variant`` (its index), its hyperparameters as trained (:func:`trained_as`),
+        :data:`COLUMNS` (``val_accuracy`` ``None`` where the loss has no accuracy) and ``group`` (its static
+        group)."""
         cols = self.columns()
         out = []
         for i, row in enumerate(self.rows):
             entry: dict[str, Any] = {"variant": i}
+            row = trained_as(row, self.groups[int(self.group_of[i])].program)
             entry.update({k: (list(v) if isinstance(v, tuple) else v) for k, v in row.items()})
             for k, values in cols.items():
                 v = values[i].item()
@@ -238,6 +295,35 @@ class Result:
         import pandas as pd
 
         return pd.DataFrame(self.summary())
+
+
+def predict_one(g: Any, j: int, params: Any, model_state: Any, x: Any, standardized: bool) -> np.ndarray:
+    """Variant ``j`` of group ``g`` (``program`` and ``rows``) with ``params`` / ``model_state`` on raw ``x``
+    [B, ...] (standardized with the program's data info unless ``standardized``): [B, ...outputs]."""
+    prog = g.program
+    hp = {k: v[j] for k, v in prog.stack(g.rows).items()}
+    one, _ = prog.predict_fns
+    x = prog.data_info.inputs(x, standardized=standardized)
+    return prog.data_info.outputs(np.asarray(one(params, model_state if model_state is not None else {}, hp, x)))
+
+
+def predict_groups(groups: Sequence[Any], n: int, x: Any, standardized: bool) -> np.ndarray:
+    """Every variant's outputs on raw ``x`` [B, ...]: one vectorized call per group (``program``, ``rows``,
+    ``params``, ``model_state``, ``indices``): [n, B, ...outputs]."""
+    parts = []
+    for g in groups:
+        prog = g.program
+        _, fn = prog.predict_fns
+        state = g.model_state if g.model_state is not None else {}
+        z = prog.data_info.inputs(x, standardized=standardized)
+        parts.append((g.indices, prog.data_info.outputs(np.asarray(fn(g.params, state, prog.stack(g.rows), z)))))
+    shapes = {p.shape[1:] for _, p in parts}
+    if len(shapes) != 1:
+        raise ValueError(f"the static groups' outputs differ in shape ({sorted(shapes)}); use predict(i, x)")
+    out = np.empty((n, *parts[0][1].shape[1:]), parts[0][1].dtype)
+    for idx, p in parts:
+        out[np.asarray(idx)] = p
+    return out
 
 
 @dataclasses.dataclass
@@ -254,6 +340,10 @@ class UnitResult:
       history: ``history[m]``: [n, E] or [n, E, L] float (NaN-padded where the unit's static groups differ).
       eval_step: [n, E] float, the step of each evaluation of each variant (NaN where padded).
       group: [n] int, the static group within the unit.
+      trained: the engine's :class:`Result` of the unit (rows in unit order) when it was trained in this
+        process; ``None`` for a unit loaded from a results directory. Not saved, not compared.
+      params: the unit's saved parameters (:class:`jaxnets.paramfile.Trained`) when read back with
+        ``store.load_unit(path, params=True)``; ``None`` otherwise. Not compared.
     """
 
     key: str
@@ -264,3 +354,5 @@ class UnitResult:
     history: dict[str, np.ndarray]
     eval_step: np.ndarray
     group: np.ndarray
+    trained: Any = dataclasses.field(default=None, compare=False, repr=False)
+    params: Any = dataclasses.field(default=None, compare=False, repr=False)

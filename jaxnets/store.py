@@ -4,6 +4,7 @@ Layout of ``DIR``::
 
     config.toml          the config as run (its text, byte for byte)
     units/group-000.npz  one file per finished unit (static group, or Bayesian round): resume state
+    params/group-000.safetensors  the unit's trained parameters and model state (jaxnets.paramfile)
     results.csv          one row per variant (see jaxnets.sweep.assemble for the columns)
     history.npz          per-evaluation metrics, row i = variant in row i of results.csv
     manifest.json        SHA-256 and row count of results.csv and history.npz, written last
@@ -15,7 +16,9 @@ never half of one; temporaries start with ``.`` and end in ``.tmp`` and are neve
 process at any moment therefore loses only the unit in training. Each unit also stores a SHA-256 checksum of
 its arrays and metadata, so a unit damaged later (a truncated copy, a flipped bit) is detected on resume,
 reported with :class:`CorruptUnitWarning` and retrained, never silently reused: *any* failure to read a unit
-or a checkpoint (whatever the exception) is damage, never a crash. ``results.csv`` and ``history.npz`` are
+or a checkpoint (whatever the exception) is damage, never a crash. A unit's parameters file is written before
+its unit file, which records the parameters' checksum: a missing or damaged parameters file makes its unit
+damaged too (retrained). ``results.csv`` and ``history.npz`` are
 covered by ``manifest.json`` (written last): :func:`read_results` refuses a damaged, incomplete or
 unverifiable pair with :class:`CorruptResultsError` instead of returning a partial table. :func:`open_run`
 removes the temporaries a killed write left behind. A write the machine refuses (disk full, read-only file
@@ -53,6 +56,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from jaxnets import paramfile
 from jaxnets.result import COLUMNS, UnitResult
 from jaxnets.result import METRICS as HISTORY_METRICS
 
@@ -61,15 +65,18 @@ __all__ = [
     "CorruptUnitWarning", "StaleLockWarning", "atomic_write", "write_text", "save_npz", "lock", "open_run",
     "save_unit", "load_unit", "load_units", "write_results", "read_results", "read_config_text", "CHECKPOINTS",
     "save_checkpoint", "load_checkpoints", "drop_checkpoint", "MANIFEST", "CorruptResultsError", "StorageError",
+    "PARAMS", "params_path",
 ]
 
 CONFIG = "config.toml"
 UNITS = "units"
 CHECKPOINTS = "checkpoints"
+PARAMS = "params"
 RESULTS = "results.csv"
 HISTORY = "history.npz"
 PLOTS = "plots"
 MANIFEST = "manifest.json"
+REPORT = "report.html"  # one self-contained page of the sweep (jaxnets.report)
 LOCK = ".lock"
 _TMP = ".tmp"  # the suffix of atomic_write's temporaries (their names start with ".")
 _LOCK_BREAK = ".lock.breaking"  # held for the instant a stale lock is replaced (two takers never both win)
@@ -419,9 +426,9 @@ def _diff(a: Any, b: Any, prefix: str = "") -> Iterator[str]:
 
 def _ours(out: Path) -> list[Path]:
     """The files this module writes in ``out`` (what ``force`` deletes)."""
-    files = [out / CONFIG, out / RESULTS, out / HISTORY, out / MANIFEST]
+    files = [out / CONFIG, out / RESULTS, out / HISTORY, out / MANIFEST, out / REPORT]
     files += sorted((out / UNITS).glob("*.npz")) + sorted((out / PLOTS).glob("*.png"))
-    files += sorted((out / CHECKPOINTS).glob("*.npz"))
+    files += sorted((out / CHECKPOINTS).glob("*.npz")) + sorted((out / PARAMS).glob(f"*{paramfile.SUFFIX}"))
     return [f for f in files if f.is_file()]
 
 
@@ -435,9 +442,9 @@ def _temporaries(out: Path) -> list[Path]:
     """The temporaries :func:`atomic_write` leaves when killed mid-write (``.<name>.<random>.tmp`` next to one
     of this module's files), in ``out`` and its ``units``, ``checkpoints`` and ``plots`` folders."""
     found = []
-    for name in (CONFIG, RESULTS, HISTORY, MANIFEST):
+    for name in (CONFIG, RESULTS, HISTORY, MANIFEST, REPORT):
         found += out.glob(f".{name}.*{_TMP}")
-    for folder, ext in ((UNITS, "npz"), (CHECKPOINTS, "npz"), (PLOTS, "png")):
+    for folder, ext in ((UNITS, "npz"), (CHECKPOINTS, "npz"), (PLOTS, "png"), (PARAMS, paramfile.SUFFIX[1:])):
         found += (out / folder).glob(f".*.{ext}.*{_TMP}")
     return sorted(f for f in found if f.is_file())
 
@@ -570,8 +577,15 @@ def _checksum(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
+def params_path(out: str | Path, key: str) -> Path:
+    """The parameters file of unit ``key``: ``DIR/params/<key>.safetensors``."""
+    return Path(out) / PARAMS / f"{key}{paramfile.SUFFIX}"
+
+
 def save_unit(out: str | Path, res: UnitResult) -> Path:
-    """Atomically save a finished unit as ``DIR/units/<key>.npz``, with a checksum in its metadata.
+    """Atomically save a finished unit as ``DIR/units/<key>.npz``, with a checksum in its metadata; first, when
+    it was trained in this process (``res.trained``), its parameters as ``DIR/params/<key>.safetensors``, whose
+    checksum the unit's metadata records (:mod:`jaxnets.paramfile`).
 
     Args:
       out: The results directory.
@@ -591,6 +605,13 @@ def save_unit(out: str | Path, res: UnitResult) -> Path:
         **{f"hist_{k}": np.asarray(v) for k, v in res.history.items()},
     }
     meta = json.loads(json.dumps({"key": res.key, "fingerprint": res.fingerprint, "points": res.points}))
+    if res.trained is not None:  # the engine's Result of the unit, its groups indexing the unit's variants
+        try:
+            data, meta["params"] = paramfile.encode(paramfile.of_groups(res.key, res.trained.groups, res.variant))
+        except (ImportError, TypeError, ValueError) as e:  # no safetensors, or a tree it cannot hold: no params
+            warnings.warn(paramfile.ParamsNotSavedWarning(res.key, str(e)), stacklevel=2)
+        else:
+            atomic_write(params_path(out, res.key), lambda f: f.write(data))
     meta["sha256"] = _checksum(meta, arrays)
     return save_npz(Path(out) / UNITS / f"{res.key}.npz", {"meta": np.array(json.dumps(meta)), **arrays})
 
@@ -653,12 +674,23 @@ def _read_npz(path: Path, required: Sequence[str] = (), data: bytes | None = Non
             return {n: z[n] for n in z.files}
 
 
-def _read_unit(path: Path) -> tuple[UnitResult, bool]:
-    """Read and check a unit file; return it and whether it carried a checksum (``False``: unverified)."""
+def _read_unit(path: Path, params: bool = False) -> tuple[UnitResult, bool]:
+    """Read and check a unit file (and its parameters file, when it records one); return it and whether it
+    carried a checksum (``False``: unverified). ``params``: keep the parameters in ``UnitResult.params``."""
     arrays = _read_npz(path, ("meta", *_ARRAYS))
     with _reading(path):
         meta = json.loads(str(arrays.pop("meta")[()]))
-        return _check_unit(path, meta, {n: arrays[n] for n in sorted(arrays)})
+        res, verified = _check_unit(path, meta, {n: arrays[n] for n in sorted(arrays)})
+    if meta.get("params") is not None:
+        ppath = params_path(path.parent.parent, res.key)
+        try:
+            trained, digest = paramfile.read(ppath)
+        except paramfile.CorruptParamsError as e:
+            raise CorruptUnitError(e.path, e.reason) from None
+        if digest != meta["params"]:
+            raise CorruptUnitError(ppath, f"not the parameters unit {res.key!r} was saved with (checksum differs)")
+        res.params = trained if params else None
+    return res, verified
 
 
 def _check_unit(path: Path, meta: Any, arrays: dict[str, np.ndarray]) -> tuple[UnitResult, bool]:
@@ -699,28 +731,33 @@ def _check_unit(path: Path, meta: Any, arrays: dict[str, np.ndarray]) -> tuple[U
     return res, stored is not None
 
 
-def load_unit(path: str | Path) -> UnitResult:
+def load_unit(path: str | Path, *, params: bool = False) -> UnitResult:
     """Read a unit saved by :func:`save_unit`, checking it.
 
     The file must be a readable ``.npz`` with every array, its arrays' shapes must fit its metadata (one row
     per point) and, when it has a checksum (units saved by this version), the checksum must match. A unit
-    written before checksums existed has none: it loads unverified (its shapes are still checked).
+    written before checksums existed has none: it loads unverified (its shapes are still checked). A unit
+    that records a parameters file (``DIR/params/<key>.safetensors``) needs it intact and with the recorded
+    checksum.
 
     Args:
       path: The unit file (``DIR/units/<key>.npz``).
+      params: Keep its trained parameters in ``UnitResult.params`` (``None`` when it has none); otherwise
+        they are checked, then dropped.
 
     Returns:
       The unit.
 
     Raises:
       CorruptUnitError: The file is damaged: truncated, not an archive, missing or ill-shaped arrays,
-        unreadable metadata, a checksum mismatch, or it cannot be read at all (``reason`` says which). Any
+        unreadable metadata, a checksum mismatch, or it cannot be read at all (``reason`` says which); or its
+        parameters file is missing or damaged (``path`` is then the parameters file). Any
         exception raised while reading it (zipfile's, numpy's, the operating system's) becomes this one.
     """
-    return _read_unit(Path(path))[0]
+    return _read_unit(Path(path), params)[0]
 
 
-def load_units(out: str | Path) -> dict[str, UnitResult]:
+def load_units(out: str | Path, *, params: bool = False) -> dict[str, UnitResult]:
     """Every intact saved unit in ``DIR/units``, by key.
 
     A damaged file (anything :func:`load_unit` rejects) is left out, so the sweep retrains that unit and
@@ -730,11 +767,12 @@ def load_units(out: str | Path) -> dict[str, UnitResult]:
 
     Args:
       out: The results directory.
+      params: Keep each unit's trained parameters (see :func:`load_unit`).
 
     Returns:
       The intact units by key.
     """
-    return {res.key: res for res in _intact(Path(out) / UNITS, load_unit)}
+    return {res.key: res for res in _intact(Path(out) / UNITS, lambda path: load_unit(path, params=params))}
 
 
 def _intact(directory: Path, load: Callable[[Path], Any]) -> Iterator[Any]:

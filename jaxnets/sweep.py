@@ -103,6 +103,9 @@ class Plan:
       n_variants: counts all variants (trials).
       n_units: the number of units (static groups, or Bayesian rounds).
       evals: the number of evaluations after step 0 (progress total; an estimate for Bayesian search).
+      engine_kw: the engine keyword arguments every unit trains with (:func:`engine_kwargs`, or the Python
+        objects :func:`jaxnets.search` was given: ``model``, ``loss``, ``metric``, ``optimizer``,
+        ``extra_keys``).
     """
 
     config: Config
@@ -111,6 +114,7 @@ class Plan:
     n_variants: int
     n_units: int
     evals: int
+    engine_kw: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -149,9 +153,10 @@ def fingerprint(rows: Sequence[Mapping[str, Any]], data: Mapping[str, Any]) -> s
 
 def _unit(key: str, ids: Sequence[int], points: Sequence[dict], cfg: Config) -> Unit:
     rows = tuple(to_variant(cfg.base, p) for p in points)
-    data = dict(cfg.data)  # your own model and optimizer are part of it
+    data = dict(cfg.data)  # your own model and optimizer (and search()'s Python objects) are part of it
     data |= {"factory": cfg.factory} if cfg.factory else {}
     data |= {"optimizer": cfg.optimizer} if cfg.optimizer else {}
+    data |= {f"python_{k}": v for k, v in cfg.python.items()}
     return Unit(key, tuple(int(i) for i in ids), tuple(points), rows, fingerprint(rows, data))
 
 
@@ -382,28 +387,36 @@ def _probe_points(axes: Sequence[Axis], pinned: Mapping[str, Any] | None = None)
     return points or [pinned]
 
 
-def plan(cfg: Config) -> Plan:
+def plan(cfg: Config, *, dataset: data_lib.Dataset | None = None, engine_kw: Mapping[str, Any] | None = None
+         ) -> Plan:
     """Load the data and list (grid / random) or probe (Bayesian) every variant; validate all of it.
 
     Args:
       cfg: a checked config.
+      dataset: the data set, when it is not the config's to load (:func:`jaxnets.search`'s in-memory data).
+      engine_kw: the engine keyword arguments (your own ``model``, ``loss``, ``metric``, ``optimizer`` and
+        ``extra_keys`` as Python objects); default: the config's (:func:`engine_kwargs`).
 
     Returns:
       the :class:`Plan`.
 
     Raises:
       ConfigError: for anything the engine would reject (loss vs. task, model kind vs. data layout, batch
-        size vs. data size, ...), before any compute; or bad data (see :func:`load_data`).
+        size vs. data size, ...), before any compute; or bad data (see :func:`load_data`); a config written by
+        :func:`jaxnets.search` (``[python]``) without its data set.
     """
-    ds = load_data(cfg)
-    kw = engine_kwargs(cfg)
+    if cfg.python and dataset is None:
+        raise ConfigError("this config was written by jaxnets.search() from Python (its [python] section names "
+                          f"{', '.join(cfg.python.values())}): run it again from Python, jaxnets.search(..., out=DIR)")
+    ds = dataset if dataset is not None else load_data(cfg)
+    kw = dict(engine_kw) if engine_kw is not None else engine_kwargs(cfg)
     if cfg.method == "bayesian":
         probes = _probe_points(cfg.axes, _first_values([a for a in cfg.axes if a.name in cfg.extra_keys]))
         _prepare(cfg.base, probes, ds, kw)
         n_rounds = -(-cfg.trials // cfg.batch)
         first = _first_values([a for a in cfg.axes if a.name in cfg.extra_keys])
         per_round = _evals(engine.prepare([to_variant(cfg.base, first)], ds, **kw))
-        return Plan(cfg, ds, None, cfg.trials, n_rounds, per_round * n_rounds)
+        return Plan(cfg, ds, None, cfg.trials, n_rounds, per_round * n_rounds, kw)
     points = grid_points(cfg.axes) if cfg.method == "grid" else random_points(cfg.axes, cfg.trials, cfg.seed)
     checked = _prepare(cfg.base, points, ds, kw)
     groups = checked.programs
@@ -417,11 +430,11 @@ def plan(cfg: Config) -> Plan:
         except ValueError as e:
             raise ConfigError(f"[sweep] {e}") from None
         unit = dataclasses.replace(_unit("population-000", range(len(points)), points, cfg), checked=checked)
-        return Plan(cfg, ds, [unit], len(points), 1, _evals(groups))
+        return Plan(cfg, ds, [unit], len(points), 1, _evals(groups), kw)
     units = [dataclasses.replace(_unit(f"group-{gi:03d}", g.indices, [points[i] for i in g.indices], cfg),
                                  checked=checked.group(gi))
              for gi, g in enumerate(groups)]
-    return Plan(cfg, ds, units, len(points), len(units), _evals(groups))
+    return Plan(cfg, ds, units, len(points), len(units), _evals(groups), kw)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -511,6 +524,7 @@ def train_unit(unit: Unit, ds: data_lib.Dataset, on_event: EventFn | None = None
         history=history,
         eval_step=np.asarray(result.eval_step, dtype=np.float64),
         group=np.asarray(result.group_of, dtype=np.int64),
+        trained=result,
     )
 
 
@@ -521,12 +535,13 @@ def objective(res: UnitResult, cfg: Config) -> list[float | None]:
 
 def _run_unit(unit: Unit, ds, done: Mapping[str, UnitResult], index: int, n_units: int,
               emit: EventFn, cfg: Config | None = None,
-              partial: Mapping[str, tuple[str, Mapping[str, np.ndarray]]] | None = None) -> UnitResult:
+              partial: Mapping[str, tuple[str, Mapping[str, np.ndarray]]] | None = None,
+              kw: Mapping[str, Any] | None = None) -> UnitResult:
     """Reuse a saved unit with the same fingerprint, or train it; emit :class:`~jaxnets.events.UnitStarted` /
     :class:`~jaxnets.events.UnitDone`."""
     saved = done.get(unit.key)
     resumed = saved is not None and saved.fingerprint == unit.fingerprint
-    kw = engine_kwargs(cfg) if cfg is not None else {}
+    kw = kw if kw is not None else engine_kwargs(cfg) if cfg is not None else {}
     checked = _unit_checked(unit, ds, kw)
     emit(events.UnitStarted(unit=unit.key, index=index, n_units=n_units, n_variants=len(unit.rows),
                             evals=checked.evals, resumed=resumed, stale=saved is not None and not resumed))
@@ -590,11 +605,11 @@ def run(p: Plan, done: Mapping[str, UnitResult] | None = None, on_event: EventFn
     emit(events.SweepStarted(n_variants=p.n_variants, n_units=p.n_units, evals=p.evals,
                              exact=p.units is not None))
     if p.units is not None:
-        return [_run_unit(u, p.dataset, done, i, p.n_units, emit, p.config, partial)
+        return [_run_unit(u, p.dataset, done, i, p.n_units, emit, p.config, partial, p.engine_kw)
                 for i, u in enumerate(p.units)]
     results = []
     for i, (unit, tell) in enumerate(_bayesian_units(p)):
-        res = _run_unit(unit, p.dataset, done, i, p.n_units, emit, p.config)
+        res = _run_unit(unit, p.dataset, done, i, p.n_units, emit, p.config, kw=p.engine_kw)
         tell(res)
         results.append(res)
     return results
@@ -654,7 +669,8 @@ def assemble(results: Sequence[UnitResult], cfg: Config):
 
 
 def rank(table, metric: str, goal: str):
-    """The table sorted best first by ``metric``; NaN last, ties by id.
+    """The table sorted best first by ``metric``; NaN last; ties broken by the final validation loss (lower
+    first: e.g. many variants at ``val_accuracy`` 1.0 on a small validation set), then by id.
 
     Args:
       table: a results table (with a ``variant`` column).
@@ -664,5 +680,8 @@ def rank(table, metric: str, goal: str):
     Returns:
       the sorted table (a new DataFrame, index reset).
     """
-    return table.sort_values([metric, "variant"], ascending=[goal == "min", True], na_position="last",
+    keys, ascending = [metric], [goal == "min"]
+    if metric != "final_val_loss" and "final_val_loss" in table.columns:
+        keys, ascending = keys + ["final_val_loss"], ascending + [True]
+    return table.sort_values(keys + ["variant"], ascending=ascending + [True], na_position="last",
                              kind="stable").reset_index(drop=True)

@@ -77,6 +77,8 @@ KEYS: tuple[str, ...] = STATIC_KEYS + VMAPPED_KEYS
 #: Values of the static ``norm`` key (the built-in MLP and CNN): no normalization, LayerNorm or BatchNorm
 #: after each hidden layer's linear part, before its activation.
 NORMS: tuple[str, ...] = ("none", "layer", "batch")
+#: The prefix of a ``kind`` / ``optimizer`` trained by your own factory (``custom:<factory name>``).
+CUSTOM = "custom:"
 #: How a declared user key is treated (``extra_keys={"temperature": "vmapped", "width": "static"}``).
 EXTRA_KINDS: tuple[str, ...] = ("vmapped", "static")
 
@@ -128,6 +130,22 @@ class VariantError(ValueError):
         super().__init__(f"{where}: {reason}")
 
 
+class UnusedKeyWarning(UserWarning):
+    """A key that differs between the variants of a static group but never reaches its program: they train
+    alike in that respect (e.g. activations swept while your model never calls ``hp.activation``).
+
+    Attributes:
+      key: the key.
+      indices: the variants of the group (positions in the caller's list).
+      reason: what does not read it and how to make it count.
+    """
+
+    def __init__(self, key: str, indices: Sequence[int], reason: str):
+        self.key, self.indices, self.reason = key, tuple(int(i) for i in indices), reason
+        shown = ", ".join(map(str, self.indices[:8])) + (", ..." if len(self.indices) > 8 else "")
+        super().__init__(f"variant(s) {shown}: {key} differs between them but {reason}")
+
+
 def _fail(i: int, msg: str) -> None:
     raise VariantError(i, msg)
 
@@ -173,10 +191,22 @@ def _check_keys(variant: Mapping[str, Any], i: int, extra: Mapping[str, str]) ->
                 _fail(i, f"static key {key!r} must be hashable (e.g. a tuple, not a list), got {variant[key]!r}")
 
 
+def _check_own(row: dict[str, Any], i: int, own: Sequence[str]) -> None:
+    """A row marked as trained with your own model / optimizer (``kind`` / ``optimizer`` = ``custom:<name>``,
+    as :class:`jaxnets.result.Result` rows are) needs that factory again."""
+    for key, what in (("kind", "model"), ("optimizer", "optimizer")):
+        value = row[key]
+        if isinstance(value, str) and value.startswith(CUSTOM) and what not in own:
+            _fail(i, f"{key} = {value!r}: this variant was trained with your own {what} factory; pass it again "
+                     f"({what}=...): jaxnets builds only its built-in {what}s from a row")
+
+
 def _check_names(row: dict[str, Any], i: int) -> None:
     """Check the named choices (kind, cell, norm, loss, optimizer, activation, init); canonicalize init."""
     try:
-        if row["kind"] not in KINDS:
+        if row["kind"].startswith(CUSTOM):
+            pass
+        elif row["kind"] not in KINDS:
             raise ValueError(f"unknown model kind {row['kind']!r}; valid kinds: {', '.join(KINDS)}")
         if row["cell"] not in CELLS:
             raise ValueError(f"unknown RNN cell {row['cell']!r}; valid cells: {', '.join(CELLS)}")
@@ -187,7 +217,8 @@ def _check_names(row: dict[str, Any], i: int) -> None:
         if row["loss"] is None:
             raise ValueError(f"no loss given; valid losses: {', '.join(losses.NAMES)}")
         losses.get(row["loss"])
-        optimizers.canonical(row["optimizer"])
+        if not (isinstance(row["optimizer"], str) and row["optimizer"].startswith(CUSTOM)):
+            optimizers.canonical(row["optimizer"])
         schedules.canonical(row["schedule"])
         if row["sampling"] not in SAMPLINGS:
             raise ValueError(f"unknown sampling {row['sampling']!r}; valid: {', '.join(SAMPLINGS)}")
@@ -250,7 +281,7 @@ def _check_schedule(row: dict[str, Any], variant: Mapping[str, Any], i: int) -> 
 
 
 def normalize(variant: Mapping[str, Any], i: int = 0, default_loss: str | None = None,
-              extra_keys: Mapping[str, str] | None = None) -> dict[str, Any]:
+              extra_keys: Mapping[str, str] | None = None, own: Sequence[str] = ()) -> dict[str, Any]:
     """Check one variant and fill in defaults; return a new dict with canonical names and Python types.
 
     Args:
@@ -260,6 +291,9 @@ def normalize(variant: Mapping[str, Any], i: int = 0, default_loss: str | None =
       extra_keys: declared user keys (see :func:`check_extra_keys`): a ``"vmapped"`` one must be a number
         (it becomes a float32 [V] array), a ``"static"`` one any hashable value (it splits static groups);
         a declared key missing from the row is an error.
+      own: ``"model"`` / ``"optimizer"`` when your own factory trains the row: a ``kind`` / ``optimizer`` of
+        ``custom:<name>`` (what :class:`jaxnets.result.Result` rows say) is then accepted; without the
+        factory it is an error naming the fix.
 
     Returns:
       a new dict with every key of :data:`KEYS`.
@@ -275,8 +309,11 @@ def normalize(variant: Mapping[str, Any], i: int = 0, default_loss: str | None =
     row = {**DEFAULTS, **variant}
     if row["loss"] is None:
         row["loss"] = default_loss
+    if not isinstance(row["kind"], str):
+        _fail(i, f"kind must be a name, got {row['kind']!r}")
+    _check_own(row, i, own)
     _check_names(row, i)
-    row["hidden"] = _as_sizes(i, "hidden", row["hidden"], allow_empty=row["kind"] == "mlp")
+    row["hidden"] = _as_sizes(i, "hidden", row["hidden"], allow_empty=row["kind"] != "cnn" and row["kind"] != "rnn")
     row["dense"] = _as_sizes(i, "dense", row["dense"], allow_empty=True)
     if not isinstance(row["shared_data"], bool | np.bool_):
         _fail(i, f"shared_data must be true or false, got {row['shared_data']!r}")

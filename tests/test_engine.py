@@ -252,16 +252,16 @@ def test_predictions_compile_once_per_input_shape(mixed_result):
     prog = mixed_result.groups[0].program
     one, many = prog.predict_fns
     x = DIGITS.x_val[:16]
-    every = mixed_result.predict_all(x)
+    every = mixed_result.predict_all(x, standardized=True)  # the data set's arrays: already standardized
     for i, row in enumerate(mixed_result.rows):
         want = engine.model(row, DIGITS).apply({"params": mixed_result.params(i)}, x)
-        np.testing.assert_allclose(mixed_result.predict(i, x), want, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(mixed_result.predict(i, x, standardized=True), want, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(every[i], want, rtol=1e-5, atol=1e-5)
-    mixed_result.predict(0, x)
-    mixed_result.predict_all(x)
+    mixed_result.predict(0, x, standardized=True)
+    mixed_result.predict_all(x, standardized=True)
     assert prog.predict_fns == (one, many)  # built once
     assert one._cache_size() == 1 and many._cache_size() == 1
-    mixed_result.predict(3, DIGITS.x_val[:5])  # a new shape: one more
+    mixed_result.predict(3, DIGITS.x_val[:5], standardized=True)  # a new shape: one more
     assert one._cache_size() == 2
 
 
@@ -339,8 +339,10 @@ def test_finite_blow_up_is_divergence_and_isolated():
     np.testing.assert_array_equal(h[e:], h[e])
     # frozen: its parameters are those at the evaluation that caught it
     stop = {**bad, "steps": int(mixed.stopped_step[2]), "divergence_factor": 0.0}
-    # (1e-2: at learning rate 1e6 the last steps multiply float rounding differences by 1e6)
-    _params_close(mixed.params(2), engine.train([stop], DIGITS).params(0), rtol=1e-2)
+    # trained to that step in a group of the same size (the same block: at learning rate 1e6 the last steps
+    # multiply float rounding differences by 1e6, so only the same program gives the same numbers)
+    short = [{**row, "steps": int(mixed.stopped_step[2])} for row in good]
+    _params_close(mixed.params(2), engine.train(short[:2] + [stop] + short[2:], DIGITS).params(2), rtol=1e-5)
     others = [0, 1, 3, 4]
     for k in METRICS:
         np.testing.assert_array_equal(mixed.history[k][others], clean.history[k][others])

@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-#: README sections (level-2 headings) whose python blocks are complete programs.
-RUNNABLE = ("## Training as you write it",)
+#: README sections (headings) whose python blocks are complete programs; a section ends at the next heading of
+#: its level or above.
+RUNNABLE = ("## Training as you write it", "### Search from Python")
 
 
 def _snippets() -> list[tuple[str, str]]:
@@ -15,7 +16,9 @@ def _snippets() -> list[tuple[str, str]]:
     out = []
     for heading in RUNNABLE:
         start = text.index(heading)
-        end = text.find("\n## ", start + len(heading))
+        level = heading.split(" ")[0]
+        ends = [text.find("\n" + "#" * n + " ", start + len(heading)) for n in range(2, len(level) + 1)]
+        end = min((e for e in ends if e > 0), default=-1)
         section = text[start:end if end > 0 else None]
         for i, block in enumerate(re.findall(r"```python\n(.*?)```", section, re.S)):
             out.append((f"{heading.lstrip('# ')[:24]}-{i}", block))

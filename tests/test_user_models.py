@@ -180,7 +180,7 @@ def test_builtin_mlp_norm_vectorized_equals_alone(norm):
         np.testing.assert_allclose(together.history["val_loss"][i], alone.history["val_loss"][0], rtol=1e-4)
     logits = engine.model(vs[0], DIGITS).apply({"params": together.params(0), **together.model_state(0)},
                                                DIGITS.x_test[:5])
-    np.testing.assert_allclose(logits, together.predict(0, DIGITS.x_test[:5]), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(logits, together.predict(0, DIGITS.x_test[:5], standardized=True), rtol=1e-5, atol=1e-5)
 
 
 def test_user_loss_and_metric():
@@ -223,10 +223,10 @@ def optax_ce(outputs, labels):
 
 def test_predictions_and_test_metrics():
     res = engine.train(MIXED[:3], DIGITS, model=linen_factory)
-    all_out = res.predict_all(DIGITS.x_test)
+    all_out = res.predict_all(DIGITS.x_test, standardized=True)  # already standardized
     assert all_out.shape == (3, len(DIGITS.x_test), 10)
     for i in range(3):
-        out = res.predict(i, DIGITS.x_test)
+        out = res.predict(i, DIGITS.x_test, standardized=True)
         np.testing.assert_allclose(out, all_out[i], rtol=1e-5, atol=1e-5)
         loss = float(np.mean(optax_ce(jnp.asarray(out), jnp.asarray(DIGITS.y_test))))
         acc = float(np.mean(np.argmax(out, -1) == DIGITS.y_test))
@@ -346,7 +346,7 @@ def test_nnx_model_with_rng_state_trains_and_predicts():
                        options=engine.Options(max_variants_per_program=2))  # two blocks to concatenate
     assert np.all(res.status == "ok") and res.groups[0].n_blocks == 2
     assert np.all(res.history["val_loss"][:, -1] < res.history["val_loss"][:, 0])
-    out = res.predict_all(DIGITS.x_test[:4])
+    out = res.predict_all(DIGITS.x_test[:4], standardized=True)
     assert out.shape == (4, 4, 10) and np.all(np.isfinite(out))
     # the two seeds' dropout streams differ: same init per seed, different training
     assert not np.allclose(res.params(0)["hidden"]["kernel"], res.params(2)["hidden"]["kernel"])

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -10,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnets import losses
+from jaxnets import losses, optimizers, schedules
 from jaxnets import variants as variants_lib
 from jaxnets.data import Dataset
 from jaxnets.engine.options import Tuning
@@ -70,19 +71,43 @@ def check_data(ds: Dataset, spec: variants_lib.GroupSpec, *, builtin_model: bool
         raise ValueError(f"data set {ds.name!r} has a label per time step; only kind 'rnn' can fit it")
 
 
-def check_program(prog: Program) -> None:
+def _hint(e: BaseException) -> str:
+    """What to do when a Flax layer branched on a traced hyperparameter (``nn.Dropout(rate=hp["dropout"])``)."""
+    if isinstance(e, jax.errors.TracerBoolConversionError | jax.errors.ConcretizationTypeError):
+        return (" (a layer branched on a per-variant hyperparameter, which is a traced value: use hp.dropout(x, rng) "
+                "instead of nn.Dropout(rate=hp['dropout']), hp.activation instead of choosing a function by name, "
+                "and declare a key that changes the structure static: extra_keys={'name': 'static'})")
+    return ""
+
+
+def check_program(prog: Program) -> set[str]:
     """Trace init, a training step and an evaluation from shapes only (nothing runs), so a bad model
-    factory or loss fails before any compute with a message naming the problem.
+    factory, loss or optimizer fails before any compute with a message naming the problem.
+
+    Returns:
+      the ``hp`` keys your model and optimizer factories read while traced (helpers count for their keys:
+      ``hp.activation`` reads ``activation``, ``hp.kernel_init`` ``init`` and ``init_scale``, ...).
 
     Raises:
       ValueError: the model, its outputs or the loss do not fit the data (the message says how).
     """
+    prog.reads = set()
+    try:
+        _trace(prog)
+        return set(prog.reads)
+    finally:
+        prog.reads = None
+
+
+def _trace(prog: Program) -> None:
+    """:func:`check_program`'s traces."""
     hp1 = {k: v[:1] for k, v in prog.stack(prog.rows[:1]).items()}
     data = prog.data_shapes()
     try:
         jax.eval_shape(jax.vmap(prog.init_params), hp1)
     except Exception as e:  # noqa: BLE001 - the user's factory may raise anything: name it, don't crash
-        raise ValueError(f"the model could not be initialized: {type(e).__name__}: {first_line(e)}") from None
+        raise ValueError(f"the model could not be initialized: {type(e).__name__}: {first_line(e)}{_hint(e)}"
+                         ) from None
     try:
         state = jax.eval_shape(prog.init_batch, hp1, data)
     except Exception as e:  # noqa: BLE001
@@ -96,7 +121,8 @@ def check_program(prog: Program) -> None:
                                                                rng=jax.random.key(0))[0],
                              one.params, one.model_state, batch)
     except Exception as e:  # noqa: BLE001
-        raise ValueError(f"the model failed in training mode: {type(e).__name__}: {first_line(e)}") from None
+        raise ValueError(f"the model failed in training mode: {type(e).__name__}: {first_line(e)}{_hint(e)}"
+                         ) from None
     y = prog.data["y_train"][: prog.spec.batch_size]
     if prog.user_loss is None:
         fitted = jax.eval_shape(lambda o: losses.fit_logits(prog.spec.loss, o, jnp.asarray(y)), out)
@@ -113,7 +139,7 @@ def check_program(prog: Program) -> None:
         jax.eval_shape(jax.vmap(prog.chunk, in_axes=(0, 0, None, None, None, None)), state, hp1, data, True,
                        True, jnp.int32(0))
     except Exception as e:  # noqa: BLE001
-        raise ValueError(f"a training step failed: {type(e).__name__}: {first_line(e)}") from None
+        raise ValueError(f"a training step failed: {type(e).__name__}: {first_line(e)}{_hint(e)}") from None
 
 
 def _check_per_example(what: str, fn: Callable, out: Any, y: np.ndarray) -> None:
@@ -137,11 +163,12 @@ def build_programs(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, model:
     if optimizer is not None and not callable(optimizer):
         raise TypeError(f"optimizer= must be a callable hp -> optax.GradientTransformation, got {optimizer!r}")
     if optimizer is not None:
-        named = [i for i, v in enumerate(variants) if isinstance(v, Mapping) and "optimizer" in v]
+        named = [i for i, v in enumerate(variants) if isinstance(v, Mapping) and "optimizer" in v
+                 and not str(v["optimizer"]).startswith(variants_lib.CUSTOM)]
         if named:
             raise variants_lib.VariantError(named[0], "sets 'optimizer' while optimizer= gives your own optimizer "
                                             "factory; remove the key (or the factory)", named)
-    groups = prepare(variants, ds, model=model, loss=loss, extra_keys=extra_keys)
+    groups = prepare(variants, ds, model=model, loss=loss, extra_keys=extra_keys, optimizer=optimizer)
     user_loss = loss if callable(loss) else None
     if metric is not None and not callable(metric):
         raise TypeError(f"metric= must be a callable (outputs, labels) -> per-example values, got {metric!r}")
@@ -152,17 +179,50 @@ def build_programs(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, model:
         try:
             prog = Program(g, ds, model=model, loss=user_loss, metric=metric, n_eval_train=n_eval_train,
                            tuning=tuning, optimizer=optimizer)
+            reads = None
             if prog.custom or user_loss is not None or optimizer is not None:
-                check_program(prog)
+                reads = check_program(prog)
         except (ValueError, TypeError) as e:
             raise variants_lib.VariantError(g.indices[0], str(e), g.indices) from None
+        for key, reason in unused_keys(prog, reads):
+            warnings.warn(variants_lib.UnusedKeyWarning(key, g.indices, reason), stacklevel=3)
         programs.append(prog)
     return programs
 
 
+_MODEL_HELPERS = {"activation": "call hp.activation(x) where the activation goes",
+                  "init": "pass kernel_init=hp.kernel_init to its layers",
+                  "init_scale": "pass kernel_init=hp.kernel_init to its layers",
+                  "dropout": "call hp.dropout(x, rng) in training"}
+
+
+def unused_keys(prog: Program, reads: set[str] | None) -> list[tuple[str, str]]:
+    """``(key, reason)`` for each vmapped key that differs between the group's variants but never reaches the
+    program: a helper your model never calls, a key neither your model nor your optimizer reads, a number the
+    group's built-in optimizer does not use (``momentum`` with ``adam``). ``reads``: what your factories read
+    while traced (:func:`check_program`; ``None`` for a built-in model and optimizer)."""
+    hp = prog.stack()
+    varying = [k for k, v in hp.items() if len(np.unique(v)) > 1]
+    out = []
+    for key in varying:
+        if prog.custom and key in _MODEL_HELPERS and key not in reads:
+            out.append((key, f"your model never reads it ({_MODEL_HELPERS[key]})"))
+        elif key in prog.spec.vmapped_extra and key not in reads:
+            out.append((key, f"neither your model nor your optimizer reads hp[{key!r}]"))
+        elif key in optimizers.HYPERPARAMETERS and prog.user_optimizer is not None and key not in reads:
+            out.append((key, f"your optimizer factory never reads it (e.g. optax.sgd(hp[{key!r}]))"))
+        elif key in optimizers.HYPERPARAMETERS and prog.user_optimizer is None \
+                and key not in optimizers.READS[prog.spec.optimizer]:
+            out.append((key, f"optimizer {prog.spec.optimizer!r} does not read it (it reads "
+                             f"{', '.join(optimizers.READS[prog.spec.optimizer])})"))
+        elif key in schedules.KEYS and prog.user_optimizer is not None and key not in reads:
+            out.append((key, "your optimizer factory never reads hp.learning_rate_schedule"))
+    return out
+
+
 def prepare(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, model: ModelFactory | None = None,
-            loss: str | LossFn | None = None, extra_keys: Mapping[str, str] | None = None
-            ) -> list[variants_lib.Group]:
+            loss: str | LossFn | None = None, extra_keys: Mapping[str, str] | None = None,
+            optimizer: OptimizerFactory | None = None) -> list[variants_lib.Group]:
     """Validate every variant and the data, and split into static groups — all before any compute.
 
     Args:
@@ -172,6 +232,7 @@ def prepare(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, model: ModelF
         then the factory's business, not checked here.
       loss: a loss name used where a row sets none, or a callable (then the rows' ``loss`` is not used).
       extra_keys: declared user keys (see :func:`jaxnets.variants.check_extra_keys`).
+      optimizer: your own optimizer factory (rows marked ``optimizer = "custom:..."`` need it).
 
     Returns:
       the static groups, in order of first appearance.
@@ -190,7 +251,8 @@ def prepare(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, model: ModelF
     if loss is not None and not isinstance(loss, str) and not callable(loss):
         raise TypeError(f"loss= must be a loss name or a callable (outputs, labels) -> per-example loss, "
                         f"got {loss!r}")
-    rows = [variants_lib.normalize(v, i, default_loss, extra) for i, v in enumerate(variants)]
+    own = tuple(k for k, f in (("model", model), ("optimizer", optimizer)) if f is not None)
+    rows = [variants_lib.normalize(v, i, default_loss, extra, own) for i, v in enumerate(variants)]
     groups = variants_lib.group(rows, extra)
     for g in groups:
         try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import time
+import types
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -25,8 +26,8 @@ from jaxnets.engine.options import Tuning
 from jaxnets.engine.programs import Program, n_params
 from jaxnets.engine.transfer import to_device
 
-__all__ = ["Compiled", "HostChunk", "Staged", "cached", "clear_cache", "compile_adopt", "compile_block",
-           "programs", "signature"]
+__all__ = ["Compiled", "HostChunk", "Staged", "cached", "clear_cache", "code_key", "compile_adopt",
+           "compile_block", "programs", "signature"]
 
 
 class Compiled(NamedTuple):
@@ -91,6 +92,45 @@ def cached(key: tuple, make: Callable[[], Any]) -> tuple[Any, bool]:
     return value, True
 
 
+def _code_id(code: types.CodeType) -> tuple:
+    """A code object by what it computes: its bytecode, names, constants (nested code objects recursively)."""
+    consts = tuple(_code_id(c) if isinstance(c, types.CodeType) else (type(c).__name__, repr(c))
+                   for c in code.co_consts)
+    return (code.co_code, code.co_names, code.co_varnames, consts)
+
+
+def _global_names(code: types.CodeType) -> set[str]:
+    """Every name ``code`` (and the code objects it holds) may read from its globals."""
+    names = set(code.co_names)
+    for c in code.co_consts:
+        if isinstance(c, types.CodeType):
+            names |= _global_names(c)
+    return names
+
+
+def code_key(fn: Any) -> Any:
+    """A cache key for your factory, loss or metric ``fn`` that a NEW function object with the same code, the
+    same closure values, defaults and global objects gets too (a lambda re-created in a loop or a notebook
+    cell compiles once); ``fn`` itself (its identity) when any of those cannot be hashed.
+
+    The key holds the *objects* the function reads from its globals (a class redefined in a notebook is a new
+    object, so a new key) and its closure's values, so two functions with equal keys trace the same program.
+    """
+    code = getattr(fn, "__code__", None)
+    if not isinstance(code, types.CodeType) or not isinstance(fn, types.FunctionType):
+        return fn
+    try:
+        g = fn.__globals__
+        seen = tuple((n, g[n]) for n in sorted(_global_names(code)) if n in g)
+        cells = tuple(c.cell_contents for c in (fn.__closure__ or ()))
+        key = ("code", fn.__module__, fn.__qualname__, _code_id(code), fn.__defaults__, cells, seen,
+               tuple(sorted((fn.__kwdefaults__ or {}).items())))
+        hash(key)
+    except (TypeError, ValueError):  # unhashable closure values, defaults or globals: the function itself
+        return fn
+    return key
+
+
 def signature(prog: Program, size: int, devices: Sequence[Any], strategy: str) -> tuple:
     """Everything a block's compiled programs depend on: the group's static settings, data shapes, model,
     loss, metric and optimizer factory, the activation layout, the tuning and the XLA options it gives (they
@@ -98,8 +138,9 @@ def signature(prog: Program, size: int, devices: Sequence[Any], strategy: str) -
     shapes = tuple((k, v.shape, v.dtype.str) for k, v in sorted(prog.data.items()))
     options = tuple(sorted((prog.tuning.options() or {}).items()))
     return (prog.spec, prog.output_dim, prog.many_to_many, prog.n_train, shapes, size,
-            tuple(d.id for d in devices), prog.adapter.factory if prog.custom else None, prog.user_loss,
-            prog.user_metric, prog.user_optimizer, prog.layout, prog.tuning, options, strategy)
+            tuple(d.id for d in devices), code_key(prog.adapter.factory) if prog.custom else None,
+            code_key(prog.user_loss), code_key(prog.user_metric), code_key(prog.user_optimizer), prog.layout,
+            prog.tuning, options, strategy)
 
 
 def _compile_lowered(lowered: Any, options: dict[str, Any] | None, fallback: dict[str, Any] | None) -> Any:

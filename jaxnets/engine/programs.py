@@ -44,6 +44,7 @@ from jaxnets.engine.state import DIVERGED, EARLY_STOPPED, OK, PRUNED, TrainState
 from jaxnets.engine.steps import TrainingSteps
 from jaxnets.hyper import Hyper
 from jaxnets.models import CNN, MLP, OUTPUT, RNN, layer_name, small_kernel_dot_general
+from jaxnets.standardize import DataInfo
 
 __all__ = ["DIVERGED", "EARLY_STOPPED", "OK", "PRUNED", "Program", "TrainState", "build", "flat_optimizer",
            "loss_labels", "model", "n_params"]
@@ -156,6 +157,7 @@ class Program(TrainingSteps):
       layer_names: the entries of ``grad_norm``, input side first (paths into the parameter tree).
       custom: True for a user model factory (False for the built-in MLP / CNN / RNN).
       tuning: the platform's :class:`jaxnets.engine.Tuning` (the built-in models' kernels, the flat optimizer).
+      data_info: the data's shapes and standardization, for predictions (:class:`jaxnets.standardize.DataInfo`).
       layout: how a block's variants are ordered by activation (:func:`jaxnets.activations.by_index`);
         ``None``: no order assumed (a block mixing activations then computes all of them).
 
@@ -176,13 +178,12 @@ class Program(TrainingSteps):
                  tuning: Tuning = DEFAULT_TUNING,
                  optimizer: Callable[[Hyper], optax.GradientTransformation] | None = None):
         spec = group.spec
-        self.spec = spec
-        self.rows = tuple(group.rows)
-        self.indices = tuple(group.indices)
+        self.spec, self.rows, self.indices = spec, tuple(group.rows), tuple(group.indices)
         self.tuning = tuning
         self.custom = model is not None
         self.many_to_many = ds.sequence_output
         self.output_dim = ds.output_dim
+        self.data_info = DataInfo.of(ds)
         if model is None:
             model = _builtin_factory(spec, ds.output_dim, ds.sequence_output, tuning)
         self.adapter = adapters.adapter_for(model)
@@ -205,6 +206,7 @@ class Program(TrainingSteps):
             self.data |= {"x_test": np.asarray(ds.x_test, np.float32), "y_test": labels(ds.y_test)}
         self.sat = activations.saturation_threshold(spec.activations)
         self.layout: activations.Layout | None = None
+        self.reads: set[str] | None = None  # a set while checks.check_program records what hp keys are read
         self._metric_shapes: dict[tuple, Any] = {}  # evaluate's output shapes, by its argument shapes
         self.layer_names = self._layer_names()
 
@@ -229,12 +231,12 @@ class Program(TrainingSteps):
         """The vmapped keys of ``rows`` (default: the group's) as [V] arrays: the ``hp`` the functions take."""
         return variants_lib.stack(self.spec, self.rows if rows is None else rows)
 
-    def hyper(self, hp: Mapping[str, jax.Array]) -> Hyper:
-        """What a model factory sees: ``hp`` plus the group's static keys and the :class:`Hyper` helpers."""
+    def hyper(self, hp: Mapping[str, jax.Array], record: bool = True) -> Hyper:
+        """``hp``, the group's static keys and the helpers (:class:`Hyper`; ``record``: reads are recorded)."""
         s = self.spec
         static = {k: getattr(s, k) for k in variants_lib.STATIC_KEYS}
         return Hyper({**static, **dict(s.static_extra), **hp}, s.activations, s.initializers, s.use_dropout,
-                     layout=self.layout)
+                     layout=self.layout, record=self.reads if record else None)
 
     def _layer_names(self) -> list[str]:
         if not self.custom:
@@ -249,10 +251,10 @@ class Program(TrainingSteps):
         scaled by the variant's schedule), on one flat vector (:func:`flat_optimizer`) for a small model."""
         if self.user_optimizer is not None:
             tx = self.user_optimizer(self.hyper(hp))
-            if not isinstance(tx, optax.GradientTransformation):
-                raise TypeError(f"the optimizer factory returned {type(tx).__name__}; it must return an "
-                                "optax.GradientTransformation (e.g. optax.adamw(hp['learning_rate']))")
-            return tx
+            if isinstance(tx, optax.GradientTransformation):
+                return tx
+            raise TypeError(f"the optimizer factory returned {type(tx).__name__}; it must return an optax."
+                            "GradientTransformation (e.g. optax.adamw(hp['learning_rate']))")
         s = self.spec
         hyper = {k: hp[k] for k in optimizers.HYPERPARAMETERS}
         schedule = None if s.schedule == "constant" else functools.partial(schedules.factor, s.schedule, hp=hp)
@@ -367,7 +369,8 @@ class Program(TrainingSteps):
 
         (loss, recorded), grads = jax.value_and_grad(train_loss, has_aux=True)(params)
         val_out = self.adapter.apply(params, model_state, h, data["x_val"], train=False)[0]
-        stats = diagnostics.activation_stats(recorded, h.activation, self.sat[hp["activation"]])
+        slope = self.hyper(hp, record=False).activation  # the diagnostics' own use: not your model's read
+        stats = diagnostics.activation_stats(recorded, slope, self.sat[hp["activation"]])
         return {
             "train_loss": loss,
             "val_loss": self.data_loss(val_out, data["y_val"]),
