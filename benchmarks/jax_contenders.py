@@ -141,7 +141,8 @@ def run_jaxnets(wl: Workload, n: int, steps: int, target_s: float, engine_option
 
 
 class _Single:
-    """One model's pieces: the same Flax model and sampling as the engine, plain ``optax.adam``.
+    """One model's pieces: the same Flax model and sampling as the engine, plain ``optax.adam`` (``optax.sgd``
+    for a workload whose ``optimizer`` is ``"sgd"``).
 
     A user's NNX model (``wl.model``) is used the way its author would in plain JAX: built once per variant
     from ``nnx.Rngs`` of the variant's init key, split into a graph definition and its state, and applied as
@@ -159,7 +160,9 @@ class _Single:
         self.x = jnp.asarray(ds.x_train, jnp.float32)
         self.y = jnp.asarray(ds.y_train)
         self.n_train = len(ds.x_train)
-        if wl.learning_rates:  # per-variant rates: in the optimizer state (set per variant by init)
+        if wl.optimizer == "sgd":
+            self.tx = optax.sgd(wl.learning_rate)
+        elif wl.learning_rates:  # per-variant rates: in the optimizer state (set per variant by init)
             self.tx = optax.inject_hyperparams(optax.adam)(learning_rate=wl.learning_rates[0])
         else:
             self.tx = optax.adam(wl.learning_rate)  # eps 1e-8, as the engine's adam

@@ -30,7 +30,7 @@ import math
 from typing import Any
 
 WORKLOAD_NAMES: tuple[str, ...] = ("wine_mlp", "wine_mlp_9act", "digits_mlp", "digits_mlp_wide", "digits_cnn",
-                                   "adding_lstm", "user_cnn")
+                                   "adding_lstm", "user_cnn", "iris_mlp_65k")
 
 #: The nine activations of ``wine_mlp_9act``, in the order of ``jaxnets.activations.NAMES`` (their ids); a
 #: copy, so planning a run imports no JAX. ``tests/test_benchmarks.py`` checks that it matches.
@@ -78,6 +78,7 @@ class Workload:
     model: str | None = None
     learning_rates: tuple[float, ...] = ()
     contenders: tuple[str, ...] | None = None
+    optimizer: str = "adam"  # "adam" (every contender) or "sgd" (jaxnets and jax_vmap)
 
     # -- variants -----------------------------------------------------------------------------------
     def jaxnets_variant(self, i: int) -> dict[str, Any]:
@@ -124,12 +125,12 @@ class Workload:
         model (train with ``model=`` :meth:`factory`). Minibatches are drawn with replacement
         (``sampling = "replacement"``), as every contender draws them: the same work and the same numbers."""
         if self.model is not None:
-            static = {"optimizer": "adam", "batch_size": self.batch_size, "steps": steps, "eval_every": eval_every,
-                      "sampling": "replacement"}
+            static = {"optimizer": self.optimizer, "batch_size": self.batch_size, "steps": steps,
+                      "eval_every": eval_every, "sampling": "replacement"}
             return [{**static, "seed": i, "learning_rate": self.learning_rate_of(i)} for i in range(n)]
         static = {
             "kind": self.kind, "hidden": self.hidden, "dense": self.dense, "cell": self.cell,
-            "optimizer": "adam", "batch_size": self.batch_size, "steps": steps, "eval_every": eval_every,
+            "optimizer": self.optimizer, "batch_size": self.batch_size, "steps": steps, "eval_every": eval_every,
             "learning_rate": self.learning_rate, "sampling": "replacement",
         }
         return [{**static, **self.jaxnets_variant(i)} for i in range(n)]
@@ -280,6 +281,15 @@ WORKLOADS: dict[str, Workload] = {
             batch_size=128, input_shape=(8, 8, 1), output_dim=10, n_val=359, activations=("relu",),
             inits=("flax_default",), model="benchmarks.user_model:user_cnn", learning_rates=(1e-3, 3e-3),
             contenders=("jaxnets", "jax_loop"),
+        ),
+        Workload(
+            name="iris_mlp_65k",
+            description="iris (4 features, 3 classes), MLP 4-8-8-3, tanh, SGD (learning rate 0.1), batch 32: a tiny "
+                        "model meant for N = 65,536 variants (python -m benchmarks --workloads iris_mlp_65k --ns "
+                        "65536); jaxnets and jax_vmap only",
+            dataset="iris", dataset_options=(), kind="mlp", hidden=(8, 8), batch_size=32, input_shape=(4,),
+            output_dim=3, n_val=30, activations=("tanh",), inits=("glorot_uniform",), learning_rate=0.1,
+            optimizer="sgd", contenders=("jaxnets", "jax_vmap"),
         ),
     )
 }

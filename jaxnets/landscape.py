@@ -54,9 +54,10 @@ MAX_PANELS = 12
 MAX_POINTS = 3000
 #: fANOVA fits on at most this many variants (a seeded random subsample above).
 IMPORTANCE_TRIALS = 2000
-#: The fANOVA forest: trees, and their depth (Optuna's default, 64, costs ~30 s at 2000 variants; 8 gives
-#: the same importances to ~0.01 on a 256 x 256 grid, in ~1.5 s).
-FANOVA_TREES, FANOVA_DEPTH = 64, 8
+#: The fANOVA forest: trees, and their depth (Optuna's defaults, 64 and 64, cost ~30 s at 2000 variants;
+#: depth 8 gives the same importances to ~0.01 on a 256 x 256 grid, and 16 trees instead of 64 to ~0.001:
+#: 2.3 -> 0.4 s on the 2-core Xeon, benchmarks/README.md "10^5 variants").
+FANOVA_TREES, FANOVA_DEPTH = 16, 8
 DIVERGED_COLOUR = "#d62728"
 _QUANTILES = (0.1, 0.9)
 
