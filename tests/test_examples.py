@@ -1,6 +1,6 @@
 """The examples: every script runs at ``--small`` size and writes a table of the right shape and a figure;
-slow tests re-run the three known findings (vanishing gradients, initialization, exploding gradients) at
-their default size and check the direction of the finding with a wide margin.
+slow tests re-run the known findings (vanishing gradients, initialization, exploding gradients, the fractal
+trainability boundary) at their default size and check the direction of the finding with a wide margin.
 
 Each example runs in a subprocess, exactly as a user types it. The smoke runs compile with
 ``--xla_backend_optimization_level=0``: their programs run for a few steps only, so compiling fast matters
@@ -47,6 +47,9 @@ EXPECTED: dict[str, tuple[int, set[str], dict[str, int]]] = {
                                 "val_accuracy", "n_seeds", "n_ok"}, {"sweep/results.csv": 4}),
     "12_schedules.py": (8, {"schedule", "decay", "warmup_steps", "learning_rate", "final_val_loss", "best_val_loss",
                             "val_accuracy", "n_seeds", "n_diverged"}, {}),
+    "13_trainability_boundary.py": (2, {"grid", "resolution", "n_variants", "n_converged", "n_diverged",
+                                        "n_boundary", "dimension", "dimension_median_local"},
+                                    {"boxcount.csv": 4 + 3}),
 }
 
 
@@ -155,3 +158,25 @@ def test_06_exploding_gradients_and_clipping(tmp_path):
     # (observed 0.22 vs >= 0.98; predicting 0 gives 1)
     assert clipped.final_val_loss.min() < 0.6
     assert plain.final_val_loss.min(skipna=True) > 0.8
+
+
+@pytest.mark.slow
+def test_13_trainability_boundary_is_rougher_when_zoomed(tmp_path):
+    run_example("13_trainability_boundary.py", tmp_path, fast_compile=False, timeout=1200)
+    t = read_outputs(tmp_path).set_index("grid")
+    counts = pd.read_csv(tmp_path / "boxcount.csv")
+    assert len(counts) == 2 * 7  # box sizes 1 .. 64 cells on each 256 x 256 grid
+    for grid in ("full", "zoom"):  # 65,536 networks per engine.train call, both classes present
+        row = t.loc[grid]
+        assert row.n_variants == 256 * 256
+        assert 0.1 < row.n_converged / row.n_variants < 0.9, row
+    full, zoom = t.loc["full"], t.loc["zoom"]
+    # the zoom window lies inside the full grid
+    assert full.log10_lr1_min <= zoom.log10_lr1_min < zoom.log10_lr1_max <= full.log10_lr1_max
+    assert full.log10_lr2_min <= zoom.log10_lr2_min < zoom.log10_lr2_max <= full.log10_lr2_max
+    # over nine decades the boundary is nearly a curve (observed dimension 1.03); inside the zoom window it is
+    # far rougher (observed 1.59, within the paper's 1.2 - 2), and more of the window is boundary
+    assert 0.8 < full.dimension < 1.3
+    assert 1.2 < zoom.dimension < 2.0
+    assert zoom.dimension > full.dimension + 0.2
+    assert zoom.n_boundary > 5 * full.n_boundary
