@@ -114,6 +114,14 @@ class Hyper(Mapping):
         return initializers.by_index(self._values["init"], self._values["init_scale"], self._initializer_names)
 
     @property
+    def masked_kernel_init(self) -> initializers.EmbeddedInitializer:
+        """This variant's kernel initializer at its ``init_scale`` for a real ``[fan_in, fan_out]`` kernel inside
+        a padded one: ``init(key, shape, fan_in, fan_out)`` (traced sizes; :func:`jaxnets.initializers.embedded`),
+        the variance of the real layer, zeros outside it."""
+        self._read("init", "init_scale")
+        return initializers.embedded(self._values["init"], self._values["init_scale"], self._initializer_names)
+
+    @property
     def learning_rate_schedule(self) -> Callable[[jax.Array], jax.Array]:
         """This variant's learning rate as an optax schedule, ``count -> learning_rate * factor(count)``
         (:func:`jaxnets.schedules.rate` with its ``schedule`` and numbers): the rate the history reports."""

@@ -234,6 +234,87 @@ def _switch(i: jax.Array, scale: float | jax.Array, key: jax.Array, shape: tuple
     return jax.lax.switch(i, branches, key)
 
 
+#: Per initializer: the unit draw (``"uniform"`` on [-1, 1), ``"truncated_normal"`` on (-2, 2), ``"normal"``),
+#: the variance-scaling ``(scale, mode)`` (``None``: a fixed standard deviation of 1e-2), as in
+#: ``jax.nn.initializers``; what :func:`embedded` draws.
+_EMBEDDED: dict[str, tuple[str, tuple[float, str] | None]] = {
+    "uniform": ("uniform", (1.0 / 3.0, "fan_in")),
+    "normal": ("normal", None),
+    "glorot_uniform": ("uniform", (1.0, "fan_avg")),
+    "glorot_normal": ("truncated_normal", (1.0, "fan_avg")),
+    "he_uniform": ("uniform", (2.0, "fan_in")),
+    "he_normal": ("truncated_normal", (2.0, "fan_in")),
+    "lecun_uniform": ("uniform", (1.0, "fan_in")),
+    "lecun_normal": ("truncated_normal", (1.0, "fan_in")),
+    "zeros": ("zeros", None),
+}
+
+EmbeddedInitializer = Callable[..., jax.Array]
+
+
+def _embedded_one(name: str, key: jax.Array, shape: tuple[int, int], fan_in: jax.Array, fan_out: jax.Array,
+                  dtype: Any) -> jax.Array:
+    """Initializer ``name`` (gain 1) of a ``[fan_in, fan_out]`` kernel placed in the top-left corner of ``shape``."""
+    draw, scaling = _EMBEDDED[name]
+    if draw == "zeros":
+        return jnp.zeros(shape, dtype)
+    n = math.prod(shape)
+    unit = {"uniform": lambda: jax.random.uniform(key, (n,), dtype, -1, 1),
+            "truncated_normal": lambda: jax.random.truncated_normal(key, -2, 2, (n,), dtype),
+            "normal": lambda: jax.random.normal(key, (n,), dtype)}[draw]()
+    fi, fo = (jnp.maximum(jnp.asarray(f, jnp.int32), 1) for f in (fan_in, fan_out))
+    r, c = jnp.arange(shape[0])[:, None], jnp.arange(shape[1])[None, :]
+    inside = (r < fi) & (c < fo)
+    # entry (r, c) of a [fan_in, fan_out] draw is the flat draw's entry r * fan_out + c (threefry draws
+    # elementwise by flat index), so the real block holds exactly the values of a draw at the real shape
+    w = jnp.where(inside, unit[jnp.where(inside, r * fo + c, 0)], 0)
+    if scaling is None:
+        return w * jnp.asarray(1e-2, dtype)
+    scale, mode = scaling
+    denominator = fi.astype(dtype) if mode == "fan_in" else (fi + fo).astype(dtype) / 2
+    variance = jnp.asarray(scale, dtype) / denominator if scale != 1.0 / 3.0 else 1 / (3 * fi.astype(dtype))
+    if draw == "uniform":
+        return w * jnp.sqrt(3 * variance)
+    return w * (jnp.sqrt(variance) / jnp.array(TRUNCATED_NORMAL_STD, dtype))
+
+
+def embedded(i: int | jax.Array, scale: float | jax.Array = 1.0, names: Sequence[str] = NAMES
+             ) -> EmbeddedInitializer:
+    """Initializer number ``i`` of ``names`` for a real ``[fan_in, fan_out]`` kernel inside a padded one.
+
+    ``init(key, shape, fan_in, fan_out, dtype=jnp.float32)`` -> [*shape] (2-D): the top-left
+    ``[fan_in, fan_out]`` block holds what ``by_index(i, scale, names)(key, (fan_in, fan_out))`` draws, entry
+    for entry (to float32 rounding of the traced scale factor), the rest is zero. ``fan_in`` / ``fan_out``
+    may be traced ints (a variant's own layer sizes, :mod:`jaxnets.architectures`): the variance follows
+    the real layer, never the padded shape.
+
+    Raises:
+      ValueError: an initializer whose values depend on the whole matrix (``orthogonal``; groups using it
+        never mix architectures), or a bad ``i`` / ``names`` as :func:`by_index`.
+    """
+    names = tuple(canonical(n) for n in names)
+    if isinstance(i, int | np.integer):
+        if not 0 <= int(i) < len(names):
+            raise ValueError(f"initializer index {int(i)} out of range for {len(names)} names {names}")
+        names, i = (names[int(i)],), 0
+    bad = [n for n in names if n not in _EMBEDDED]
+    if bad:
+        raise ValueError(f"initializer(s) {bad} have no embedded form (a variant's own matrix inside a padded one)")
+    branches = [functools.partial(_embedded_one, n) for n in names]
+
+    def init(key: jax.Array, shape: Sequence[int], fan_in: Any, fan_out: Any, dtype=jnp.float32) -> jax.Array:
+        shape = tuple(shape)
+        if len(branches) == 1:
+            w = branches[0](key, shape, fan_in, fan_out, dtype)
+        else:
+            w = jax.lax.switch(jnp.asarray(i, jnp.int32),
+                               [lambda k, a, b, f=f: f(k, shape, a, b, dtype) for f in branches],
+                               key, jnp.asarray(fan_in), jnp.asarray(fan_out))
+        return w * jnp.asarray(scale, w.dtype)
+
+    return init
+
+
 def std_formula(name: str, fan_in: int, fan_out: int, scale: float = 1.0) -> float:
     """Theoretical standard deviation of the entries of a 2-D ``[fan_in, fan_out]`` kernel from ``name``.
 

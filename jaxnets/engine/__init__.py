@@ -104,7 +104,8 @@ def check(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, model: ModelFac
     options = options or Options()
     tuning = options.tuning_on((options.devices or jax.devices())[0].platform)
     progs = build_programs(variants, ds, model=model, loss=loss, metric=metric, extra_keys=extra_keys,
-                           n_eval_train=options.n_eval_train, tuning=tuning, optimizer=optimizer)
+                           n_eval_train=options.n_eval_train, tuning=tuning, optimizer=optimizer,
+                           mix_architectures=options.mix_architectures)
     return Checked(tuple(progs), len(variants), options.n_eval_train, tuning)
 
 

@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxnets import activations, adapters, diagnostics, initializers, losses, optimizers, schedules
+from jaxnets import activations, adapters, architectures, diagnostics, initializers, losses, optimizers, schedules
 from jaxnets import variants as variants_lib
 from jaxnets.data import Dataset
 from jaxnets.engine.options import DEFAULT_TUNING, Tuning
@@ -121,6 +121,10 @@ def _builtin_factory(spec: variants_lib.GroupSpec, output_dim: int, many_to_many
     """The built-in MLP / CNN / RNN of a group as a model factory, like a user's."""
 
     def factory(hp: Hyper):
+        if spec.mixed:  # architectures as data: the padded MLP masked to the variant's own widths
+            return build(spec.kind, spec.hidden, spec.dense, spec.cell, many_to_many, tuning,
+                         output_dim=output_dim, activation=hp.activation, kernel_init=hp.masked_kernel_init,
+                         dropout=hp.dropout_rate, norm=spec.norm, widths=hp["widths"])
         return build(spec.kind, spec.hidden, spec.dense, spec.cell, many_to_many, tuning,
                      output_dim=output_dim, activation=hp.activation, kernel_init=hp.kernel_init,
                      dropout=hp.dropout_rate, norm=spec.norm)
@@ -371,11 +375,14 @@ class Program(TrainingSteps):
         val_out = self.adapter.apply(params, model_state, h, data["x_val"], train=False)[0]
         slope = self.hyper(hp, record=False).activation  # the diagnostics' own use: not your model's read
         stats = diagnostics.activation_stats(recorded, slope, self.sat[hp["activation"]])
+        norms = diagnostics.grad_norms(grads, self.layer_names)
+        if self.spec.mixed:  # the variant's own layers, its output layer, then NaN (as a shallower group's)
+            norms = architectures.own_layers(norms, architectures.depth_of(hp["widths"]))
         return {
             "train_loss": loss,
             "val_loss": self.data_loss(val_out, data["y_val"]),
             "val_accuracy": self.accuracy(val_out, data["y_val"]),
-            "grad_norm": diagnostics.grad_norms(grads, self.layer_names),
+            "grad_norm": norms,
             **stats,
         }
 
