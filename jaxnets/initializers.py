@@ -262,9 +262,10 @@ def _embedded_one(name: str, key: jax.Array, shape: tuple[int, int], fan_in: jax
     unit = {"uniform": lambda: jax.random.uniform(key, (n,), dtype, -1, 1),
             "truncated_normal": lambda: jax.random.truncated_normal(key, -2, 2, (n,), dtype),
             "normal": lambda: jax.random.normal(key, (n,), dtype)}[draw]()
-    fi, fo = (jnp.maximum(jnp.asarray(f, jnp.int32), 1) for f in (fan_in, fan_out))
+    real_in, real_out = jnp.asarray(fan_in, jnp.int32), jnp.asarray(fan_out, jnp.int32)
+    fi, fo = jnp.maximum(real_in, 1), jnp.maximum(real_out, 1)  # an empty layer: zeros, a finite variance
     r, c = jnp.arange(shape[0])[:, None], jnp.arange(shape[1])[None, :]
-    inside = (r < fi) & (c < fo)
+    inside = (r < real_in) & (c < real_out)
     # entry (r, c) of a [fan_in, fan_out] draw is the flat draw's entry r * fan_out + c (threefry draws
     # elementwise by flat index), so the real block holds exactly the values of a draw at the real shape
     w = jnp.where(inside, unit[jnp.where(inside, r * fo + c, 0)], 0)
