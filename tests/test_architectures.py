@@ -20,7 +20,8 @@ def digits():
 
 
 def _rows(hiddens, **kw):
-    return [variants_lib.normalize({"hidden": h, "loss": "sparse_categorical_crossentropy", **kw}, i) for i, h in enumerate(hiddens)]
+    loss = "sparse_categorical_crossentropy"
+    return [variants_lib.normalize({"hidden": h, "loss": loss, **kw}, i) for i, h in enumerate(hiddens)]
 
 
 # -- grouping ---------------------------------------------------------------------------------------------

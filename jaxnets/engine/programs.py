@@ -132,6 +132,16 @@ def _builtin_factory(spec: variants_lib.GroupSpec, output_dim: int, many_to_many
     return factory
 
 
+def layer_grad_norms(spec: variants_lib.GroupSpec, grads: Any, names: Sequence[str],
+                     hp: Mapping[str, jax.Array]) -> jax.Array:
+    """Each layer's gradient norm [L + 1] (:func:`jaxnets.diagnostics.grad_norms`); in a group that mixes
+    architectures, the variant's own layers, its output layer, then NaN (as a shallower group's history)."""
+    norms = diagnostics.grad_norms(grads, names)
+    if spec.mixed:
+        norms = architectures.own_layers(norms, architectures.depth_of(hp["widths"]))
+    return norms
+
+
 def _raw_labels(y: np.ndarray, ds: Dataset) -> np.ndarray:
     """Labels for a user loss: as the data set holds them (int32 classes, float32 regression targets)."""
     return np.asarray(y, np.float32 if ds.task == "regression" else np.int32)
@@ -375,14 +385,11 @@ class Program(TrainingSteps):
         val_out = self.adapter.apply(params, model_state, h, data["x_val"], train=False)[0]
         slope = self.hyper(hp, record=False).activation  # the diagnostics' own use: not your model's read
         stats = diagnostics.activation_stats(recorded, slope, self.sat[hp["activation"]])
-        norms = diagnostics.grad_norms(grads, self.layer_names)
-        if self.spec.mixed:  # the variant's own layers, its output layer, then NaN (as a shallower group's)
-            norms = architectures.own_layers(norms, architectures.depth_of(hp["widths"]))
         return {
             "train_loss": loss,
             "val_loss": self.data_loss(val_out, data["y_val"]),
             "val_accuracy": self.accuracy(val_out, data["y_val"]),
-            "grad_norm": norms,
+            "grad_norm": layer_grad_norms(self.spec, grads, self.layer_names, hp),
             **stats,
         }
 
