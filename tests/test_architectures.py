@@ -162,3 +162,16 @@ def test_own_layers_puts_the_output_after_the_real_layers():
     v = jnp.array([1.0, 2.0, 3.0, 4.0])  # three hidden layers, then the output
     np.testing.assert_array_equal(np.asarray(architectures.own_layers(v, jnp.int32(1))), [1.0, 4.0, np.nan, np.nan])
     np.testing.assert_array_equal(np.asarray(architectures.own_layers(v, jnp.int32(3))), [1.0, 2.0, 3.0, 4.0])
+
+
+def test_saved_mixed_result_loads_as_each_variants_own_network(digits, tmp_path):
+    import jaxnets
+
+    vs = [{"hidden": h, "steps": 5, "eval_every": 5} for h in ([8], [24, 16])]
+    r = engine.train(vs, digits, options=engine.Options(mix_architectures=True))
+    r.save(tmp_path)
+    saved = jaxnets.load(tmp_path)
+    for i in range(2):
+        jax.tree.map(np.testing.assert_array_equal, saved.params(i), r.params(i))
+        np.testing.assert_array_equal(saved.predict(i, digits.x_test, standardized=True),
+                                      r.predict(i, digits.x_test, standardized=True))
