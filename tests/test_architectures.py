@@ -175,3 +175,54 @@ def test_saved_mixed_result_loads_as_each_variants_own_network(digits, tmp_path)
         jax.tree.map(np.testing.assert_array_equal, saved.params(i), r.params(i))
         np.testing.assert_array_equal(saved.predict(i, digits.x_test, standardized=True),
                                       r.predict(i, digits.x_test, standardized=True))
+
+
+# -- configs and the plan line ----------------------------------------------------------------------------
+def _config(mix: str) -> str:
+    return f"""
+[data]
+name = "digits"
+[train]
+steps = 5
+eval_every = 5
+[sweep]
+method = "grid"
+mix_architectures = {mix}
+[sweep.axes]
+hidden = {[list(h) for h in HIDDEN]}
+activation = ["relu", "tanh"]
+seed = [0, 1]
+"""
+
+
+@pytest.mark.parametrize(("mix", "n_groups"), [("true", 1), ("false", 8), ('"auto"', 8)])
+def test_plan_line_says_which_architectures_share_a_program(mix, n_groups, tmp_path, capsys):
+    from jaxnets import cli
+
+    path = tmp_path / "c.toml"
+    path.write_text(_config(mix))
+    assert cli.main(["sweep", str(path), "--out", str(tmp_path / "out"), "--dry-run"]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"32 variants, {n_groups} static group(s)" in err
+    assert ("group-000 trains hidden [16], [32], [64], [16, 16]" in err) == (n_groups == 1)
+
+
+def test_config_refuses_a_bad_mix_value():
+    from jaxnets import config
+
+    with pytest.raises(config.ConfigError, match="mix_architectures"):
+        config.loads(_config('"sometimes"'))
+    pbt = _config("true").replace('method = "grid"', 'method = "pbt"\ninterval = 1')
+    with pytest.raises(config.ConfigError, match="mix_architectures = true with method"):
+        config.loads(pbt.replace("seed = [0, 1]", "learning_rate = [0.01, 0.1]"))
+
+
+def test_pbt_never_trains_mixed_groups(digits):
+    from jaxnets import population
+
+    vs = [{"hidden": h, "learning_rate": lr, "steps": 4, "eval_every": 2} for h in ([64], [48]) for lr in (0.01, 0.1)]
+    pbt = population.PBT(interval=1, spaces={"learning_rate": ("range", 1e-4, 1.0, True)})
+    with pytest.raises(ValueError, match="mix_architectures"):
+        engine.train(vs, digits, policy=pbt, options=engine.Options(mix_architectures=True))
+    r = engine.train(vs, digits, policy=pbt)  # "auto" would mix these two; PBT splits them
+    assert len(r.groups) == 2
