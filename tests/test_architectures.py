@@ -226,3 +226,11 @@ def test_pbt_never_trains_mixed_groups(digits):
         engine.train(vs, digits, policy=pbt, options=engine.Options(mix_architectures=True))
     r = engine.train(vs, digits, policy=pbt)  # "auto" would mix these two; PBT splits them
     assert len(r.groups) == 2
+
+
+def test_dropout_in_a_mixed_group_draws_the_variants_own_masks(digits):
+    vs = [{"hidden": h, "dropout": 0.3, "steps": 10, "eval_every": 5, "seed": 3} for h in ([8], [24, 16], [16])]
+    mixed = engine.train(vs, digits, options=engine.Options(mix_architectures=True))
+    alone = engine.train(vs, digits, options=engine.Options(mix_architectures=False))
+    assert len(mixed.groups) == 1 and len(alone.groups) == 3
+    np.testing.assert_allclose(mixed.final("val_loss"), alone.final("val_loss"), rtol=1e-5)

@@ -43,3 +43,18 @@ class MaskedDense(nn.Module):
         dot = self.dot_general or jax.lax.dot_general
         y = dot(x, kernel, (((x.ndim - 1,), (0,)), ((), ())))
         return y + bias.reshape((1,) * (y.ndim - 1) + (-1,))
+
+
+def masked_dropout(module: nn.Module, x: jax.Array, rate: float | jax.Array, train: bool, n: jax.Array) -> jax.Array:
+    """Inverted dropout of a layer's activations ``x`` [B, W] whose first ``n`` units are real: the real
+    block gets exactly the mask ``jaxnets.models.inverted_dropout`` draws for [B, n] from the same rng (a
+    Bernoulli draw is elementwise by flat index), the rest stays as it is (zero). A Python ``0.0`` rate (or
+    ``train=False``) returns ``x`` and draws nothing."""
+    if not train or (isinstance(rate, int | float) and rate == 0.0):
+        return x
+    keep = 1.0 - jnp.clip(jnp.asarray(rate, x.dtype), 0.0, 0.999)
+    b, w = x.shape
+    u = jax.random.uniform(module.make_rng("dropout"), (b * w,), x.dtype)
+    width = jnp.maximum(jnp.asarray(n, jnp.int32), 1)
+    mask = u[jnp.arange(b)[:, None] * width + jnp.arange(w)[None, :]] < keep
+    return jnp.where(mask, x / keep, 0.0)

@@ -20,7 +20,7 @@ from jaxnets.models._common import (
     resolve_activation,
     resolve_init,
 )
-from jaxnets.models.masked import MaskedDense
+from jaxnets.models.masked import MaskedDense, masked_dropout
 
 
 class MLP(nn.Module):
@@ -96,7 +96,7 @@ class MLP(nn.Module):
             z = MaskedDense(width, self.kernel_init, self.dot_general, name=layer_name(i))(x, in_mask, on, fan_in, n)
             a = jnp.where(on[None, :], act(z), 0.0)
             record(self, z, a, on)
-            a = dropout(self, a, self.dropout, train)
+            a = masked_dropout(self, a, self.dropout, train, n)
             if i == 0:  # every variant has a first layer
                 x, in_mask, fan_in = a, on, n
             else:
