@@ -1,16 +1,16 @@
 """Architectures as data: built-in MLPs whose ``hidden`` lists differ train in ONE compiled program.
 
-Variants whose static keys differ only in ``hidden`` (kind ``mlp``, ``norm = "none"``, no ``orthogonal``
-initializer, the built-in model) can form one static group whose program holds the **padded** architecture
-(:func:`padded`): depth = the deepest variant's, every hidden layer as wide as the widest layer of any variant.
-Each variant carries its own sizes as data, ``hp["widths"]`` (int32 [L], 0 past its depth, :func:`widths`),
-and the MLP masks every hidden layer's kernel (in-mask x out-mask) and bias to the variant's own units; a layer
-past its depth passes its input through unchanged, and the output layer reads the last real layer. Padded
-entries are exactly zero from initialization on and receive zero gradients, so every optimizer's state stays
-zero there; L2, weight decay and a global-norm clip see zeros only. Initialization is the variant's own
+Variants whose static keys differ only in ``hidden`` (kind ``mlp``, ``norm = "none"``, the built-in model)
+can form one static group whose program holds the **padded** architecture (:func:`padded`): depth = the
+deepest variant's, every hidden layer as wide as the widest layer of any variant. Each variant carries its
+own sizes as data, ``hp["widths"]`` (int32 [L], 0 past its depth, :func:`widths`), and the MLP masks every
+hidden layer's kernel (in-mask x out-mask) and bias to the variant's own units; a layer past its depth
+passes its input through unchanged, and the output layer reads the last real layer. Padded entries are
+exactly zero from initialization on and receive zero gradients, so every optimizer's state stays zero
+there; L2, weight decay and a global-norm clip see zeros only. Initialization is the variant's own
 architecture's (the real fan-in / fan-out, :func:`jaxnets.initializers.embedded`), entry for entry the
-values the variant's own unmasked MLP draws. :func:`slice_mlp` cuts a variant's trained parameters back to its
-own network.
+values the variant's own unmasked MLP draws. :func:`slice_mlp` cuts a variant's trained parameters back to
+its own network.
 
 **When to mix** (``engine.Options(mix_architectures=...)``, ``[sweep] mix_architectures``): ``True`` mixes
 every eligible set of variants, ``False`` never (one group per ``hidden`` list, as before), ``"auto"`` (the
@@ -32,9 +32,6 @@ import numpy as np
 MIX_CHOICES: tuple[Any, ...] = ("auto", True, False)
 #: ``"auto"`` mixes when the padded program costs at most this many times the real programs' FLOPs.
 FLOP_FACTOR = 2.0
-#: Initializers that cannot be drawn at a variant's own shape inside a padded one (their values depend on the
-#: whole matrix): groups that use them never mix.
-UNMIXABLE_INITS: tuple[str, ...] = ("orthogonal",)
 
 
 def check_mix(value: Any) -> str | bool:

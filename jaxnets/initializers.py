@@ -246,6 +246,7 @@ _EMBEDDED: dict[str, tuple[str, tuple[float, str] | None]] = {
     "he_normal": ("truncated_normal", (2.0, "fan_in")),
     "lecun_uniform": ("uniform", (1.0, "fan_in")),
     "lecun_normal": ("truncated_normal", (1.0, "fan_in")),
+    "orthogonal": ("orthogonal", None),
     "zeros": ("zeros", None),
 }
 
@@ -258,6 +259,8 @@ def _embedded_one(name: str, key: jax.Array, shape: tuple[int, int], fan_in: jax
     draw, scaling = _EMBEDDED[name]
     if draw == "zeros":
         return jnp.zeros(shape, dtype)
+    if draw == "orthogonal":
+        return _embedded_orthogonal(key, shape, fan_in, fan_out, dtype)
     n = math.prod(shape)
     unit = {"uniform": lambda: jax.random.uniform(key, (n,), dtype, -1, 1),
             "truncated_normal": lambda: jax.random.truncated_normal(key, -2, 2, (n,), dtype),
@@ -279,6 +282,25 @@ def _embedded_one(name: str, key: jax.Array, shape: tuple[int, int], fan_in: jax
     return w * (jnp.sqrt(variance) / jnp.array(TRUNCATED_NORMAL_STD, dtype))
 
 
+def _embedded_orthogonal(key: jax.Array, shape: tuple[int, int], fan_in: jax.Array, fan_out: jax.Array,
+                         dtype: Any) -> jax.Array:
+    """``orthogonal`` of a ``[fan_in, fan_out]`` kernel in the corner of ``shape``: the same Gaussian matrix
+    ``jax.nn.initializers.orthogonal`` draws (``[max, min]`` of the fans), zero-padded to a square, then one QR.
+    Householder reflections of a zero-padded matrix never touch the padding, so the real block's ``Q`` is the
+    real matrix's (to float32 rounding); the rest is masked to zero."""
+    fi, fo = jnp.asarray(fan_in, jnp.int32), jnp.asarray(fan_out, jnp.int32)
+    size = max(shape)
+    g = jax.random.normal(key, (math.prod(shape),), dtype)
+    tall = fi >= fo
+    rows, cols = jnp.where(tall, fi, fo), jnp.maximum(jnp.where(tall, fo, fi), 1)
+    r, c = jnp.arange(size)[:, None], jnp.arange(size)[None, :]
+    inside = (r < rows) & (c < cols)
+    q, upper = jnp.linalg.qr(jnp.where(inside, g[jnp.where(inside, r * cols + c, 0)], 0))
+    q = q * jnp.sign(jnp.diag(upper))[None, :]
+    q = jnp.where(tall, q, q.T)[: shape[0], : shape[1]]
+    return jnp.where((r[: shape[0]] < fi) & (c[:, : shape[1]] < fo), q, 0)
+
+
 def embedded(i: int | jax.Array, scale: float | jax.Array = 1.0, names: Sequence[str] = NAMES
              ) -> EmbeddedInitializer:
     """Initializer number ``i`` of ``names`` for a real ``[fan_in, fan_out]`` kernel inside a padded one.
@@ -289,9 +311,11 @@ def embedded(i: int | jax.Array, scale: float | jax.Array = 1.0, names: Sequence
     may be traced ints (a variant's own layer sizes, :mod:`jaxnets.architectures`): the variance follows
     the real layer, never the padded shape.
 
+    ``orthogonal`` draws the same Gaussian matrix as the real shape's and takes one QR of it zero-padded to a
+    square: the real block is orthogonal (the real shape's ``Q`` to float32 rounding), the rest zero.
+
     Raises:
-      ValueError: an initializer whose values depend on the whole matrix (``orthogonal``; groups using it
-        never mix architectures), or a bad ``i`` / ``names`` as :func:`by_index`.
+      ValueError: a bad ``i`` / ``names`` as :func:`by_index`.
     """
     names = tuple(canonical(n) for n in names)
     if isinstance(i, int | np.integer):

@@ -387,10 +387,9 @@ class Group:
 
 
 def _mixable(rows: Sequence[Mapping[str, Any]]) -> bool:
-    """Whether variants may mix architectures: the built-in MLP without normalization, every hidden list
-    non-empty, no initializer that cannot be drawn inside a padded shape."""
-    return all(r["kind"] == "mlp" and r["norm"] == "none" and r["hidden"]
-               and r["init"] not in architectures.UNMIXABLE_INITS for r in rows)
+    """Whether variants may mix architectures: the built-in MLP without normalization (LayerNorm statistics
+    would count the padding), every hidden list non-empty."""
+    return all(r["kind"] == "mlp" and r["norm"] == "none" and r["hidden"] for r in rows)
 
 
 def _buckets(rows: Sequence[Mapping[str, Any]], static_extra: tuple[str, ...], mix: str | bool,
