@@ -239,3 +239,34 @@ def test_dropout_in_a_mixed_group_draws_the_variants_own_masks(digits, init):
     alone = engine.train(vs, digits, options=engine.Options(mix_architectures=False))
     assert len(mixed.groups) == 1 and len(alone.groups) == 3
     np.testing.assert_allclose(mixed.final("val_loss"), alone.final("val_loss"), rtol=1e-5)
+
+
+def test_your_own_model_masks_with_a_vmapped_width(digits):
+    import flax.linen as nn
+
+    from jaxnets.models import MaskedDense
+
+    class Wide(nn.Module):
+        hp: object
+        max_width: int = 32
+
+        @nn.compact
+        def __call__(self, x, train: bool = False):
+            n = self.hp["width"].astype(jnp.int32)
+            on = jnp.arange(self.max_width) < n
+            d = x.shape[-1]
+            init = self.hp.masked_kernel_init
+            h = MaskedDense(self.max_width, init, name="layer_00")(x, jnp.ones(d, bool), on, d, n)
+            h = jnp.where(on[None, :], self.hp.activation(h), 0.0)
+            self.sow("intermediates", "act", h)
+            self.sow("intermediates", "units", on)
+            return MaskedDense(10, init, name="output")(h, on, jnp.ones(10, bool), n, 10)
+
+    rows = [{"width": w, "steps": 10, "eval_every": 10} for w in (8, 32)]
+    r = engine.train(rows, digits, model=lambda hp: Wide(hp), extra_keys={"width": "vmapped"})
+    assert len(r.groups) == 1
+    k = np.asarray(r.params(0)["layer_00"]["kernel"])
+    assert not k[:, 8:].any() and k[:, :8].all()
+    plain = [{"hidden": [w], "steps": 10, "eval_every": 10} for w in (8, 32)]
+    alone = engine.train(plain, digits, options=engine.Options(mix_architectures=False))
+    np.testing.assert_allclose(r.final("val_loss"), alone.final("val_loss"), rtol=1e-4)  # same names, same keys
