@@ -270,3 +270,18 @@ def test_your_own_model_masks_with_a_vmapped_width(digits):
     plain = [{"hidden": [w], "steps": 10, "eval_every": 10} for w in (8, 32)]
     alone = engine.train(plain, digits, options=engine.Options(mix_architectures=False))
     np.testing.assert_allclose(r.final("val_loss"), alone.final("val_loss"), rtol=1e-4)  # same names, same keys
+
+
+def test_a_mixed_program_is_reused_for_other_architectures_of_its_padded_shape(digits):
+    from jaxnets import events
+
+    compiled = []
+    progress = lambda e: compiled.append(e) if isinstance(e, events.Compiling) else None  # noqa: E731
+    opts = engine.Options(mix_architectures=True)
+    engine.train([{"hidden": h, "steps": 4, "eval_every": 2} for h in ([64], [16])], digits, options=opts,
+                 progress=progress)
+    n = len(compiled)
+    r = engine.train([{"hidden": h, "steps": 4, "eval_every": 2} for h in ([64], [32])], digits, options=opts,
+                     progress=progress)
+    assert n >= 1 and len(compiled) == n  # the widths are data: nothing compiles again
+    assert r.rows[1]["hidden"] == (32,) and r.params(1)["layer_00"]["kernel"].shape == (64, 32)
