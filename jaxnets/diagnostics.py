@@ -114,7 +114,9 @@ def activation_stats(
 
     Args:
       recorded: a model's recorded collection (see :func:`collect_recorded`): ``"act"`` (and optionally
-        ``"preact"``) entries, tuples of per-layer arrays [B, ..., units], at any depth.
+        ``"preact"``) entries, tuples of per-layer arrays [B, ..., units], at any depth; optionally
+        ``"units"``, bool [units] per layer: only those units count (a layer masked to a smaller
+        architecture; a layer with none, past a variant's depth, reports NaN).
       activation: the activation the layers use (for its derivative: its ``slope`` attribute when it has one,
         as ``hp.activation`` does, else :func:`jaxnets.activations.derivative_of`).
       saturation_threshold: |pre-activation| beyond which a unit counts as saturated (``inf``: never).
