@@ -135,10 +135,13 @@ def _check_mixed_equals_alone(ds, vs, rtol, history_rtol=1e-3):
 def test_mixed_grid_equals_each_variant_alone(digits):
     vs = _grid(1, steps=20, eval_every=10)
     mixed = _check_mixed_equals_alone(digits, vs, rtol=1e-4)
-    for i in (0, 5, 10, 15):  # sliced parameters in a plain MLP of the variant's own architecture
+    every = mixed.predict_all(digits.x_test, standardized=True)
+    for i in (0, 5, 10, 15):
+        one = mixed.predict(i, digits.x_test, standardized=True)
+        np.testing.assert_allclose(every[i], one, rtol=1e-5, atol=1e-5)
+        # sliced parameters in a plain MLP of the variant's own architecture
         own = engine.model(mixed.rows[i], digits).apply({"params": mixed.params(i)}, digits.x_test)
-        np.testing.assert_allclose(np.asarray(own), mixed.predict(i, digits.x_test, standardized=True),
-                                   rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(np.asarray(own), one, rtol=1e-5, atol=1e-5)
         assert jax.tree.map(np.shape, mixed.params(i))["layer_00"]["kernel"] == (64, mixed.rows[i]["hidden"][0])
 
 
