@@ -289,8 +289,10 @@ def _describe_plan(p) -> str:
     axes = ", ".join(f"{a.name} ({'range' if a.is_range else len(a.values)})" for a in cfg.axes) or "none"
     what = "round(s) of Optuna trials" if cfg.method == "bayesian" else \
         "static group(s), one compiled program each"
+    shared = "".join(f"; {key} trains hidden {', '.join(str(list(h)) for h in archs)} in one program"
+                     for key, archs in p.shared_architectures())
     return (f"{cfg.method} search on {p.dataset.name}: {p.n_variants} variants, {p.n_units} {what}; "
-            f"axes: {axes}; metric {cfg.metric} ({cfg.goal})")
+            f"axes: {axes}; metric {cfg.metric} ({cfg.goal}){shared}")
 
 
 def _relative(path: Path, out: Path) -> str:

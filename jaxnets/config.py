@@ -24,6 +24,7 @@ The file format is a public contract (see the README)::
     batch = 16                 # bayesian: variants per round (one compiled program per round)
     metric = "val_loss"        # val_loss | best_val_loss | train_loss | val_accuracy (+ final_* spellings)
     goal = "min"               # min | max (default: max for val_accuracy, min otherwise)
+    mix_architectures = "auto" # "auto" | true | false: MLP hidden lists in one padded program (README)
     [sweep.axes]               # any [model] / [train] key, or "seed" (the variants' training seed)
     activation = ["sigmoid", "tanh", "relu"]
     learning_rate = { low = 1e-4, high = 1e-1, log = true }
@@ -61,8 +62,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from jaxnets import architectures, losses
 from jaxnets import data as data_lib
-from jaxnets import losses
 from jaxnets import result as result_lib
 from jaxnets import variants as variants_lib
 
@@ -84,7 +85,7 @@ TRAIN_KEYS: tuple[str, ...] = (
 )
 AXIS_KEYS: tuple[str, ...] = MODEL_KEYS + TRAIN_KEYS + ("seed",)
 SWEEP_KEYS: tuple[str, ...] = ("method", "trials", "batch", "metric", "goal", "axes", "eta", "min_steps", "brackets",
-                               "interval", "fraction", "perturb", "resample")
+                               "interval", "fraction", "perturb", "resample", "mix_architectures")
 METHODS: tuple[str, ...] = ("grid", "random", "bayesian", "asha", "pbt")
 #: ``[sweep]`` keys of the population methods (successive halving, population-based training).
 POPULATION_KEYS: dict[str, tuple[str, ...]] = {
@@ -198,6 +199,7 @@ class Config:
     base_dir: Path | None = None
     optimizer: str | None = None
     python: dict[str, str] = dataclasses.field(default_factory=dict)
+    mix_architectures: str | bool = "auto"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -437,8 +439,15 @@ def _parse_sweep(raw: Any, base: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"[sweep] method = {method!r} samples the axes, but [sweep.axes] is empty; add an "
                           f"axis (valid keys: {_valid(AXIS_KEYS)}) or use method = \"grid\"")
     population = _parse_population(method, table, axes)
+    try:
+        mix = architectures.check_mix(table.get("mix_architectures", "auto"))
+    except ValueError as e:
+        raise ConfigError(f"[sweep] {e}") from None
+    if mix is True and method == "pbt":
+        raise ConfigError("[sweep] mix_architectures = true with method = \"pbt\": PBT copies parameters between "
+                          "variants, which needs one architecture per program (use \"auto\" or false)")
     return dict(method=method, metric=METRICS[metric], goal=goal, trials=trials, batch=batch, axes=axes,
-                population=population)
+                population=population, mix_architectures=mix)
 
 
 def _parse_population(method: str, table: Mapping[str, Any], axes: tuple[Axis, ...]) -> dict[str, Any]:

@@ -70,12 +70,14 @@ def collect_recorded(recorded: Mapping[str, Any]) -> dict[str, list[Any]]:
     ``"preact"``, the value the activation was applied to) or ``self.sow(nnx.Intermediate, "act", x)``
     (NNX). Values are collected module by module in the order the collection lists them (linen: the order
     the modules recorded them; NNX: attribute order); within a module, in recording order. Where a module
-    records ``act`` without ``preact``, its pre-activations are ``None``.
+    records ``act`` without ``preact``, its pre-activations are ``None``; without ``"units"`` (bool [units],
+    the real units of a layer masked to a smaller architecture), its units are ``None`` (all count).
 
     Returns:
-      ``{"act": [...], "preact": [...]}``, lists of arrays [B, ..., units] of equal length.
+      ``{"act": [...], "preact": [...], "units": [...]}``, lists of equal length (arrays [B, ..., units],
+      masks [units] or ``None``).
     """
-    out: dict[str, list[Any]] = {"act": [], "preact": []}
+    out: dict[str, list[Any]] = {"act": [], "preact": [], "units": []}
 
     def walk(node: Any) -> None:
         if not isinstance(node, Mapping):
@@ -84,11 +86,14 @@ def collect_recorded(recorded: Mapping[str, Any]) -> dict[str, list[Any]]:
         acts = tuple(acts) if isinstance(acts, tuple | list) else (acts,)
         pre = node.get("preact", (None,) * len(acts))
         pre = tuple(pre) if isinstance(pre, tuple | list) else (pre,)
+        real = node.get("units", (None,) * len(acts))
+        real = tuple(real) if isinstance(real, tuple | list) else (real,)
         if acts:
             out["act"] += list(acts)
             out["preact"] += list(pre) if len(pre) == len(acts) else [None] * len(acts)
+            out["units"] += list(real) if len(real) == len(acts) else [None] * len(acts)
         for key, value in node.items():
-            if key not in ("act", "preact"):
+            if key not in ("act", "preact", "units"):
                 walk(value)
 
     walk(recorded)
@@ -109,7 +114,9 @@ def activation_stats(
 
     Args:
       recorded: a model's recorded collection (see :func:`collect_recorded`): ``"act"`` (and optionally
-        ``"preact"``) entries, tuples of per-layer arrays [B, ..., units], at any depth.
+        ``"preact"``) entries, tuples of per-layer arrays [B, ..., units], at any depth; optionally
+        ``"units"``, bool [units] per layer: only those units count (a layer masked to a smaller
+        architecture; a layer with none, past a variant's depth, reports NaN).
       activation: the activation the layers use (for its derivative: its ``slope`` attribute when it has one,
         as ``hp.activation`` does, else :func:`jaxnets.activations.derivative_of`).
       saturation_threshold: |pre-activation| beyond which a unit counts as saturated (``inf``: never).
@@ -118,19 +125,34 @@ def activation_stats(
       dict of :data:`STATS` -> [L] float32 arrays.
     """
     found = collect_recorded(recorded)
-    acts, preacts = found["act"], found["preact"]
     out: dict[str, list[jax.Array]] = {k: [] for k in STATS}
-    for a, z in zip(acts, preacts, strict=True):
-        a = _units(a)
-        out["act_mean"].append(jnp.mean(a))
-        out["act_std"].append(jnp.std(a))
-        if z is None:
-            out["dead_fraction"].append(jnp.float32(jnp.nan))
-            out["saturated_fraction"].append(jnp.float32(jnp.nan))
-            continue
-        z = _units(z)
-        derivative = getattr(activation, "slope", None)
-        slope = (derivative_of(activation) if derivative is None else derivative)(z)
-        out["dead_fraction"].append(jnp.mean(jnp.all(slope == 0, axis=0)))
-        out["saturated_fraction"].append(jnp.mean(jnp.abs(z) > saturation_threshold))
+    for a, z, real in zip(found["act"], found["preact"], found["units"], strict=True):
+        layer = _layer_stats(_units(a), None if z is None else _units(z), real, activation, saturation_threshold)
+        for k in STATS:
+            out[k].append(layer[k])
     return {k: jnp.stack(v).astype(jnp.float32) if v else jnp.zeros((0,), jnp.float32) for k, v in out.items()}
+
+
+def _layer_stats(a: jax.Array, z: jax.Array | None, real: jax.Array | None,
+                 activation: Callable[[jax.Array], jax.Array], threshold: jax.Array | float) -> dict[str, jax.Array]:
+    """:data:`STATS` of one layer: ``a`` / ``z`` [N, units]; ``real``: bool [units] (``None``: all), the units
+    that count (no real unit: NaN)."""
+    nan = jnp.float32(jnp.nan)
+    if real is None:
+        mean, std = jnp.mean(a), jnp.std(a)
+    else:
+        w = real.astype(a.dtype)
+        count = jnp.sum(w) * a.shape[0]
+        mean = jnp.sum(a * w[None, :]) / count
+        std = jnp.sqrt(jnp.sum(jnp.square(a - mean) * w[None, :]) / count)
+    if z is None:
+        return {"act_mean": mean, "act_std": std, "dead_fraction": nan, "saturated_fraction": nan}
+    derivative = getattr(activation, "slope", None)
+    slope = (derivative_of(activation) if derivative is None else derivative)(z)
+    dead, saturated = jnp.all(slope == 0, axis=0), jnp.abs(z) > threshold
+    if real is None:
+        return {"act_mean": mean, "act_std": std, "dead_fraction": jnp.mean(dead),
+                "saturated_fraction": jnp.mean(saturated)}
+    n = jnp.sum(w)
+    return {"act_mean": mean, "act_std": std, "dead_fraction": jnp.sum(dead * w) / n,
+            "saturated_fraction": jnp.sum(saturated * w[None, :]) / (n * a.shape[0])}

@@ -15,7 +15,13 @@ across variants with one line each:
   (``engine.train(..., optimizer=lambda hp: optax.adamw(hp.learning_rate_schedule))``);
 * ``hp.dropout(x, rng)`` — inverted dropout at this variant's ``dropout`` rate (a traced rate works, unlike
   ``flax.linen.Dropout`` / ``flax.nnx.Dropout``, which branch on the rate in Python). ``rng`` is a key: in
-  linen ``self.make_rng("dropout")``, in NNX ``rngs.dropout()``. Call it only in training.
+  linen ``self.make_rng("dropout")``, in NNX ``rngs.dropout()``. Call it only in training;
+* ``hp.masked_kernel_init`` — this variant's initializer for a real ``[fan_in, fan_out]`` kernel inside a
+  padded one, ``init(key, shape, fan_in, fan_out)`` with traced sizes (with
+  :class:`jaxnets.models.MaskedDense`: one program for several widths, :mod:`jaxnets.architectures`).
+
+In a built-in MLP group that mixes architectures, ``hp["widths"]`` is the variant's own layer sizes (int32
+[L], 0 past its depth) and ``hp["hidden"]`` the padded architecture.
 
 Example (linen)::
 
@@ -112,6 +118,14 @@ class Hyper(Mapping):
         """This variant's kernel initializer at its ``init_scale``."""
         self._read("init", "init_scale")
         return initializers.by_index(self._values["init"], self._values["init_scale"], self._initializer_names)
+
+    @property
+    def masked_kernel_init(self) -> initializers.EmbeddedInitializer:
+        """This variant's kernel initializer at its ``init_scale`` for a real ``[fan_in, fan_out]`` kernel inside
+        a padded one: ``init(key, shape, fan_in, fan_out)`` (traced sizes; :func:`jaxnets.initializers.embedded`),
+        the variance of the real layer, zeros outside it."""
+        self._read("init", "init_scale")
+        return initializers.embedded(self._values["init"], self._values["init_scale"], self._initializer_names)
 
     @property
     def learning_rate_schedule(self) -> Callable[[jax.Array], jax.Array]:

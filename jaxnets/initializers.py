@@ -234,6 +234,112 @@ def _switch(i: jax.Array, scale: float | jax.Array, key: jax.Array, shape: tuple
     return jax.lax.switch(i, branches, key)
 
 
+#: Per initializer: the unit draw (``"uniform"`` on [-1, 1), ``"truncated_normal"`` on (-2, 2), ``"normal"``),
+#: the variance-scaling ``(scale, mode)`` (``None``: a fixed standard deviation of 1e-2), as in
+#: ``jax.nn.initializers``; what :func:`embedded` draws.
+_EMBEDDED: dict[str, tuple[str, tuple[float, str] | None]] = {
+    "uniform": ("uniform", (1.0 / 3.0, "fan_in")),
+    "normal": ("normal", None),
+    "glorot_uniform": ("uniform", (1.0, "fan_avg")),
+    "glorot_normal": ("truncated_normal", (1.0, "fan_avg")),
+    "he_uniform": ("uniform", (2.0, "fan_in")),
+    "he_normal": ("truncated_normal", (2.0, "fan_in")),
+    "lecun_uniform": ("uniform", (1.0, "fan_in")),
+    "lecun_normal": ("truncated_normal", (1.0, "fan_in")),
+    "orthogonal": ("orthogonal", None),
+    "zeros": ("zeros", None),
+}
+
+EmbeddedInitializer = Callable[..., jax.Array]
+
+
+def _embedded_one(name: str, key: jax.Array, shape: tuple[int, int], fan_in: jax.Array, fan_out: jax.Array,
+                  dtype: Any) -> jax.Array:
+    """Initializer ``name`` (gain 1) of a ``[fan_in, fan_out]`` kernel placed in the top-left corner of ``shape``."""
+    draw, scaling = _EMBEDDED[name]
+    if draw == "zeros":
+        return jnp.zeros(shape, dtype)
+    if draw == "orthogonal":
+        return _embedded_orthogonal(key, shape, fan_in, fan_out, dtype)
+    n = math.prod(shape)
+    unit = {"uniform": lambda: jax.random.uniform(key, (n,), dtype, -1, 1),
+            "truncated_normal": lambda: jax.random.truncated_normal(key, -2, 2, (n,), dtype),
+            "normal": lambda: jax.random.normal(key, (n,), dtype)}[draw]()
+    real_in, real_out = jnp.asarray(fan_in, jnp.int32), jnp.asarray(fan_out, jnp.int32)
+    fi, fo = jnp.maximum(real_in, 1), jnp.maximum(real_out, 1)  # an empty layer: zeros, a finite variance
+    r, c = jnp.arange(shape[0])[:, None], jnp.arange(shape[1])[None, :]
+    inside = (r < real_in) & (c < real_out)
+    # entry (r, c) of a [fan_in, fan_out] draw is the flat draw's entry r * fan_out + c (threefry draws
+    # elementwise by flat index), so the real block holds exactly the values of a draw at the real shape
+    w = jnp.where(inside, unit[jnp.where(inside, r * fo + c, 0)], 0)
+    if scaling is None:
+        return w * jnp.asarray(1e-2, dtype)
+    scale, mode = scaling
+    denominator = fi.astype(dtype) if mode == "fan_in" else (fi + fo).astype(dtype) / 2
+    variance = jnp.asarray(scale, dtype) / denominator if scale != 1.0 / 3.0 else 1 / (3 * fi.astype(dtype))
+    if draw == "uniform":
+        return w * jnp.sqrt(3 * variance)
+    return w * (jnp.sqrt(variance) / jnp.array(TRUNCATED_NORMAL_STD, dtype))
+
+
+def _embedded_orthogonal(key: jax.Array, shape: tuple[int, int], fan_in: jax.Array, fan_out: jax.Array,
+                         dtype: Any) -> jax.Array:
+    """``orthogonal`` of a ``[fan_in, fan_out]`` kernel in the corner of ``shape``: the same Gaussian matrix
+    ``jax.nn.initializers.orthogonal`` draws (``[max, min]`` of the fans), zero-padded to a square, then one QR.
+    Householder reflections of a zero-padded matrix never touch the padding, so the real block's ``Q`` is the
+    real matrix's (to float32 rounding); the rest is masked to zero."""
+    fi, fo = jnp.asarray(fan_in, jnp.int32), jnp.asarray(fan_out, jnp.int32)
+    size = max(shape)
+    g = jax.random.normal(key, (math.prod(shape),), dtype)
+    tall = fi >= fo
+    rows, cols = jnp.where(tall, fi, fo), jnp.maximum(jnp.where(tall, fo, fi), 1)
+    r, c = jnp.arange(size)[:, None], jnp.arange(size)[None, :]
+    inside = (r < rows) & (c < cols)
+    q, upper = jnp.linalg.qr(jnp.where(inside, g[jnp.where(inside, r * cols + c, 0)], 0))
+    q = q * jnp.sign(jnp.diag(upper))[None, :]
+    q = jnp.where(tall, q, q.T)[: shape[0], : shape[1]]
+    return jnp.where((r[: shape[0]] < fi) & (c[:, : shape[1]] < fo), q, 0)
+
+
+def embedded(i: int | jax.Array, scale: float | jax.Array = 1.0, names: Sequence[str] = NAMES
+             ) -> EmbeddedInitializer:
+    """Initializer number ``i`` of ``names`` for a real ``[fan_in, fan_out]`` kernel inside a padded one.
+
+    ``init(key, shape, fan_in, fan_out, dtype=jnp.float32)`` -> [*shape] (2-D): the top-left
+    ``[fan_in, fan_out]`` block holds what ``by_index(i, scale, names)(key, (fan_in, fan_out))`` draws, entry
+    for entry (to float32 rounding of the traced scale factor), the rest is zero. ``fan_in`` / ``fan_out``
+    may be traced ints (a variant's own layer sizes, :mod:`jaxnets.architectures`): the variance follows
+    the real layer, never the padded shape.
+
+    ``orthogonal`` draws the same Gaussian matrix as the real shape's and takes one QR of it zero-padded to a
+    square: the real block is orthogonal (the real shape's ``Q`` to float32 rounding), the rest zero.
+
+    Raises:
+      ValueError: a bad ``i`` / ``names`` as :func:`by_index`.
+    """
+    names = tuple(canonical(n) for n in names)
+    if isinstance(i, int | np.integer):
+        if not 0 <= int(i) < len(names):
+            raise ValueError(f"initializer index {int(i)} out of range for {len(names)} names {names}")
+        names, i = (names[int(i)],), 0
+    bad = [n for n in names if n not in _EMBEDDED]
+    if bad:
+        raise ValueError(f"initializer(s) {bad} have no embedded form (a variant's own matrix inside a padded one)")
+    branches = [functools.partial(_embedded_one, n) for n in names]
+
+    def init(key: jax.Array, shape: Sequence[int], fan_in: Any, fan_out: Any, dtype=jnp.float32) -> jax.Array:
+        shape = tuple(shape)
+        if len(branches) == 1:
+            w = branches[0](key, shape, fan_in, fan_out, dtype)
+        else:
+            w = jax.lax.switch(jnp.asarray(i, jnp.int32),
+                               [lambda k, a, b, f=f: f(k, shape, a, b, dtype) for f in branches],
+                               key, jnp.asarray(fan_in), jnp.asarray(fan_out))
+        return w * jnp.asarray(scale, w.dtype)
+
+    return init
+
+
 def std_formula(name: str, fan_in: int, fan_out: int, scale: float = 1.0) -> float:
     """Theoretical standard deviation of the entries of a 2-D ``[fan_in, fan_out]`` kernel from ``name``.
 

@@ -16,7 +16,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxnets import diagnostics
+from jaxnets import architectures, diagnostics
 
 #: Status of a variant after training; a status's code inside the compiled program is its position here.
 #: ``pruned``: stopped by a population policy (successive halving, :mod:`jaxnets.population`).
@@ -185,9 +185,15 @@ class Result:
         return int(sum(g.model_steps for g in self.groups))
 
     def params(self, i: int) -> Any:
-        """Parameters of variant ``i`` (a pytree without the variant axis)."""
+        """Parameters of variant ``i`` (a pytree without the variant axis): its own network's, so that
+        ``engine.model(result.rows[i], ds).apply({"params": result.params(i)}, x)`` gives its outputs. A
+        variant trained in a group that mixed architectures (:mod:`jaxnets.architectures`) gets its
+        parameters sliced from the padded ones (:func:`jaxnets.architectures.slice_mlp`)."""
         g, j = self._locate(i)
-        return jax.tree.map(lambda a: a[j], g.params)
+        params = jax.tree.map(lambda a: a[j], g.params)
+        if getattr(g.spec, "mixed", False):
+            return architectures.slice_mlp(params, g.rows[j]["hidden"], g.layer_names)
+        return params
 
     def final(self, metric: str) -> np.ndarray:
         """The last evaluation's value of a scalar metric, [V]."""
@@ -213,7 +219,10 @@ class Result:
 
     def layer_names(self, i: int = 0) -> list[str]:
         """The entries of variant ``i``'s ``grad_norm`` history, input side first (parameter-tree paths)."""
-        return list(self._locate(i)[0].layer_names)
+        g, j = self._locate(i)
+        if getattr(g.spec, "mixed", False):
+            return architectures.layer_names(g.rows[j]["hidden"], g.layer_names)
+        return list(g.layer_names)
 
     def predict(self, i: int, x: Any, *, standardized: bool = False) -> np.ndarray:
         """Variant ``i``'s outputs (logits for the classification losses) on RAW inputs ``x`` [B, ...], in
@@ -227,7 +236,8 @@ class Result:
           jaxnets.standardize.InputShapeError: ``x`` is not [B, *input_shape].
         """
         g, j = self._locate(i)
-        return predict_one(g, j, self.params(i), self.model_state(i), x, standardized)
+        params = jax.tree.map(lambda a: a[j], g.params)  # as its program holds them (padded where mixed)
+        return predict_one(g, j, params, self.model_state(i), x, standardized)
 
     def predict_all(self, x: Any, *, standardized: bool = False) -> np.ndarray:
         """Every variant's outputs on RAW inputs ``x`` [B, ...] (as :meth:`predict`), one vectorized call per

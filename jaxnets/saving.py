@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnets import paramfile, store
+from jaxnets import architectures, paramfile, store
 from jaxnets import variants as variants_lib
 from jaxnets.data import Dataset
 from jaxnets.engine.options import tuning_for
@@ -79,13 +79,19 @@ class SavedGroupView:
     info: DataInfo
     model: Callable[..., Any] | None
 
+    @property
+    def mixed(self) -> bool:
+        """Whether the group trained built-in MLPs of several ``hidden`` lists in one padded program
+        (:mod:`jaxnets.architectures`): its saved parameters are then the padded ones."""
+        return self.saved.custom is None and len({tuple(r["hidden"]) for r in self.rows}) > 1
+
     @functools.cached_property
     def program(self) -> Program:
         """The group's :class:`jaxnets.engine.Program`, built from its rows and the data set's shapes."""
         if self.saved.custom is not None and self.model is None:
             raise FactoryNeededError(self.saved.custom)
         rows = [_tuples(r, self.saved.extra_keys) for r in self.rows]
-        groups = variants_lib.group(rows, self.saved.extra_keys)
+        groups = variants_lib.group(rows, self.saved.extra_keys, mix=self.mixed)
         prog = Program(groups[0], _skeleton(self.info), model=self.model if self.saved.custom else None,
                        tuning=tuning_for(jax.devices()[0].platform))
         if self.saved.nnx:
@@ -172,7 +178,10 @@ class Saved:
           ParamsUnavailableError: its file is damaged or missing, or it was saved without parameters.
         """
         g, j = self._locate(i)
-        return jax.tree.map(lambda a: a[j], g.params)
+        params = jax.tree.map(lambda a: a[j], g.params)
+        if g.mixed:  # the variant's own network, sliced from the padded one
+            return architectures.slice_mlp(params, g.rows[j]["hidden"], sorted(params))
+        return params
 
     def model_state(self, i: int) -> Any:
         """Variant ``i``'s other model collections (e.g. ``{"batch_stats": ...}``; ``{}``)."""
@@ -190,7 +199,8 @@ class Saved:
           jaxnets.standardize.InputShapeError: ``x`` is not [B, *input_shape].
         """
         g, j = self._locate(i)
-        return predict_one(g, j, self.params(i), self.model_state(i), x, standardized)
+        params = jax.tree.map(lambda a: a[j], g.params)  # as its program holds them (padded where mixed)
+        return predict_one(g, j, params, self.model_state(i), x, standardized)
 
     def predict_all(self, x: Any, *, standardized: bool = False) -> np.ndarray:
         """Every variant's outputs on RAW inputs ``x`` [B, ...]: [V, B, ...outputs].

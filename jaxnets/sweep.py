@@ -116,6 +116,16 @@ class Plan:
     evals: int
     engine_kw: dict[str, Any] = dataclasses.field(default_factory=dict)
 
+    def shared_architectures(self) -> list[tuple[str, tuple[tuple[int, ...], ...]]]:
+        """``(unit key, hidden lists)`` of every static group that trains several MLP architectures in one
+        program (:mod:`jaxnets.architectures`), in plan order (none for Bayesian search)."""
+        out = []
+        for unit in self.units or ():
+            for prog in unit.checked.programs if unit.checked is not None else ():
+                if prog.spec.mixed:
+                    out.append((unit.key, prog.spec.architectures))
+        return out
+
 
 # ---------------------------------------------------------------------------------------------------------
 # Points: axis values -> engine variants
@@ -410,6 +420,8 @@ def plan(cfg: Config, *, dataset: data_lib.Dataset | None = None, engine_kw: Map
                           f"{', '.join(cfg.python.values())}): run it again from Python, jaxnets.search(..., out=DIR)")
     ds = dataset if dataset is not None else load_data(cfg)
     kw = dict(engine_kw) if engine_kw is not None else engine_kwargs(cfg)
+    if cfg.mix_architectures != "auto" or cfg.method == "pbt":  # PBT copies parameters: one architecture each
+        kw.setdefault("mix_architectures", False if cfg.method == "pbt" else cfg.mix_architectures)
     if cfg.method == "bayesian":
         probes = _probe_points(cfg.axes, _first_values([a for a in cfg.axes if a.name in cfg.extra_keys]))
         _prepare(cfg.base, probes, ds, kw)

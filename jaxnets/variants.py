@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxnets import activations, initializers, losses, optimizers, schedules
+from jaxnets import activations, architectures, initializers, losses, optimizers, schedules
 from jaxnets.models import CELLS, KINDS
 
 STATIC_KEYS: tuple[str, ...] = (
@@ -357,6 +357,14 @@ class GroupSpec:
     use_clip: bool
     static_extra: tuple[tuple[str, Any], ...] = ()
     vmapped_extra: tuple[str, ...] = ()
+    architectures: tuple[tuple[int, ...], ...] = ()
+
+    @property
+    def mixed(self) -> bool:
+        """Whether the group mixes architectures (:mod:`jaxnets.architectures`): then ``hidden`` is the padded
+        architecture, ``architectures`` the variants' own ``hidden`` lists (in order of first appearance), and
+        each variant's sizes are ``hp["widths"]``."""
+        return bool(self.architectures)
 
     @property
     def n_evals(self) -> int:
@@ -378,31 +386,77 @@ class Group:
     rows: tuple[dict[str, Any], ...]
 
 
-def group(rows: Sequence[Mapping[str, Any]], extra_keys: Mapping[str, str] | None = None) -> list[Group]:
+def _mixable(rows: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether variants may mix architectures: the built-in MLP without normalization (LayerNorm statistics
+    would count the padding), every hidden list non-empty."""
+    return all(r["kind"] == "mlp" and r["norm"] == "none" and r["hidden"] for r in rows)
+
+
+def _buckets(rows: Sequence[Mapping[str, Any]], static_extra: tuple[str, ...], mix: str | bool,
+             dims: tuple[int, int] | None) -> list[tuple[list[int], tuple[tuple[int, ...], ...]]]:
+    """Variants by static key: ``(indices, architectures)`` per group, ``architectures`` non-empty where a
+    bucket of variants differing only in ``hidden`` mixes (see :mod:`jaxnets.architectures`)."""
+    keys = STATIC_KEYS + static_extra
+    exact: dict[tuple, list[int]] = {}
+    for i, row in enumerate(rows):
+        exact.setdefault(tuple(row[k] for k in keys), []).append(i)
+    if mix is False:
+        return [(idx, ()) for idx in exact.values()]
+    h = keys.index("hidden")
+    loose: dict[tuple, list[tuple]] = {}
+    for key in exact:
+        loose.setdefault(key[:h] + key[h + 1:], []).append(key)
+    out: dict[tuple, tuple[list[int], tuple]] = {}
+    for members in loose.values():
+        idx = sorted(i for key in members for i in exact[key])
+        hiddens = [key[h] for key in members]
+        eligible = len(members) > 1 and _mixable([rows[i] for i in idx])
+        if eligible and (mix is True or architectures.worth_mixing([rows[i]["hidden"] for i in idx], *dims)):
+            out[members[0]] = (idx, tuple(hiddens))
+        else:
+            out |= {key: (exact[key], ()) for key in members}
+    return [out[key] for key in exact if key in out]
+
+
+def group(rows: Sequence[Mapping[str, Any]], extra_keys: Mapping[str, str] | None = None, *,
+          mix: str | bool = False, dims: tuple[int, int] | None = None) -> list[Group]:
     """Split normalized rows into static groups (static keys and declared static user keys), in order of
-    first appearance."""
+    first appearance.
+
+    Args:
+      rows: normalized rows (:func:`normalize`).
+      extra_keys: declared user keys.
+      mix: ``mix_architectures`` (:mod:`jaxnets.architectures`): ``True`` puts built-in MLP variants whose
+        static keys differ only in ``hidden`` in one group at the padded architecture, ``"auto"`` does so when
+        :func:`jaxnets.architectures.worth_mixing` says it pays, ``False`` never (the default here).
+      dims: the data's ``(input_dim, output_dim)``, for ``mix="auto"``.
+    """
+    mix = architectures.check_mix(mix)
+    if mix == "auto" and dims is None:
+        raise ValueError("group(mix='auto') needs the data's dims=(input_dim, output_dim)")
     extra = dict(extra_keys or {})
     static_extra = tuple(k for k, kind in extra.items() if kind == "static")
     vmapped_extra = tuple(k for k, kind in extra.items() if kind == "vmapped")
-    buckets: dict[tuple, list[int]] = {}
-    for i, row in enumerate(rows):
-        buckets.setdefault(tuple(row[k] for k in STATIC_KEYS + static_extra), []).append(i)
     groups = []
-    for key, idx in buckets.items():
+    for idx, archs in _buckets(rows, static_extra, mix, dims):
         members = [rows[i] for i in idx]
-        key, extra_values = key[:len(STATIC_KEYS)], key[len(STATIC_KEYS):]
+        first = members[0]
+        static = {k: first[k] for k in STATIC_KEYS}
+        if archs:
+            static["hidden"] = architectures.padded(archs)
         used = {r["activation"] for r in members}
         used_init = {r["init"] for r in members}
         spec = GroupSpec(
-            **dict(zip(STATIC_KEYS, key, strict=True)),
+            **static,
             activations=tuple(n for n in activations.NAMES if n in used),
             initializers=tuple(n for n in initializers.NAMES if n in used_init),
             use_dropout=any(r["dropout"] > 0 for r in members),
             use_l2=any(r["l2"] > 0 for r in members),
             use_weight_decay=any(r["weight_decay"] > 0 for r in members),
             use_clip=any(math.isfinite(r["clip_norm"]) for r in members),
-            static_extra=tuple(zip(static_extra, extra_values, strict=True)),
+            static_extra=tuple((k, first[k]) for k in static_extra),
             vmapped_extra=vmapped_extra,
+            architectures=archs,
         )
         groups.append(Group(spec, tuple(idx), tuple(dict(r) for r in members)))
     return groups
@@ -412,7 +466,9 @@ def stack(spec: GroupSpec, rows: Sequence[Mapping[str, Any]]) -> dict[str, np.nd
     """The vmapped keys of ``rows`` as arrays with a leading variant axis [V].
 
     ``activation`` and ``init`` become int32 ids into ``spec.activations`` / ``spec.initializers``;
-    ``seed`` uint32; everything else (declared vmapped user keys included) float32.
+    ``seed`` uint32; everything else (declared vmapped user keys included) float32. A group that mixes
+    architectures (:attr:`GroupSpec.mixed`) adds ``widths``, int32 [V, L]: each variant's own layer sizes,
+    0 past its depth (:func:`jaxnets.architectures.widths`).
     """
     out: dict[str, np.ndarray] = {
         "activation": np.array([spec.activations.index(r["activation"]) for r in rows], np.int32),
@@ -422,4 +478,7 @@ def stack(spec: GroupSpec, rows: Sequence[Mapping[str, Any]]) -> dict[str, np.nd
     for key in VMAPPED_KEYS + spec.vmapped_extra:
         if key not in out:
             out[key] = np.array([r[key] for r in rows], np.float32)
+    if spec.mixed:
+        depth = len(spec.hidden)
+        out["widths"] = np.stack([architectures.widths(r["hidden"], depth) for r in rows]).reshape(len(rows), depth)
     return out

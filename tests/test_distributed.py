@@ -53,6 +53,7 @@ early_stopping_patience = 1
 
 [sweep]
 method = "grid"
+mix_architectures = false  # two static groups: hidden [8] and [4] train apart
 
 [sweep.axes]
 hidden = [[8], [4]]

@@ -45,6 +45,8 @@ EXPECTED: dict[str, tuple[int, set[str], dict[str, int]]] = {
                                  "test_accuracy", "n_seeds"}, {}),
     "10_your_own_data.py": (4, {"activation", "learning_rate", "final_train_loss", "final_val_loss", "best_val_loss",
                                 "val_accuracy", "n_seeds", "n_ok"}, {"sweep/results.csv": 4}),
+    "11_depth_and_width.py": (8, {"activation", "depth", "width", "final_val_loss", "val_accuracy",
+                                  "grad_first_init", "grad_first_end", "n_seeds"}, {}),
     "12_schedules.py": (8, {"schedule", "decay", "warmup_steps", "learning_rate", "final_val_loss", "best_val_loss",
                             "val_accuracy", "n_seeds", "n_diverged"}, {}),
     "13_trainability_boundary.py": (2, {"grid", "resolution", "n_variants", "n_converged", "n_diverged",

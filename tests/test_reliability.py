@@ -57,6 +57,7 @@ eval_every = 10
 
 [sweep]
 method = "grid"
+mix_architectures = false  # two static groups: hidden [8] and [4] train apart
 
 [sweep.axes]
 hidden = [[8], [4]]

@@ -79,7 +79,7 @@ def test_random_points_are_seeded_and_typed():
 
 
 def test_static_axes_split_units_like_the_engine():
-    cfg = _cfg({"axes": {"hidden": [[8], [4]], "activation": ["tanh", "relu"]}})
+    cfg = _cfg({"axes": {"hidden": [[8], [4]], "activation": ["tanh", "relu"]}, "mix_architectures": False})
     p = sweep.plan(cfg)
     assert [u.key for u in p.units] == ["group-000", "group-001"]
     assert [u.variant_ids for u in p.units] == [(0, 1), (2, 3)]
@@ -210,7 +210,8 @@ def test_bayesian_rounds_are_one_program_each_and_replay_exactly(monkeypatch):
 def test_rows_are_checked_once_per_run(monkeypatch):
     """The plan checks every variant (and builds each static group's program) once; running it checks
     nothing again, and engine.train of a checked call neither."""
-    cfg = _cfg({"method": "grid", "axes": {"hidden": [[8], [4]], "activation": ["tanh", "relu"]}})
+    cfg = _cfg({"method": "grid", "axes": {"hidden": [[8], [4]], "activation": ["tanh", "relu"]},
+                "mix_architectures": False})
     p = sweep.plan(cfg)
     assert [u.checked.n_variants for u in p.units] == [2, 2]
     assert all(u.checked.programs[0].indices == (0, 1) for u in p.units)

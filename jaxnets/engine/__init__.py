@@ -91,9 +91,10 @@ class Checked:
 def check(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, model: ModelFactory | None = None,
           loss: str | LossFn | None = None, metric: LossFn | None = None,
           extra_keys: Mapping[str, str] | None = None, options: Options | None = None,
-          optimizer: OptimizerFactory | None = None) -> Checked:
+          optimizer: OptimizerFactory | None = None, mix_architectures: str | bool | None = None) -> Checked:
     """Check every variant, the data, your model factory and loss, and build each static group's
-    :class:`Program`, before any compute (arguments as :func:`train`'s).
+    :class:`Program`, before any compute (arguments as :func:`train`'s; ``mix_architectures``, when given,
+    overrides ``options.mix_architectures``).
 
     Returns:
       the :class:`Checked` call, for :func:`train`.
@@ -104,7 +105,9 @@ def check(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, model: ModelFac
     options = options or Options()
     tuning = options.tuning_on((options.devices or jax.devices())[0].platform)
     progs = build_programs(variants, ds, model=model, loss=loss, metric=metric, extra_keys=extra_keys,
-                           n_eval_train=options.n_eval_train, tuning=tuning, optimizer=optimizer)
+                           n_eval_train=options.n_eval_train, tuning=tuning, optimizer=optimizer,
+                           mix_architectures=(options.mix_architectures if mix_architectures is None
+                                              else mix_architectures))
     return Checked(tuple(progs), len(variants), options.n_eval_train, tuning)
 
 
@@ -200,7 +203,9 @@ def train(variants: Sequence[Mapping[str, Any]] | Checked, ds: Dataset | None = 
     elif ds is None:
         raise TypeError("train() needs the data set: engine.train(variants, ds)")
     else:
+        # a policy that copies parameters between variants (PBT) needs each group to hold one architecture
+        mix = False if getattr(policy, "exploits", False) and options.mix_architectures == "auto" else None
         checked = check(variants, ds, model=model, loss=loss, metric=metric, extra_keys=extra_keys, options=options,
-                        optimizer=optimizer)
+                        optimizer=optimizer, mix_architectures=mix)
     return loop.run(checked.programs, n_variants=checked.n_variants, options=options, progress=progress,
                     policy=policy, checkpoint=checkpoint, resume=resume)

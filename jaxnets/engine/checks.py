@@ -157,7 +157,8 @@ def _check_per_example(what: str, fn: Callable, out: Any, y: np.ndarray) -> None
 
 def build_programs(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, model: ModelFactory | None,
                    loss: str | LossFn | None, metric: LossFn | None, extra_keys: Mapping[str, str] | None,
-                   n_eval_train: int, tuning: Tuning, optimizer: OptimizerFactory | None = None) -> list[Program]:
+                   n_eval_train: int, tuning: Tuning, optimizer: OptimizerFactory | None = None,
+                   mix_architectures: str | bool = "auto") -> list[Program]:
     """Validate everything (variants, data, model, loss, optimizer) and build one :class:`Program` per static
     group."""
     if optimizer is not None and not callable(optimizer):
@@ -168,7 +169,8 @@ def build_programs(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, model:
         if named:
             raise variants_lib.VariantError(named[0], "sets 'optimizer' while optimizer= gives your own optimizer "
                                             "factory; remove the key (or the factory)", named)
-    groups = prepare(variants, ds, model=model, loss=loss, extra_keys=extra_keys, optimizer=optimizer)
+    groups = prepare(variants, ds, model=model, loss=loss, extra_keys=extra_keys, optimizer=optimizer,
+                     mix_architectures=mix_architectures)
     user_loss = loss if callable(loss) else None
     if metric is not None and not callable(metric):
         raise TypeError(f"metric= must be a callable (outputs, labels) -> per-example values, got {metric!r}")
@@ -222,7 +224,8 @@ def unused_keys(prog: Program, reads: set[str] | None) -> list[tuple[str, str]]:
 
 def prepare(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, model: ModelFactory | None = None,
             loss: str | LossFn | None = None, extra_keys: Mapping[str, str] | None = None,
-            optimizer: OptimizerFactory | None = None) -> list[variants_lib.Group]:
+            optimizer: OptimizerFactory | None = None, mix_architectures: str | bool = "auto"
+            ) -> list[variants_lib.Group]:
     """Validate every variant and the data, and split into static groups — all before any compute.
 
     Args:
@@ -233,6 +236,8 @@ def prepare(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, model: ModelF
       loss: a loss name used where a row sets none, or a callable (then the rows' ``loss`` is not used).
       extra_keys: declared user keys (see :func:`jaxnets.variants.check_extra_keys`).
       optimizer: your own optimizer factory (rows marked ``optimizer = "custom:..."`` need it).
+      mix_architectures: ``"auto"``, ``True`` or ``False``: whether built-in MLP variants differing only in
+        ``hidden`` share a group (:mod:`jaxnets.architectures`); never with your own model.
 
     Returns:
       the static groups, in order of first appearance.
@@ -253,7 +258,9 @@ def prepare(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, model: ModelF
                         f"got {loss!r}")
     own = tuple(k for k, f in (("model", model), ("optimizer", optimizer)) if f is not None)
     rows = [variants_lib.normalize(v, i, default_loss, extra, own) for i, v in enumerate(variants)]
-    groups = variants_lib.group(rows, extra)
+    mix = False if model is not None else mix_architectures
+    dims = (int(np.prod(ds.x_train.shape[1:])), int(ds.output_dim))
+    groups = variants_lib.group(rows, extra, mix=mix, dims=dims)
     for g in groups:
         try:
             check_data(ds, g.spec, builtin_model=model is None, builtin_loss=not callable(loss))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import dataclasses
 import time
 import types
 from collections.abc import Callable, Sequence
@@ -134,10 +135,12 @@ def code_key(fn: Any) -> Any:
 def signature(prog: Program, size: int, devices: Sequence[Any], strategy: str) -> tuple:
     """Everything a block's compiled programs depend on: the group's static settings, data shapes, model,
     loss, metric and optimizer factory, the activation layout, the tuning and the XLA options it gives (they
-    leave out what the environment's ``XLA_FLAGS`` sets), the block size, the devices and the loop strategy."""
+    leave out what the environment's ``XLA_FLAGS`` sets), the block size, the devices and the loop strategy.
+    Which architectures a mixed group holds is data (``hp["widths"]``): only that it mixes counts."""
     shapes = tuple((k, v.shape, v.dtype.str) for k, v in sorted(prog.data.items()))
     options = tuple(sorted((prog.tuning.options() or {}).items()))
-    return (prog.spec, prog.output_dim, prog.many_to_many, prog.n_train, shapes, size,
+    spec = dataclasses.replace(prog.spec, architectures=()) if prog.spec.mixed else prog.spec
+    return (spec, prog.spec.mixed, prog.output_dim, prog.many_to_many, prog.n_train, shapes, size,
             tuple(d.id for d in devices), code_key(prog.adapter.factory) if prog.custom else None,
             code_key(prog.user_loss), code_key(prog.user_metric), code_key(prog.user_optimizer), prog.layout,
             prog.tuning, options, strategy)

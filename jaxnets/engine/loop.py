@@ -407,6 +407,9 @@ def run(progs: Sequence[Program], *, n_variants: int, options: Options, progress
     if policy is None and (checkpoint is not None or resume is not None):
         raise ValueError("checkpoint= and resume= go with a population policy (policy=)")
     bounds = _boundaries(progs, policy) if policy is not None else []
+    if policy is not None and policy.exploits and any(p.spec.mixed for p in progs):
+        raise ValueError("a policy that copies parameters between variants (PBT) needs groups of one architecture "
+                         "each: train with engine.Options(mix_architectures=False) (or 'auto')")
     mesh = jax.make_mesh((len(devices),), ("variants",), devices=devices, axis_types=(AxisType.Auto,))
     keys = tuple(policy.hp_keys) if policy is not None and policy.exploits else ()
     call = _Call(devices=devices, shard=NamedSharding(mesh, P("variants")), replicated=NamedSharding(mesh, P()),

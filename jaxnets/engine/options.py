@@ -121,6 +121,10 @@ class Options:
         ``eval_every`` steps), ``"host"`` (a Python loop over one compiled, buffer-donating step) or
         ``None``: chosen per program by :func:`jaxnets.engine.plan.loop_strategy` (host where XLA:CPU runs
         the program's convolutions slowly inside a loop). Both give the same numbers to float32 rounding.
+      mix_architectures: ``"auto"`` (default), ``True`` or ``False``: whether built-in MLP variants whose
+        static keys differ only in ``hidden`` train in ONE program at the padded architecture, each masked to
+        its own (:mod:`jaxnets.architectures`; ``"auto"``: when the padded FLOPs are at most twice the real
+        ones). Each variant's numbers are its own network's to float32 rounding either way.
     """
 
     max_variants_per_program: int | None = None
@@ -130,8 +134,11 @@ class Options:
     block_bytes: int | None = None
     tuning: Tuning | None = None
     loop: str | None = None
+    mix_architectures: str | bool = "auto"
 
     def __post_init__(self) -> None:
+        if not (isinstance(self.mix_architectures, bool) or self.mix_architectures == "auto"):
+            raise ValueError(f"Options.mix_architectures = {self.mix_architectures!r}: use 'auto', True or False")
         if self.loop not in (None, "scan", "host"):
             raise ValueError(f"Options.loop = {self.loop!r}: use 'scan', 'host' or None (the program's own)")
 

@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxnets import activations, adapters, diagnostics, initializers, losses, optimizers, schedules
+from jaxnets import activations, adapters, architectures, diagnostics, initializers, losses, optimizers, schedules
 from jaxnets import variants as variants_lib
 from jaxnets.data import Dataset
 from jaxnets.engine.options import DEFAULT_TUNING, Tuning
@@ -121,11 +121,25 @@ def _builtin_factory(spec: variants_lib.GroupSpec, output_dim: int, many_to_many
     """The built-in MLP / CNN / RNN of a group as a model factory, like a user's."""
 
     def factory(hp: Hyper):
+        if spec.mixed:  # architectures as data: the padded MLP masked to the variant's own widths
+            return build(spec.kind, spec.hidden, spec.dense, spec.cell, many_to_many, tuning,
+                         output_dim=output_dim, activation=hp.activation, kernel_init=hp.masked_kernel_init,
+                         dropout=hp.dropout_rate, norm=spec.norm, widths=hp["widths"])
         return build(spec.kind, spec.hidden, spec.dense, spec.cell, many_to_many, tuning,
                      output_dim=output_dim, activation=hp.activation, kernel_init=hp.kernel_init,
                      dropout=hp.dropout_rate, norm=spec.norm)
 
     return factory
+
+
+def layer_grad_norms(spec: variants_lib.GroupSpec, grads: Any, names: Sequence[str],
+                     hp: Mapping[str, jax.Array]) -> jax.Array:
+    """Each layer's gradient norm [L + 1] (:func:`jaxnets.diagnostics.grad_norms`); in a group that mixes
+    architectures, the variant's own layers, its output layer, then NaN (as a shallower group's history)."""
+    norms = diagnostics.grad_norms(grads, names)
+    if spec.mixed:
+        norms = architectures.own_layers(norms, architectures.depth_of(hp["widths"]))
+    return norms
 
 
 def _raw_labels(y: np.ndarray, ds: Dataset) -> np.ndarray:
@@ -375,7 +389,7 @@ class Program(TrainingSteps):
             "train_loss": loss,
             "val_loss": self.data_loss(val_out, data["y_val"]),
             "val_accuracy": self.accuracy(val_out, data["y_val"]),
-            "grad_norm": diagnostics.grad_norms(grads, self.layer_names),
+            "grad_norm": layer_grad_norms(self.spec, grads, self.layer_names, hp),
             **stats,
         }
 

@@ -59,11 +59,15 @@ def inverted_dropout(x: jax.Array, rate: float | jax.Array, rng: jax.Array) -> j
     return jnp.where(mask, x / keep, 0.0)
 
 
-def record(module: nn.Module, preact: jax.Array | None, act: jax.Array) -> None:
-    """Record one hidden layer's pre-activation and activation for diagnostics (no effect on outputs)."""
+def record(module: nn.Module, preact: jax.Array | None, act: jax.Array, units: jax.Array | None = None) -> None:
+    """Record one hidden layer's pre-activation and activation for diagnostics (no effect on outputs);
+    ``units``: bool [units], the layer's real units where it is masked to a smaller architecture (the
+    diagnostics then count those only)."""
     if preact is not None:
         module.sow(RECORD, "preact", preact)
     module.sow(RECORD, "act", act)
+    if units is not None:
+        module.sow(RECORD, "units", units)
 
 
 def layer_name(i: int) -> str:
