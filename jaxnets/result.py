@@ -96,14 +96,11 @@ def trained_as(row: dict[str, Any], program: Any) -> dict[str, Any]:
     was not used."""
     if program is None:
         return row
-    row = dict(row)
+    row = marked(row, program)
     if getattr(program, "custom", False):
-        row["kind"] = f"custom:{callable_name(program.adapter.factory)}"
         row.update(dict.fromkeys(BUILTIN_STRUCTURE))
     if getattr(program, "user_loss", None) is not None:
         row["loss"] = callable_name(program.user_loss)
-    if getattr(program, "user_optimizer", None) is not None:
-        row["optimizer"] = f"custom:{callable_name(program.user_optimizer)}"
     return row
 
 

@@ -281,8 +281,7 @@ def run_search(p: Any, cfg: Any, config_text: str, out: str | Path | None, *, pr
         return combine(results, p.n_variants)
     out = Path(out)
     with store.lock(out):
-        store.open_run(out, config_text, force=force)
-        done = store.load_units(out, params=True)  # reused units bring their parameters
+        done = store.open_run(out, config_text, force=force, params=True)  # reused units bring their parameters
         bar = Progress(out, cfg.metric, cfg.goal, quiet=not progress)
         try:
             results = sweep.run(p, done, bar, store.load_checkpoints(out))

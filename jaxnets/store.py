@@ -494,7 +494,8 @@ def read_config_text(out: str | Path) -> str:
                              "the sweep into another --out") from None
 
 
-def open_run(out: str | Path, config_text: str, *, force: bool = False) -> dict[str, UnitResult]:
+def open_run(out: str | Path, config_text: str, *, force: bool = False, params: bool = False
+             ) -> dict[str, UnitResult]:
     """Make ``out`` ready for a run of ``config_text``; return the units already finished there.
 
     * missing or empty folder: created, ``config.toml`` written, nothing finished;
@@ -512,6 +513,7 @@ def open_run(out: str | Path, config_text: str, *, force: bool = False) -> dict[
       out: The results directory.
       config_text: The config's text, written to ``config.toml`` byte for byte.
       force: Delete another config's results (or write into a foreign non-empty folder) instead of refusing.
+      params: Load the finished units with their saved parameters (:func:`load_unit`).
 
     Returns:
       The finished units by key (empty for a fresh directory).
@@ -534,7 +536,7 @@ def open_run(out: str | Path, config_text: str, *, force: bool = False) -> dict[
         except (tomllib.TOMLDecodeError, DirectoryError):  # damaged: a different config, for --force to replace
             old = None
         if old == new:
-            done = load_units(out)
+            done = load_units(out, params=params)
         elif not force:
             changed = ", ".join(list(_diff(old, new))[:8]) if old is not None else "unreadable config.toml"
             raise DirectoryError(
