@@ -48,8 +48,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, bool]:
         prog="python -m benchmarks",
         description="Benchmark jaxnets' vectorized engine against one-at-a-time JAX (Python loop, lax.scan), "
                     "a hand-written jit(vmap(scan)) of N models of one activation (jax_vmap) and PyTorch (loop, "
-                    "torch.func ensembles) on seven workloads (one of them a user's own NNX model, user_cnn) and "
-                    "N = 1..1024 models (more on an accelerator). "
+                    "torch.func ensembles) on its workloads (one of them a user's own NNX model, user_cnn) and "
+                    "N = 1..1024 models (more on an accelerator); and, on digits_mlp_archs (MLPs of eight "
+                    "architectures), one engine call mixing them in one program (jaxnets_mixed) against one "
+                    "program per architecture (jaxnets_split), wall time with compilation. "
                     "Writes JSON, Markdown and a plot.")
     p.add_argument("--quick", action="store_true",
                    help="tiny run (N = 1, 8; ~0.1 s measurements; JAX records in this process, PyTorch ones "
@@ -57,7 +59,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, bool]:
     p.add_argument("--workloads", type=_names(WORKLOAD_NAMES, "workload"),
                    help=f"comma-separated subset of {', '.join(WORKLOAD_NAMES)}")
     p.add_argument("--contenders", type=_names(CONTENDERS, "contender"),
-                   help=f"comma-separated subset of {', '.join(CONTENDERS)}")
+                   help=f"comma-separated subset of {', '.join(CONTENDERS)} (jaxnets_mixed and jaxnets_split "
+                        "run only digits_mlp_archs, which runs only them)")
     p.add_argument("--ns", type=_ints, help="comma-separated numbers of models (default 1,8,64,256,1024 on CPU, "
                                             "up to 16384 on an accelerator)")
     p.add_argument("--out", help="results JSON path (default benchmarks/results/<machine-name>.json; the .md "
@@ -78,7 +81,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, bool]:
                    help="torch.set_num_threads for the PyTorch contenders (default: the number of cores; on a "
                         "busy shared machine 1 avoids OpenMP stalls)")
     p.add_argument("--engine-option", action="append", default=[], metavar="KEY=VALUE", type=_option,
-                   help="extra jaxnets.engine.Options field for the jaxnets contender, e.g. "
+                   help="extra jaxnets.engine.Options field for the engine's contenders (jaxnets, jaxnets_mixed, "
+                        "jaxnets_split; the latter two set mix_architectures themselves), e.g. "
                         "max_variants_per_program=32 or loop=scan (repeatable; default: the engine as users get "
                         "it)")
     p.add_argument("--repeats", type=int, help="rounds of every (workload, N)'s contenders, interleaved; each "

@@ -1,5 +1,7 @@
 """JAX contenders: ``jaxnets`` (the engine), ``jax_loop`` and ``jax_scan`` (one model at a time), ``jax_vmap``
-(N models of one activation in one hand-written ``jit(vmap(scan))`` program).
+(N models of one activation in one hand-written ``jit(vmap(scan))`` program), and ``jaxnets_mixed`` /
+``jaxnets_split`` (the engine on variants of several architectures, ``digits_mlp_archs``: one program mixing
+them or one per architecture, wall time with compilation: :func:`run_jaxnets_mixed`).
 
 Every contender returns a dict with at least ``model_steps_per_s`` (training steps per second summed over
 models; compilation, initialization and warm-up excluded), ``compile_s``, ``timed_s`` (the seconds the rate
@@ -133,6 +135,107 @@ def run_jaxnets(wl: Workload, n: int, steps: int, target_s: float, engine_option
         "loop": getattr(g, "loop", None),  # how the steps ran: "scan" or "host" (GroupResult.loop)
         "engine_options": engine_options,
     }
+
+
+# --------------------------------------------------------------------------------------------------------
+# jaxnets_mixed / jaxnets_split: architectures as data, one mixed program vs one program per architecture
+# --------------------------------------------------------------------------------------------------------
+
+
+def auto_mixes(rows: list[dict[str, Any]], ds, engine_options: dict[str, Any] | None = None) -> bool:
+    """Whether jaxnets' default rule (``mix_architectures="auto"``) trains ``rows`` in ONE program.
+
+    ``engine.check`` builds the static groups' programs without compiling or training anything (cheap), with
+    ``engine.Options(mix_architectures="auto", n_eval_train=N_EVAL_TRAIN)`` and ``engine_options``.
+
+    Args:
+      rows: ``engine.train`` rows (e.g. :meth:`Workload.jaxnets_rows`).
+      ds: their data set.
+      engine_options: extra ``engine.Options`` fields (``mix_architectures`` among them is overridden).
+
+    Returns:
+      ``True`` when the check builds one program for all the rows.
+    """
+    from jaxnets import engine
+
+    fields = {"n_eval_train": N_EVAL_TRAIN, **(engine_options or {}), "mix_architectures": "auto"}
+    return len(engine.check(rows, ds, options=engine.Options(**fields)).programs) == 1
+
+
+def _run_architectures(wl: Workload, n: int, steps: int, mix: bool,
+                       engine_options: dict[str, Any] | None) -> dict[str, Any]:
+    """One timed ``engine.train`` call of ``wl``'s ``n`` variants with ``mix_architectures = mix``, from an
+    empty program cache; then what ``"auto"`` would pick (:func:`auto_mixes`, not timed)."""
+    from jaxnets import engine
+
+    t_total = time.perf_counter()
+    ds = load_data(wl)
+    engine_options = dict(engine_options or {})
+    rows = wl.jaxnets_rows(n, steps=steps, eval_every=steps)
+    options = engine.Options(**{"n_eval_train": N_EVAL_TRAIN, **engine_options, "mix_architectures": mix})
+    engine.clear_cache()  # compile afresh: compilation is what the mixing trades
+    t0 = time.perf_counter()
+    result = engine.train(rows, ds, options=options)
+    wall = time.perf_counter() - t0
+    compile_s = sum(g.compile_s for g in result.groups)
+    tc = time.perf_counter()
+    auto = auto_mixes(rows, ds, engine_options)
+    check_s = time.perf_counter() - tc
+    return {
+        "model_steps_per_s": n * steps / wall,
+        "compile_s": compile_s,
+        "timed_s": wall,
+        "steps": steps,
+        "n_timed": n,
+        "extrapolated": False,
+        "wall_s": wall,
+        "n_programs": len(result.groups),
+        "mix_architectures": mix,
+        "auto_mixes": auto,
+        "auto_check_s": check_s,
+        "model_steps_per_s_without_compile": n * steps / (wall - compile_s) if wall > compile_s else None,
+        "eval_subtracted": False,
+        "engine_run_s": sum(g.run_s for g in result.groups),
+        "engine_wall_s": sum(g.wall_s for g in result.groups),
+        "total_s": time.perf_counter() - t_total,
+        "eval_work_fraction": _eval_work_fraction(wl, ds, N_EVAL_TRAIN, steps),
+        "n_diverged": int((result.status == "diverged").sum()),
+        "n_blocks": sum(g.n_blocks for g in result.groups),
+        "loop": ",".join(sorted({getattr(g, "loop", None) or "scan" for g in result.groups})),  # how the steps ran
+        "engine_options": engine_options,
+    }
+
+
+def run_jaxnets_mixed(wl: Workload, n: int, steps: int, target_s: float,
+                      engine_options: dict[str, Any] | None = None, **_: Any) -> dict[str, Any]:
+    """All ``n`` variants of several architectures (``wl.hiddens``) in ONE ``engine.train`` call with
+    ``engine.Options(mix_architectures=True)``: one program at the padded architecture, each variant masked
+    to its own (:mod:`jaxnets.architectures`).
+
+    The call (rows with ``steps`` steps, ``eval_every = steps``, ``sampling = "replacement"``;
+    ``n_eval_train = N_EVAL_TRAIN``) starts from an empty program cache (``engine.clear_cache()``) and is
+    timed as a whole, compilation included: ``wall_s`` (also ``timed_s``). Unlike every other contender's,
+    **this** ``model_steps_per_s = n * steps / wall_s`` is wall-inclusive: compilation, initialization and
+    the two evaluations count, since compilation is what mixing architectures trades against padded FLOPs
+    (``model_steps_per_s_without_compile`` leaves the compile seconds out). ``target_s`` is not used: the
+    steps are the plan's.
+
+    The record also keeps ``compile_s`` (the groups' compile seconds summed), ``n_programs`` (the static
+    groups: 1 here), ``mix_architectures``, ``auto_mixes`` (whether the default ``"auto"`` rule would mix
+    these rows, :func:`auto_mixes`, checked after the timed call; ``auto_check_s`` its seconds),
+    ``engine_run_s`` / ``engine_wall_s`` (summed over groups), ``n_blocks``, ``loop``, ``n_diverged`` and
+    ``total_s`` (the whole function, data loading and the check included).
+    """
+    return _run_architectures(wl, n, steps, True, engine_options)
+
+
+def run_jaxnets_split(wl: Workload, n: int, steps: int, target_s: float,
+                      engine_options: dict[str, Any] | None = None, **_: Any) -> dict[str, Any]:
+    """:func:`run_jaxnets_mixed` with ``engine.Options(mix_architectures=False)``: one static group, hence one
+    compiled program, per architecture (``n_programs``: 8 for ``digits_mlp_archs`` at N >= 16), trained
+    group after group in the same single ``engine.train`` call. The same record; ``model_steps_per_s`` is
+    likewise wall-inclusive (``n * steps / wall_s``, compilation included)."""
+    return _run_architectures(wl, n, steps, False, engine_options)
 
 
 # --------------------------------------------------------------------------------------------------------

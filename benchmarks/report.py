@@ -7,13 +7,23 @@ import os
 from pathlib import Path
 from typing import Any
 
-CONTENDER_ORDER = ("jaxnets", "jax_loop", "jax_scan", "jax_vmap", "torch_loop", "torch_func")
+from benchmarks.workloads import ARCHITECTURE_CONTENDERS
+
+CONTENDER_ORDER = ("jaxnets", "jax_loop", "jax_scan", "jax_vmap", "torch_loop", "torch_func", "jaxnets_mixed",
+                   "jaxnets_split")
 
 #: The speed targets of the jax_vmap / wine_mlp_9act issue, checked by :func:`speed_targets`.
 MIX_SLOWDOWN_MAX = 1.15  # (a) wine_mlp_9act per-step time <= this x wine_mlp's, jaxnets, same N
 VS_ALL_MIN_N = 8  # (b) jaxnets >= 1.0x every contender at every N >= this
 VS_VMAP_MIN_N = 64  # (c) jaxnets / jax_vmap >= 1.0 at every N >= this
 COMPILE_MAX_S = 5.0  # (d) every jaxnets compile_s <= this
+
+#: The targets of issue 27 (architectures as data), checked by :func:`architecture_targets`.
+ARCH_WORKLOAD = "digits_mlp_archs"
+ARCH_SPEEDUP_MIN = 2.0  # jaxnets_split's wall time / jaxnets_mixed's at every N of ARCH_TARGET_NS
+ARCH_TARGET_NS = (32, 128)
+ARCH_SPEEDUP_TARGET = "architectures mixed: >= 2x faster than split on 2 CPU cores (N=32, 128)"
+ARCH_AUTO_TARGET = "auto picks the faster"
 
 
 def _find(records: list[dict[str, Any]], workload: str, contender: str, n: int) -> dict[str, Any] | None:
@@ -24,10 +34,11 @@ def _find(records: list[dict[str, Any]], workload: str, contender: str, n: int) 
 
 
 def ratios(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """jaxnets' model-steps/s divided by each other contender's, per workload and N."""
+    """jaxnets' model-steps/s divided by each other contender's, per workload and N (``jaxnets_mixed`` and
+    ``jaxnets_split`` are left out: their rates include compilation, see :func:`architecture_comparisons`)."""
     out = []
     for r in records:
-        if r["contender"] == "jaxnets":
+        if r["contender"] == "jaxnets" or r["contender"] in ARCHITECTURE_CONTENDERS:
             continue
         j = _find(records, r["workload"], "jaxnets", r["n"])
         if j is not None and r["model_steps_per_s"] > 0:
@@ -43,12 +54,13 @@ def _rate(records: list[dict[str, Any]], workload: str, contender: str, n: int) 
 
 def _ratio_check(records: list[dict[str, Any]], target: str, contenders: set[str] | None, min_n: int
                  ) -> dict[str, Any]:
-    """jaxnets' rate over each contender's (``None``: every one but jaxnets) at every measured N >= ``min_n``:
-    met when the smallest ratio is >= 1."""
+    """jaxnets' rate over each contender's (``None``: every one but jaxnets and the wall-inclusive
+    ``jaxnets_mixed`` / ``jaxnets_split``) at every measured N >= ``min_n``: met when the smallest ratio is >= 1."""
     pairs: list[tuple[float, str, int, str]] = []
     for r in records:
         c, w, n = r["contender"], r["workload"], r["n"]
-        if c == "jaxnets" or n < min_n or (contenders is not None and c not in contenders):
+        if c == "jaxnets" or c in ARCHITECTURE_CONTENDERS or n < min_n or (contenders is not None
+                                                                           and c not in contenders):
             continue
         j, o = _rate(records, w, "jaxnets", n), _rate(records, w, c, n)
         if j is not None and o is not None:
@@ -130,11 +142,92 @@ def speed_targets(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return checks
 
 
+def architecture_comparisons(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``jaxnets_mixed`` against ``jaxnets_split``, at every (workload, N) where both were measured.
+
+    Args:
+      records: the ``records`` of a results file (these two contenders' records carry ``wall_s``,
+        ``compile_s``, ``n_programs``, ``steps`` and ``auto_mixes``).
+
+    Returns:
+      One dict per (workload, N), in order: ``workload``, ``n``, ``steps``, ``mixed_wall_s``,
+      ``mixed_compile_s``, ``mixed_programs``, ``split_wall_s``, ``split_compile_s``, ``split_programs``,
+      ``split_over_mixed`` (the split call's wall time over the mixed one's: > 1, mixing is faster),
+      ``faster`` (``"mixed"`` or ``"split"``), ``auto_mixes`` (what ``mix_architectures="auto"`` picks;
+      ``None`` if not recorded) and ``auto_picks_faster`` (``None`` if not recorded).
+    """
+    out = []
+    keys = sorted({(r["workload"], r["n"]) for r in records if r["contender"] == "jaxnets_mixed"})
+    for w, n in keys:
+        mixed, split = _find(records, w, "jaxnets_mixed", n), _find(records, w, "jaxnets_split", n)
+        if mixed is None or split is None:
+            continue
+        m_wall, s_wall = mixed.get("wall_s", mixed["timed_s"]), split.get("wall_s", split["timed_s"])
+        auto = mixed.get("auto_mixes", split.get("auto_mixes"))
+        faster = "mixed" if m_wall <= s_wall else "split"
+        out.append({"workload": w, "n": n, "steps": mixed.get("steps"), "mixed_wall_s": m_wall,
+                    "mixed_compile_s": mixed["compile_s"], "mixed_programs": mixed.get("n_programs"),
+                    "split_wall_s": s_wall, "split_compile_s": split["compile_s"],
+                    "split_programs": split.get("n_programs"), "split_over_mixed": s_wall / m_wall,
+                    "faster": faster, "auto_mixes": auto,
+                    "auto_picks_faster": None if auto is None else (auto == (faster == "mixed"))})
+    return out
+
+
+def _target(statement: str, goal: float, goal_display: str) -> dict[str, Any]:
+    """A target not measured yet (the dict :func:`speed_targets` returns per target)."""
+    return {"target": statement, "goal": goal, "goal_display": goal_display, "prototype": "", "value": None,
+            "met": None, "display": "not measured", "failures": []}
+
+
+def architecture_targets(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Issue 27's two targets, from :func:`architecture_comparisons`, as :func:`speed_targets` returns its own.
+
+    1. :data:`ARCH_SPEEDUP_TARGET`: ``jaxnets_split``'s wall time (compile + train) over ``jaxnets_mixed``'s on
+       :data:`ARCH_WORKLOAD` is at least :data:`ARCH_SPEEDUP_MIN` at every N of :data:`ARCH_TARGET_NS` that was
+       measured (the worst one is the value);
+    2. :data:`ARCH_AUTO_TARGET`: at every (workload, N) where both were measured and the records say what
+       ``"auto"`` picks, it picks the faster of the two (the value: the share of them where it does).
+
+    Args:
+      records: the ``records`` of a results file.
+
+    Returns:
+      The two target dicts (``target``, ``value``, ``goal``, ``goal_display``, ``met``, ``display``,
+      ``failures``, ``prototype``); ``met = None`` and "not measured" when nothing applies.
+    """
+    comps = architecture_comparisons(records)
+    speed = _target(ARCH_SPEEDUP_TARGET, ARCH_SPEEDUP_MIN, f">= {ARCH_SPEEDUP_MIN:g}x (split wall / mixed wall)")
+    judged = [c for c in comps if c["workload"] == ARCH_WORKLOAD and c["n"] in ARCH_TARGET_NS]
+    if judged:
+        worst = min(judged, key=lambda c: c["split_over_mixed"])
+        missing = [n for n in ARCH_TARGET_NS if n not in {c["n"] for c in judged}]
+        fails = [c for c in judged if c["split_over_mixed"] < ARCH_SPEEDUP_MIN]
+        speed.update(value=worst["split_over_mixed"], met=not fails,
+                     display=f"min {worst['split_over_mixed']:.2f}x at N={worst['n']} ("
+                             + ", ".join(f"N={c['n']} {c['split_over_mixed']:.2f}x" for c in judged) + ")"
+                             + "".join(f"; N={n} not measured" for n in missing),
+                     failures=[{"workload": c["workload"], "n": c["n"], "split_over_mixed": c["split_over_mixed"]}
+                               for c in fails])
+    auto = _target(ARCH_AUTO_TARGET, 1.0, "every workload, every N")
+    picked = [c for c in comps if c["auto_picks_faster"] is not None]
+    if picked:
+        wrong = [c for c in picked if not c["auto_picks_faster"]]
+        text = f"the faster at {len(picked) - len(wrong)} of {len(picked)} (" + ", ".join(
+            f"{c['workload']} N={c['n']}: {'mixes' if c['auto_mixes'] else 'splits'}, {c['faster']} faster"
+            for c in picked) + ")"
+        auto.update(value=(len(picked) - len(wrong)) / len(picked), met=not wrong, display=text,
+                    failures=[{"workload": c["workload"], "n": c["n"], "auto_mixes": c["auto_mixes"],
+                               "faster": c["faster"], "split_over_mixed": c["split_over_mixed"]} for c in wrong])
+    return [speed, auto]
+
+
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     """The issue's targets (stated for the 2-core CPU run), checked against these results where measured:
-    the four :func:`speed_targets` first, then the earlier ones."""
+    the four :func:`speed_targets` first, then the two :func:`architecture_targets`, then the earlier ones."""
     recs = results["records"]
     checks: list[dict[str, Any]] = speed_targets(recs)  # (d) is the compile-time target (<= 5 s)
+    checks += architecture_targets(recs)
 
     def ratio(w, n, c):
         j, o = _find(recs, w, "jaxnets", n), _find(recs, w, c, n)
@@ -183,7 +276,78 @@ def _rounds(r: dict[str, Any]) -> str:
     return (f" {_fmt_rate(min(rates))}-{_fmt_rate(max(rates))} | {min(comp):.2f}-{max(comp):.2f} |")
 
 
+def _architecture_section(comps: list[dict[str, Any]]) -> list[str]:
+    """Markdown lines: ``jaxnets_mixed`` against ``jaxnets_split`` per N (:func:`architecture_comparisons`)."""
+    if not comps:
+        return []
+    lines = ["", "Architectures as data: ONE `engine.train` call with `mix_architectures=True` (`jaxnets_mixed`, "
+                 "one program at the padded architecture) or `False` (`jaxnets_split`, one program per "
+                 "architecture), from an empty program cache; wall time of the call, compilation included (so "
+                 "these two contenders' model-steps/s below are wall-inclusive too). `auto` is what "
+                 "`mix_architectures=\"auto\"` picks for these rows.", "",
+             "| N | steps | mixed wall s (compile s) | split wall s (compile s) | split / mixed | programs "
+             "(mixed, split) | auto picks | faster | auto picks the faster |",
+             "|---:|---:|---:|---:|---:|---|---|---|---|"]
+    for c in comps:
+        auto = "-" if c["auto_mixes"] is None else ("mixed" if c["auto_mixes"] else "split")
+        right = {True: "yes", False: "**no**", None: "-"}[c["auto_picks_faster"]]
+        lines.append(f"| {c['n']} | {c['steps']} | {c['mixed_wall_s']:.2f} ({c['mixed_compile_s']:.2f}) | "
+                     f"{c['split_wall_s']:.2f} ({c['split_compile_s']:.2f}) | {c['split_over_mixed']:.2f}x | "
+                     f"{c['mixed_programs']}, {c['split_programs']} | {auto} | {c['faster']} | {right} |")
+    return lines
+
+
+def _workload_section(w: str, info: dict[str, Any], recs: list[dict[str, Any]]) -> list[str]:
+    """Markdown lines of workload ``w``'s section: the summary table (jaxnets' ratios in brackets), the
+    mixed / split comparison where measured, the detail table."""
+    wrecs = [r for r in recs if r["workload"] == w]
+    contenders = [c for c in CONTENDER_ORDER if any(r["contender"] == c for r in wrecs)]
+    ns = sorted({r["n"] for r in wrecs})
+    lines = ["", f"## {w}", "",
+              f"{info['description']}. {info['flops_per_model_step'] / 1e6:.2f} MFLOP per model-step, "
+              f"{info['params_per_model']:,.0f} parameters per model.", *_architecture_section(
+                  [c for c in architecture_comparisons(recs) if c["workload"] == w]), "",
+              "Model-steps/s (jaxnets ÷ contender):", "",
+              "| N | " + " | ".join(contenders) + " |", "|---:|" + "---:|" * len(contenders)]
+    for n in ns:
+        j = _find(recs, w, "jaxnets", n)
+        cells = []
+        for c in contenders:
+            r = _find(recs, w, c, n)
+            if r is None:
+                cells.append("-")
+                continue
+            s = ("~" if r.get("extrapolated") else "") + _fmt_rate(r["model_steps_per_s"])
+            if c != "jaxnets" and j is not None:
+                s += f" ({j['model_steps_per_s'] / r['model_steps_per_s']:.2f}x)"
+            cells.append(s)
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    blocked = [r for r in (_find(recs, w, "jaxnets", n) for n in ns) if r is not None and "n_blocks" in r]
+    if blocked:
+        lines += ["", "jaxnets trained " + ", ".join(
+            f"N={r['n']} in {r['n_blocks']} block{'s' * (r['n_blocks'] != 1)}"
+            # block_trial_s: only in result files from before the engine dropped its timed block-size trial
+            + (f" (block-size trial {r['block_trial_s']:.1f} s, once per machine)" if r.get("block_trial_s")
+               else "") for r in blocked) + "."]
+    rounds = any(r.get("samples") for r in wrecs)
+    lines += ["", "| N | contender | model-steps/s | GFLOP/s | % of peak | compile s | peak RSS MB | steps "
+                  "| models timed | timed s |" + (" rounds' model-steps/s | rounds' compile s |" if rounds else ""),
+              "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if rounds else "")]
+    for n in ns:
+        for c in contenders:
+            r = _find(recs, w, c, n)
+            if r is None:
+                continue
+            lines.append(f"| {n} | {c} | {_fmt_rate(r['model_steps_per_s'])} | {r['gflops']:.2f} | "
+                         f"{r['peak_fraction']:.1%} | {r['compile_s']:.2f} | {r['peak_rss_mb']:.0f} | "
+                         f"{r['steps']} | {r['n_timed']}{' (extrap.)' if r.get('extrapolated') else ''} | "
+                         f"{r['timed_s']:.2f} |" + (_rounds(r) if rounds else ""))
+    return lines
+
+
 def markdown(results: dict[str, Any]) -> str:
+    """The Markdown report of ``results``: machine, versions and peak, the targets, then per workload its
+    tables (and the mixed / split comparison where measured), the skipped and the failed records."""
     m, v = results["machine"], results["versions"]
     recs = results["records"]
     lines = [
@@ -206,7 +370,8 @@ def markdown(results: dict[str, Any]) -> str:
            "range in the tables below)" if results["config"].get("repeats", 1) > 1 else ""),
         "",
         "Model-steps/s = training steps per second summed over the N models (compile, init and warm-up "
-        "excluded). In brackets: jaxnets' rate divided by that contender's (> 1: jaxnets is faster). "
+        "excluded; for `jaxnets_mixed` / `jaxnets_split` included: N x steps / wall time). In brackets: "
+        "jaxnets' rate divided by that contender's (> 1: jaxnets is faster). "
         "`~` marks one-at-a-time rates extrapolated from the models timed. `jax_vmap` trains one activation "
         "and initializer (the workload's first) for all N models; on `wine_mlp_9act` the one-activation "
         "contenders all train its first activation (sigmoid) while jaxnets trains all nine. "
@@ -224,48 +389,8 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(f"| {t['target']} | {t['display']} | {goal} | {met} | {t['prototype']} |")
     for w, info in results["workloads"].items():
         wrecs = [r for r in recs if r["workload"] == w]
-        if not wrecs:
-            continue
-        contenders = [c for c in CONTENDER_ORDER if any(r["contender"] == c for r in wrecs)]
-        ns = sorted({r["n"] for r in wrecs})
-        lines += ["", f"## {w}", "",
-                  f"{info['description']}. {info['flops_per_model_step'] / 1e6:.2f} MFLOP per model-step, "
-                  f"{info['params_per_model']:,} parameters per model.", "",
-                  "Model-steps/s (jaxnets ÷ contender):", "",
-                  "| N | " + " | ".join(contenders) + " |", "|---:|" + "---:|" * len(contenders)]
-        for n in ns:
-            j = _find(recs, w, "jaxnets", n)
-            cells = []
-            for c in contenders:
-                r = _find(recs, w, c, n)
-                if r is None:
-                    cells.append("-")
-                    continue
-                s = ("~" if r.get("extrapolated") else "") + _fmt_rate(r["model_steps_per_s"])
-                if c != "jaxnets" and j is not None:
-                    s += f" ({j['model_steps_per_s'] / r['model_steps_per_s']:.2f}x)"
-                cells.append(s)
-            lines.append(f"| {n} | " + " | ".join(cells) + " |")
-        blocked = [r for r in (_find(recs, w, "jaxnets", n) for n in ns) if r is not None and "n_blocks" in r]
-        if blocked:
-            lines += ["", "jaxnets trained " + ", ".join(
-                f"N={r['n']} in {r['n_blocks']} block{'s' * (r['n_blocks'] != 1)}"
-                # block_trial_s: only in result files from before the engine dropped its timed block-size trial
-                + (f" (block-size trial {r['block_trial_s']:.1f} s, once per machine)" if r.get("block_trial_s")
-                   else "") for r in blocked) + "."]
-        rounds = any(r.get("samples") for r in wrecs)
-        lines += ["", "| N | contender | model-steps/s | GFLOP/s | % of peak | compile s | peak RSS MB | steps "
-                      "| models timed | timed s |" + (" rounds' model-steps/s | rounds' compile s |" if rounds else ""),
-                  "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if rounds else "")]
-        for n in ns:
-            for c in contenders:
-                r = _find(recs, w, c, n)
-                if r is None:
-                    continue
-                lines.append(f"| {n} | {c} | {_fmt_rate(r['model_steps_per_s'])} | {r['gflops']:.2f} | "
-                             f"{r['peak_fraction']:.1%} | {r['compile_s']:.2f} | {r['peak_rss_mb']:.0f} | "
-                             f"{r['steps']} | {r['n_timed']}{' (extrap.)' if r.get('extrapolated') else ''} | "
-                             f"{r['timed_s']:.2f} |" + (_rounds(r) if rounds else ""))
+        if wrecs:
+            lines += _workload_section(w, info, recs)
     if results["skipped"]:
         lines += ["", "## Skipped", "", "| workload | N | contender | reason |", "|---|---:|---|---|"]
         lines += [f"| {s['workload']} | {s['n']} | {s['contender']} | {s['reason']} |" for s in results["skipped"]]

@@ -32,14 +32,21 @@ from benchmarks import report
 from benchmarks.jax_contenders import LOOP_MIN_STEPS
 from benchmarks.machine import available_memory_bytes
 from benchmarks.worker import CONTENDERS, TORCH_CONTENDERS
-from benchmarks.workloads import WORKLOAD_NAMES, WORKLOADS, Workload
+from benchmarks.workloads import ARCHITECTURE_CONTENDERS, WORKLOAD_NAMES, WORKLOADS, Workload
 
 SCHEMA = "jaxnets-benchmarks/1"
 RECORD_KEYS: tuple[str, ...] = ("workload", "contender", "n", "model_steps_per_s", "gflops", "peak_fraction",
                                 "compile_s", "peak_rss_mb")
 CPU_NS: tuple[int, ...] = (1, 8, 64, 256, 1024)
 ACCELERATOR_NS: tuple[int, ...] = (1, 8, 64, 256, 1024, 4096, 16384)
-VECTORIZED: tuple[str, ...] = ("jaxnets", "jax_vmap", "torch_func")
+VECTORIZED: tuple[str, ...] = ("jaxnets", "jax_vmap", "torch_func", *ARCHITECTURE_CONTENDERS)
+#: The contenders that train through ``jaxnets.engine.train`` (which splits a group too big for memory itself).
+ENGINE_CONTENDERS: tuple[str, ...] = ("jaxnets", *ARCHITECTURE_CONTENDERS)
+#: Compile seconds the plan assumes for ``jaxnets_split``'s programs, one per architecture (a small MLP's init
+#: and chunk programs: about 2.5 s on the 2-core CPU), and for ``jaxnets_mixed``'s one program at the padded
+#: architecture (4.0-4.7 s there): these contenders time the compilation, so their estimates include it.
+ARCH_PROGRAM_COMPILE_S = 2.5
+ARCH_MIXED_COMPILE_S = 4.5
 #: Fewest steps in jaxnets' timed chunk (when the plan sizes the steps): its rate is the difference of a
 #: K-step and a 1-step chunk that both hold one evaluation, so a K of 5 (the plan's floor for big models) leaves
 #: the evaluation's noise divided by only 4 (adding_lstm N=64: 4 steps of 0.13 s against a 0.57 s evaluation).
@@ -193,9 +200,29 @@ def plan_steps(wl: Workload, n: int, cfg: Config, peak_gflops: float, accelerato
     return max(cfg.min_steps, min(cfg.max_steps, _nice(s)))
 
 
+def _architectures_seconds(wl: Workload, contender: str, n: int, steps: int, peak_gflops: float,
+                           on_accelerator: bool) -> float:
+    """A rough guess of ``jaxnets_mixed`` / ``jaxnets_split``'s one timed ``engine.train`` call, compilation
+    included: the mixed one compiles one program and computes the padded architecture for every variant;
+    the split one compiles one program per architecture and pays the fixed per-step cost in each (the same
+    for both when the first ``n`` variants have one architecture)."""
+    programs = wl.n_architectures(n)
+    mixed = contender == "jaxnets_mixed" and programs > 1  # one architecture: one plain program either way
+    programs = 1 if mixed else programs
+    waste = wl.padded_macs_per_example() / wl.macs_per_example() if mixed else 1.0
+    fixed = 3e-4 if on_accelerator else 3e-5
+    work = n * waste * wl.flops_per_model_step() / (_EFFICIENCY[wl.kind] * peak_gflops * 1e9)
+    evals = 2 * waste * _eval_seconds(wl, n, peak_gflops, on_accelerator)  # at step 0 and at the end
+    compile_s = ARCH_MIXED_COMPILE_S if mixed else programs * ARCH_PROGRAM_COMPILE_S
+    return compile_s + steps * (programs * fixed + work) + evals
+
+
 def estimate_seconds(wl: Workload, contender: str, n: int, steps: int, cfg: Config, peak_gflops: float,
                      on_accelerator: bool) -> float:
-    """A rough guess of a record's measuring time (compilation and process start not included)."""
+    """A rough guess of a record's measuring time (compilation and process start not included, except for
+    ``jaxnets_mixed`` / ``jaxnets_split``, which time their compilation)."""
+    if contender in ARCHITECTURE_CONTENDERS:
+        return _architectures_seconds(wl, contender, n, steps, peak_gflops, on_accelerator)
     vectorized = contender in VECTORIZED
     step = _step_seconds(wl, n, peak_gflops, on_accelerator, vectorized)
     if contender == "jaxnets":  # init, a warm-up chunk and the timed one (3 evaluations); again with 1-step chunks
@@ -207,6 +234,14 @@ def estimate_seconds(wl: Workload, contender: str, n: int, steps: int, cfg: Conf
         return min(step * steps, max(cfg.target_s, 5 * step))
     # one-at-a-time: time-boxed, at least two models of at least LOOP_MIN_STEPS steps
     return max(cfg.target_s, min(n, 2) * step * max(steps, LOOP_MIN_STEPS))
+
+
+def _not_implemented(wl: Workload, contender: str) -> str:
+    """Why ``contender`` skips ``wl`` (which does not run it, :meth:`Workload.runs`)."""
+    if wl.contenders is not None:
+        return f"not implemented: {wl.name} runs only {', '.join(wl.contenders)}"
+    named = [w.name for w in WORKLOADS.values() if w.contenders is not None and contender in w.contenders]
+    return f"not implemented: {contender} runs only {', '.join(named)}"
 
 
 @dataclasses.dataclass
@@ -224,8 +259,8 @@ def make_plan(cfg: Config, accelerator: bool, peak_gflops: float, memory_bytes: 
 
     A record is skipped when the contender does not implement the workload (:meth:`Workload.runs`), when
     its estimated memory exceeds ``cfg.memory_fraction`` of what is available
-    (except jaxnets when ``engine_splits``: the engine then trains an oversized group in chunks of variants
-    that fit) or its estimated time exceeds ``cfg.max_record_s``.
+    (except the engine's contenders, :data:`ENGINE_CONTENDERS`, when ``engine_splits``: the engine then trains
+    an oversized group in chunks of variants that fit) or its estimated time exceeds ``cfg.max_record_s``.
     """
     ns = tuple(cfg.ns) if cfg.ns else (ACCELERATOR_NS if accelerator else CPU_NS)
     if cfg.repeats < 1:
@@ -249,10 +284,11 @@ def make_plan(cfg: Config, accelerator: bool, peak_gflops: float, memory_bytes: 
                     steps = cfg.jaxnets_min_steps if longer <= cfg.max_record_s else planned
                 est = estimate_seconds(wl, c, n, steps, cfg, peak, on_acc)
                 if not wl.runs(c):
-                    why = f"not implemented: {w} runs only {', '.join(wl.contenders or ())}"
+                    why = _not_implemented(wl, c)
                 elif c in TORCH_CONTENDERS and not torch_ok:
                     why = "torch not installed (pip install -e '.[bench]')"
-                elif mem is not None and need > cfg.memory_fraction * mem and not (c == "jaxnets" and engine_splits):
+                elif (mem is not None and need > cfg.memory_fraction * mem
+                      and not (c in ENGINE_CONTENDERS and engine_splits)):
                     why = (f"memory: needs about {need / 2**30:.1f} GiB; {cfg.memory_fraction:.0%} of the "
                            f"available {mem / 2**30:.1f} GiB is the limit")
                 elif est > cfg.max_record_s:
@@ -262,7 +298,8 @@ def make_plan(cfg: Config, accelerator: bool, peak_gflops: float, memory_bytes: 
                 if why:
                     skipped.append({**base, "reason": why})
                     continue
-                compile_guess = {"jaxnets": 7.0, "jax_loop": 1.5, "jax_scan": 1.5, "jax_vmap": 2.0}.get(c, 0.3)
+                compile_guess = {"jaxnets": 7.0, "jax_loop": 1.5, "jax_scan": 1.5, "jax_vmap": 2.0,
+                                 "jaxnets_mixed": 0.0, "jaxnets_split": 0.0}.get(c, 0.3)  # in est for these
                 startup = 2.0 if _fresh_process({"task": "record", "contender": c}, mode) else 0.0
                 calls = 2 if (c == "jaxnets" and cfg.subtract_eval) else 1
                 total += cfg.repeats * (startup + calls * compile_guess / 2 + est)
@@ -279,8 +316,9 @@ def median_record(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
     The sample whose ``model_steps_per_s`` is the median (the lower middle one for an even count), with
     ``compile_s`` the median of the rounds' compile times (the lower middle one likewise); ``repeats`` (the
-    count) and ``samples`` (each round's ``model_steps_per_s``, ``compile_s``, ``timed_s`` and, for jaxnets,
-    ``n_blocks``, in run order) are added. One sample is returned as it is, with ``repeats`` = 1.
+    count) and ``samples`` (each round's ``model_steps_per_s``, ``compile_s``, ``timed_s`` and, for the
+    engine's contenders, ``n_blocks``, and ``wall_s`` for ``jaxnets_mixed`` / ``jaxnets_split``, in run
+    order) are added. One sample is returned as it is, with ``repeats`` = 1.
     """
     if not samples:
         raise ValueError("median_record needs at least one sample")
@@ -289,7 +327,7 @@ def median_record(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     by_rate = sorted(samples, key=lambda r: r["model_steps_per_s"])
     mid = (len(samples) - 1) // 2
     compile_s = sorted(r["compile_s"] for r in samples)[mid]
-    kept = ("model_steps_per_s", "compile_s", "timed_s", "n_blocks")
+    kept = ("model_steps_per_s", "compile_s", "timed_s", "n_blocks", "wall_s")
     return {**by_rate[mid], "compile_s": compile_s, "repeats": len(samples),
             "samples": [{k: r[k] for k in kept if k in r} for r in samples]}
 
@@ -366,6 +404,9 @@ def run(cfg: Config, log: Callable[[str], None] = _log, dry_run: bool = False) -
             continue
         samples.setdefault((w, c, n), []).append(rec)
         extra = f"  (timed {rec['n_timed']} of {n} models)" if rec.get("extrapolated") else ""
+        if "wall_s" in rec:  # jaxnets_mixed / jaxnets_split: the rate is wall-inclusive
+            extra += (f"  wall {rec['wall_s']:.2f} s, {rec['n_programs']} program(s), auto "
+                      f"{'mixes' if rec['auto_mixes'] else 'splits'}")
         log(f"  {w:16s} N={n:<6d} {c:11s} {rec['model_steps_per_s']:12,.0f} model-steps/s  "
             f"compile {rec['compile_s']:5.2f} s  steps {rec['steps']}{extra}{round_}")
     records = [median_record(recs) for recs in samples.values()]

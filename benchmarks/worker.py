@@ -1,10 +1,12 @@
 """Run one benchmark task; by default in a fresh process (``python -m benchmarks.worker TASK.json OUT.json``).
 
 Tasks: ``{"task": "info"}``, ``{"task": "peak", "quick": bool}``, and ``{"task": "record", "workload",
-"contender", "n", "steps", "target_s"}``. A record's ``peak_rss_mb`` is the worker process's peak resident
-set size (``VmHWM``; see :func:`_rss_mb`), so with one process per record it is that record's peak,
-libraries included; ``baseline_rss_mb`` is the same figure just before the contender started (interpreter,
-JAX / PyTorch and the data loaded), so ``peak_rss_mb - baseline_rss_mb`` is what the training itself added.
+"contender", "n", "steps", "target_s"}`` (a contender runs as ``run_<contender>`` of
+:mod:`benchmarks.torch_contenders` or :mod:`benchmarks.jax_contenders`). A record's ``peak_rss_mb`` is the
+worker process's peak resident set size (``VmHWM``; see :func:`_rss_mb`), so with one process per record it
+is that record's peak, libraries included; ``baseline_rss_mb`` is the same figure just before the contender
+started (interpreter, JAX / PyTorch and the data loaded), so ``peak_rss_mb - baseline_rss_mb`` is what the
+training itself added.
 On an accelerator ``peak_device_mb`` is the device allocator's peak.
 """
 
@@ -16,7 +18,12 @@ import sys
 import time
 from typing import Any
 
-CONTENDERS: tuple[str, ...] = ("jaxnets", "jax_loop", "jax_scan", "jax_vmap", "torch_loop", "torch_func")
+from benchmarks.workloads import ARCHITECTURE_CONTENDERS
+
+#: Every contender; ``jaxnets_mixed`` and ``jaxnets_split`` (:data:`ARCHITECTURE_CONTENDERS`) run only the
+#: workloads that name them (``digits_mlp_archs``).
+CONTENDERS: tuple[str, ...] = ("jaxnets", "jax_loop", "jax_scan", "jax_vmap", "torch_loop", "torch_func",
+                               *ARCHITECTURE_CONTENDERS)
 TORCH_CONTENDERS: tuple[str, ...] = ("torch_loop", "torch_func")
 
 

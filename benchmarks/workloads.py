@@ -21,16 +21,30 @@ still counted, by convention). So::
 
 Elementwise work (activations, loss, Adam, sampling) is not counted: it is the same for every contender,
 and counting it would flatter the small models.
+
+A workload whose variants have different architectures (``hiddens``, ``digits_mlp_archs``) counts the **mean**
+over its architectures, each weighted equally (MACs, parameters, saved activations, hence FLOPs and memory):
+the mean over the variants whenever N is a multiple of ``len(activations) * len(hiddens)`` (16 for
+``digits_mlp_archs``, whose mean is 4,912 MACs per example and 5,000 parameters). That is the real work of
+the N networks, whichever way they are trained: the mixed program computes its padded architecture
+(``hidden``; 12,928 MACs for ``digits_mlp_archs``, 2.6x the mean) and its model-steps/s still counts each
+variant's own network.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from typing import Any
 
 WORKLOAD_NAMES: tuple[str, ...] = ("wine_mlp", "wine_mlp_9act", "digits_mlp", "digits_mlp_wide", "digits_cnn",
-                                   "adding_lstm", "user_cnn", "iris_mlp_65k")
+                                   "adding_lstm", "user_cnn", "iris_mlp_65k", "digits_mlp_archs")
+
+#: Contenders that only run a workload which names them in ``Workload.contenders`` (a workload with
+#: ``contenders = None`` runs every contender but these): one ``engine.train`` call with
+#: ``mix_architectures`` True / False, which only means something for variants of different architectures.
+ARCHITECTURE_CONTENDERS: tuple[str, ...] = ("jaxnets_mixed", "jaxnets_split")
 
 #: The nine activations of ``wine_mlp_9act``, in the order of ``jaxnets.activations.NAMES`` (their ids); a
 #: copy, so planning a run imports no JAX. ``tests/test_benchmarks.py`` checks that it matches.
@@ -55,7 +69,14 @@ class Workload:
     ``engine.train(..., model=factory)`` and the one-at-a-time contenders call with ``hp=None`` (so the
     model must not read ``hp``). Its variants differ by seed and, with ``learning_rates``, by learning rate
     (variant ``i``: ``learning_rates[i % len(learning_rates)]``); ``contenders`` lists the contenders that
-    implement the workload (``None``: every one), the suite skips the others.
+    implement the workload (``None``: every one but :data:`ARCHITECTURE_CONTENDERS`), the suite skips the
+    others.
+
+    With ``hiddens`` (built-in MLPs only), variant ``i`` also has its own hidden layer sizes,
+    ``hiddens[(i // len(activations)) % len(hiddens)]`` (the initializer index then counts in whole cycles of
+    activations and architectures); ``hidden`` is then the padded architecture that ONE program mixing them
+    computes (:func:`jaxnets.architectures.padded`) and the analytic counts are the mean over ``hiddens``
+    (see the module docstring).
     """
 
     name: str
@@ -79,6 +100,7 @@ class Workload:
     learning_rates: tuple[float, ...] = ()
     contenders: tuple[str, ...] | None = None
     optimizer: str = "adam"  # "adam" (every contender) or "sgd" (jaxnets and jax_vmap)
+    hiddens: tuple[tuple[int, ...], ...] = ()  # per-variant hidden lists (see the class docstring)
 
     # -- variants -----------------------------------------------------------------------------------
     def jaxnets_variant(self, i: int) -> dict[str, Any]:
@@ -88,14 +110,17 @@ class Workload:
           i: the variant's index, 0-based.
 
         Returns:
-          ``{"activation", "init", "seed"}``, and ``"learning_rate"`` when the workload sets
-          ``learning_rates``.
+          ``{"activation", "init", "seed"}``, ``"hidden"`` when the workload sets ``hiddens`` and
+          ``"learning_rate"`` when it sets ``learning_rates``.
         """
+        cycle = len(self.activations) * max(1, len(self.hiddens))
         v: dict[str, Any] = {
             "activation": self.activations[i % len(self.activations)],
-            "init": self.inits[(i // len(self.activations)) % len(self.inits)],
+            "init": self.inits[(i // cycle) % len(self.inits)],
             "seed": i,
         }
+        if self.hiddens:
+            v["hidden"] = self.hiddens[(i // len(self.activations)) % len(self.hiddens)]
         if self.learning_rates:
             v["learning_rate"] = self.learning_rates[i % len(self.learning_rates)]
         return v
@@ -123,7 +148,8 @@ class Workload:
         """The ``n`` variants as :func:`jaxnets.engine.train` rows (one static group). For a user's model
         (``model``) only the seed, the learning rate and the training settings: the factory builds the
         model (train with ``model=`` :meth:`factory`). Minibatches are drawn with replacement
-        (``sampling = "replacement"``), as every contender draws them: the same work and the same numbers."""
+        (``sampling = "replacement"``), as every contender draws them: the same work and the same numbers.
+        With ``hiddens``, each row's ``hidden`` is its variant's own (:meth:`jaxnets_variant`)."""
         if self.model is not None:
             static = {"optimizer": self.optimizer, "batch_size": self.batch_size, "steps": steps,
                       "eval_every": eval_every, "sampling": "replacement"}
@@ -134,6 +160,14 @@ class Workload:
             "learning_rate": self.learning_rate, "sampling": "replacement",
         }
         return [{**static, **self.jaxnets_variant(i)} for i in range(n)]
+
+    def n_architectures(self, n: int) -> int:
+        """How many distinct ``hidden`` lists the first ``n`` variants have (1 without ``hiddens``): the static
+        groups, hence compiled programs, of ``n`` variants trained without mixing architectures."""
+        if not self.hiddens:
+            return 1
+        cycle = len(self.activations) * len(self.hiddens)
+        return len({self.jaxnets_variant(i)["hidden"] for i in range(min(n, cycle))})
 
     def learning_rate_of(self, i: int) -> float:
         """Variant ``i``'s learning rate."""
@@ -149,20 +183,25 @@ class Workload:
         return getattr(importlib.import_module(module), name)
 
     def runs(self, contender: str) -> bool:
-        """Whether ``contender`` implements this workload."""
-        return self.contenders is None or contender in self.contenders
+        """Whether ``contender`` implements this workload: one it names in ``contenders``; with ``contenders =
+        None``, every contender but :data:`ARCHITECTURE_CONTENDERS`."""
+        if self.contenders is None:
+            return contender not in ARCHITECTURE_CONTENDERS
+        return contender in self.contenders
 
     # -- analytic counts ----------------------------------------------------------------------------
-    def _layers(self) -> list[tuple[str, dict[str, int]]]:
-        """The layers with the sizes that matter for FLOPs / parameters / activations (one example)."""
+    def _layers(self, hidden: tuple[int, ...] | None = None) -> list[tuple[str, dict[str, int]]]:
+        """The layers with the sizes that matter for FLOPs / parameters / activations (one example), for the
+        hidden sizes ``hidden`` (default: the workload's ``hidden``)."""
+        hidden = self.hidden if hidden is None else hidden
         out: list[tuple[str, dict[str, int]]] = []
         if self.kind == "mlp":
-            sizes = [math.prod(self.input_shape), *self.hidden, self.output_dim]
+            sizes = [math.prod(self.input_shape), *hidden, self.output_dim]
             for a, b in zip(sizes[:-1], sizes[1:], strict=True):
                 out.append(("dense", {"d_in": a, "d_out": b}))
         elif self.kind == "cnn":
             h, w, c = self.input_shape
-            for ch in self.hidden:
+            for ch in hidden:
                 out.append(("conv", {"h": h, "w": w, "c_in": c, "c_out": ch, "k": self.kernel_size}))
                 c = ch
                 if min(h, w) >= 2:
@@ -173,7 +212,7 @@ class Workload:
         elif self.kind == "rnn":
             t, f = self.input_shape
             gates = {"lstm": 4, "gru": 3, "simple": 1}[self.cell]
-            for hdim in self.hidden:
+            for hdim in hidden:
                 out.append(("rnn", {"t": t, "f": f, "h": hdim, "gates": gates}))
                 f = hdim
             out.append(("dense", {"d_in": f, "d_out": self.output_dim}))
@@ -181,10 +220,16 @@ class Workload:
             raise ValueError(self.kind)
         return out
 
-    def macs_per_example(self) -> int:
-        """Forward multiply-adds for one example (see the module docstring)."""
+    def _mean(self, count: Callable[[list[tuple[str, dict[str, int]]]], int]) -> float:
+        """``count(layers)`` of the workload's model; with ``hiddens``, the mean over its architectures."""
+        if not self.hiddens:
+            return count(self._layers())
+        return sum(count(self._layers(h)) for h in self.hiddens) / len(self.hiddens)
+
+    @staticmethod
+    def _macs(layers: list[tuple[str, dict[str, int]]]) -> int:
         total = 0
-        for kind, s in self._layers():
+        for kind, s in layers:
             if kind == "dense":
                 total += s["d_in"] * s["d_out"]
             elif kind == "conv":
@@ -193,14 +238,24 @@ class Workload:
                 total += s["t"] * s["gates"] * s["h"] * (s["f"] + s["h"])
         return total
 
+    def macs_per_example(self) -> float:
+        """Forward multiply-adds for one example (see the module docstring); with ``hiddens``, the mean over
+        the architectures (an int otherwise)."""
+        return self._mean(self._macs)
+
+    def padded_macs_per_example(self) -> int:
+        """Forward multiply-adds for one example of ``hidden``: with ``hiddens``, what ONE program mixing the
+        architectures computes per variant (its padded architecture); otherwise :meth:`macs_per_example`."""
+        return self._macs(self._layers())
+
     def flops_per_model_step(self) -> float:
         """FLOPs of one training step of one model: ``3 * 2 * batch_size * MACs_per_example``."""
         return 6.0 * self.batch_size * self.macs_per_example()
 
-    def param_count(self) -> int:
-        """Trainable parameters of one model (weights + biases)."""
+    @staticmethod
+    def _params(layers: list[tuple[str, dict[str, int]]]) -> int:
         total = 0
-        for kind, s in self._layers():
+        for kind, s in layers:
             if kind == "dense":
                 total += s["d_in"] * s["d_out"] + s["d_out"]
             elif kind == "conv":
@@ -209,10 +264,14 @@ class Workload:
                 total += s["gates"] * s["h"] * (s["f"] + s["h"] + 1)
         return total
 
-    def activation_floats_per_example(self) -> int:
-        """Values one example's forward pass keeps for the backward pass (layer outputs, pre-activations)."""
+    def param_count(self) -> float:
+        """Trainable parameters of one model (weights + biases); with ``hiddens``, the mean over the
+        architectures (an int otherwise)."""
+        return self._mean(self._params)
+
+    def _saved(self, layers: list[tuple[str, dict[str, int]]]) -> int:
         total = 0
-        for kind, s in self._layers():
+        for kind, s in layers:
             if kind == "dense":
                 total += 2 * s["d_out"]
             elif kind == "conv":
@@ -221,10 +280,16 @@ class Workload:
                 total += s["t"] * (2 * s["gates"] + 3) * s["h"]
         return total + math.prod(self.input_shape)
 
+    def activation_floats_per_example(self) -> float:
+        """Values one example's forward pass keeps for the backward pass (layer outputs, pre-activations); with
+        ``hiddens``, the mean over the architectures (an int otherwise)."""
+        return self._mean(self._saved)
+
     def train_bytes_per_model(self) -> float:
         """Rough peak training memory of one model in float32: parameters, gradients, Adam's two moments,
         the update and the new parameters (6 copies), plus the batch's saved activations (x3 for
-        pre-activations, their gradients and temporaries). Used only to skip what cannot fit."""
+        pre-activations, their gradients and temporaries); with ``hiddens``, of the mean architecture. Used only
+        to skip what cannot fit."""
         return 4.0 * (6 * self.param_count() + 3 * self.batch_size * self.activation_floats_per_example())
 
 
@@ -290,6 +355,18 @@ WORKLOADS: dict[str, Workload] = {
             dataset="iris", dataset_options=(), kind="mlp", hidden=(8, 8), batch_size=32, input_shape=(4,),
             output_dim=3, n_val=30, activations=("tanh",), inits=("glorot_uniform",), learning_rate=0.1,
             optimizer="sgd", contenders=("jaxnets", "jax_vmap"),
+        ),
+        Workload(
+            name="digits_mlp_archs",
+            description="digits, MLPs of eight architectures (variant i: hidden "
+                        "[16], [32], [64], [16, 16], [32, 32], [64, 64], [32, 32, 32] or [64, 64, 64] for (i div 2) "
+                        "mod 8, relu / tanh for i mod 2, he_normal, seed i), batch 128: ONE engine.train call "
+                        "mixing the architectures in one program (jaxnets_mixed) or one program per architecture "
+                        "(jaxnets_split), wall time with compilation; counts: the mean of the architectures",
+            dataset="digits", dataset_options=(), kind="mlp", hidden=(64, 64, 64), batch_size=128,
+            input_shape=(64,), output_dim=10, n_val=359, inits=("he_normal",),
+            hiddens=((16,), (32,), (64,), (16, 16), (32, 32), (64, 64), (32, 32, 32), (64, 64, 64)),
+            contenders=ARCHITECTURE_CONTENDERS,
         ),
     )
 }

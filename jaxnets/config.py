@@ -24,7 +24,7 @@ The file format is a public contract (see the README)::
     batch = 16                 # bayesian: variants per round (one compiled program per round)
     metric = "val_loss"        # val_loss | best_val_loss | train_loss | val_accuracy (+ final_* spellings)
     goal = "min"               # min | max (default: max for val_accuracy, min otherwise)
-    mix_architectures = "auto" # "auto" | true | false: MLP hidden lists in one padded program (README)
+    mix_architectures = "auto" # "auto" | true | false: hidden sizes in one padded program (README)
     [sweep.axes]               # any [model] / [train] key, or "seed" (the variants' training seed)
     activation = ["sigmoid", "tanh", "relu"]
     learning_rate = { low = 1e-4, high = 1e-1, log = true }

@@ -20,7 +20,7 @@ across variants with one line each:
   padded one, ``init(key, shape, fan_in, fan_out)`` with traced sizes (with
   :class:`jaxnets.models.MaskedDense`: one program for several widths, :mod:`jaxnets.architectures`).
 
-In a built-in MLP group that mixes architectures, ``hp["widths"]`` is the variant's own layer sizes (int32
+In a built-in model group that mixes architectures, ``hp["widths"]`` is the variant's own layer sizes (int32
 [L], 0 past its depth) and ``hp["hidden"]`` the padded architecture.
 
 Example (linen)::

@@ -253,9 +253,34 @@ _EMBEDDED: dict[str, tuple[str, tuple[float, str] | None]] = {
 EmbeddedInitializer = Callable[..., jax.Array]
 
 
-def _embedded_one(name: str, key: jax.Array, shape: tuple[int, int], fan_in: jax.Array, fan_out: jax.Array,
-                  dtype: Any) -> jax.Array:
-    """Initializer ``name`` (gain 1) of a ``[fan_in, fan_out]`` kernel placed in the top-left corner of ``shape``."""
+def _real_index(shape: tuple[int, ...], real_in: jax.Array, real_out: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """For each entry of a padded kernel ``shape`` ``(..., I, O)``: whether it lies in the real kernel
+    ``(..., real_in, real_out)`` and its flat index there (row-major; 0 outside)."""
+    lead = (1,) * (len(shape) - 2)
+    p = jnp.arange(math.prod(shape[:-2])).reshape(shape[:-2] + (1, 1))
+    r = jnp.arange(shape[-2]).reshape(lead + (shape[-2], 1))
+    c = jnp.arange(shape[-1]).reshape(lead + (1, shape[-1]))
+    inside = jnp.broadcast_to((r < real_in) & (c < real_out), shape)
+    flat = (p * jnp.maximum(real_in, 1) + r) * jnp.maximum(real_out, 1) + c
+    return inside, jnp.where(inside, flat, 0)
+
+
+def _embedded_one(name: str, key: jax.Array, shape: tuple[int, ...], fan_in: jax.Array, fan_out: jax.Array,
+                  dtype: Any, row_groups: int = 1) -> jax.Array:
+    """Initializer ``name`` (gain 1) of a real kernel ``shape[:-2] + (fan_in, fan_out)`` placed in the corner of
+    ``shape``; with ``row_groups`` > 1, ``shape`` is 2-D and its rows are that many blocks of equal size,
+    the first ``fan_in`` rows of each real (see :func:`embedded`)."""
+    if row_groups > 1:
+        shape2 = shape
+        grouped = (row_groups, shape[0] // row_groups, shape[1])
+        return _embedded_grouped(name, key, grouped, fan_in, fan_out, dtype).reshape(shape2)
+    return _embedded_grouped(name, key, shape, fan_in, fan_out, dtype, out_receptive=True)
+
+
+def _embedded_grouped(name: str, key: jax.Array, shape: tuple[int, ...], fan_in: jax.Array, fan_out: jax.Array,
+                      dtype: Any, out_receptive: bool = False) -> jax.Array:
+    """:func:`_embedded_one` of ``shape`` (..., I, O); the fan-out counts the leading axes (a convolution's
+    receptive field) when ``out_receptive``, else not (a 2-D kernel whose rows were grouped)."""
     draw, scaling = _EMBEDDED[name]
     if draw == "zeros":
         return jnp.zeros(shape, dtype)
@@ -266,12 +291,13 @@ def _embedded_one(name: str, key: jax.Array, shape: tuple[int, int], fan_in: jax
             "truncated_normal": lambda: jax.random.truncated_normal(key, -2, 2, (n,), dtype),
             "normal": lambda: jax.random.normal(key, (n,), dtype)}[draw]()
     real_in, real_out = jnp.asarray(fan_in, jnp.int32), jnp.asarray(fan_out, jnp.int32)
-    fi, fo = jnp.maximum(real_in, 1), jnp.maximum(real_out, 1)  # an empty layer: zeros, a finite variance
-    r, c = jnp.arange(shape[0])[:, None], jnp.arange(shape[1])[None, :]
-    inside = (r < real_in) & (c < real_out)
-    # entry (r, c) of a [fan_in, fan_out] draw is the flat draw's entry r * fan_out + c (threefry draws
-    # elementwise by flat index), so the real block holds exactly the values of a draw at the real shape
-    w = jnp.where(inside, unit[jnp.where(inside, r * fo + c, 0)], 0)
+    receptive = math.prod(shape[:-2])
+    # an empty layer: zeros, a finite variance
+    fi, fo = receptive * jnp.maximum(real_in, 1), (receptive if out_receptive else 1) * jnp.maximum(real_out, 1)
+    # entry i of the real kernel's draw is the flat draw's entry i (threefry draws elementwise by flat index),
+    # so the real block holds exactly the values of a draw at the real shape
+    inside, flat = _real_index(shape, real_in, real_out)
+    w = jnp.where(inside, unit[flat], 0)
     if scaling is None:
         return w * jnp.asarray(1e-2, dtype)
     scale, mode = scaling
@@ -282,23 +308,28 @@ def _embedded_one(name: str, key: jax.Array, shape: tuple[int, int], fan_in: jax
     return w * (jnp.sqrt(variance) / jnp.array(TRUNCATED_NORMAL_STD, dtype))
 
 
-def _embedded_orthogonal(key: jax.Array, shape: tuple[int, int], fan_in: jax.Array, fan_out: jax.Array,
+def _embedded_orthogonal(key: jax.Array, shape: tuple[int, ...], fan_in: jax.Array, fan_out: jax.Array,
                          dtype: Any) -> jax.Array:
-    """``orthogonal`` of a ``[fan_in, fan_out]`` kernel in the corner of ``shape``: the same Gaussian matrix
-    ``jax.nn.initializers.orthogonal`` draws (``[max, min]`` of the fans), zero-padded to a square, then one QR.
-    Householder reflections of a zero-padded matrix never touch the padding, so the real block's ``Q`` is the
-    real matrix's (to float32 rounding); the rest is masked to zero."""
+    """``orthogonal`` of a real kernel ``shape[:-2] + (fan_in, fan_out)`` in the corner of ``shape``: the same
+    Gaussian matrix ``jax.nn.initializers.orthogonal`` draws for it (``[max, min]`` of its rows
+    ``prod(shape[:-2]) * fan_in`` and columns ``fan_out``), zero-padded to a square, then one QR. Householder
+    reflections of a zero-padded matrix never touch the padding, so the real block's ``Q`` is the real
+    matrix's (to float32 rounding); the rest is masked to zero."""
     fi, fo = jnp.asarray(fan_in, jnp.int32), jnp.asarray(fan_out, jnp.int32)
-    size = max(shape)
+    receptive = math.prod(shape[:-2])
+    real_rows = receptive * fi
+    size = max(receptive * shape[-2], shape[-1])
     g = jax.random.normal(key, (math.prod(shape),), dtype)
-    tall = fi >= fo
-    rows, cols = jnp.where(tall, fi, fo), jnp.maximum(jnp.where(tall, fo, fi), 1)
+    tall = real_rows >= fo
+    rows, cols = jnp.where(tall, real_rows, fo), jnp.maximum(jnp.where(tall, fo, real_rows), 1)
     r, c = jnp.arange(size)[:, None], jnp.arange(size)[None, :]
     inside = (r < rows) & (c < cols)
     q, upper = jnp.linalg.qr(jnp.where(inside, g[jnp.where(inside, r * cols + c, 0)], 0))
     q = q * jnp.sign(jnp.diag(upper))[None, :]
-    q = jnp.where(tall, q, q.T)[: shape[0], : shape[1]]
-    return jnp.where((r[: shape[0]] < fi) & (c[:, : shape[1]] < fo), q, 0)
+    q = jnp.where(tall, q, q.T)  # [real_rows, fo] in the corner
+    inside, flat = _real_index(shape, fi, fo)
+    row, col = flat // jnp.maximum(fo, 1), flat % jnp.maximum(fo, 1)
+    return jnp.where(inside, q[row, col], 0).astype(dtype)
 
 
 def embedded(i: int | jax.Array, scale: float | jax.Array = 1.0, names: Sequence[str] = NAMES
@@ -307,9 +338,14 @@ def embedded(i: int | jax.Array, scale: float | jax.Array = 1.0, names: Sequence
 
     ``init(key, shape, fan_in, fan_out, dtype=jnp.float32)`` -> [*shape] (2-D): the top-left
     ``[fan_in, fan_out]`` block holds what ``by_index(i, scale, names)(key, (fan_in, fan_out))`` draws, entry
-    for entry (to float32 rounding of the traced scale factor), the rest is zero. ``fan_in`` / ``fan_out``
-    may be traced ints (a variant's own layer sizes, :mod:`jaxnets.architectures`): the variance follows
-    the real layer, never the padded shape.
+    for entry (to float32 rounding of the traced scale factor), the rest is zero. A kernel of more axes (a
+    convolution's ``[kh, kw, in, out]``) takes ``fan_in`` / ``fan_out`` as the real sizes of its LAST TWO
+    axes: its entries ``[..., :fan_in, :fan_out]`` hold the draw at shape ``shape[:-2] + (fan_in, fan_out)``
+    (fans times the receptive field, as ``jax.nn.initializers`` counts them). ``row_groups=G`` (a 2-D kernel
+    that reads a flattened map of G positions, e.g. a CNN's first dense layer): the rows are G blocks of
+    ``shape[0] // G``, the first ``fan_in`` of each real; the real kernel is ``[G * fan_in, fan_out]``.
+    ``fan_in`` / ``fan_out`` may be traced ints (a variant's own layer sizes, :mod:`jaxnets.architectures`):
+    the variance follows the real layer, never the padded shape.
 
     ``orthogonal`` draws the same Gaussian matrix as the real shape's and takes one QR of it zero-padded to a
     square: the real block is orthogonal (the real shape's ``Q`` to float32 rounding), the rest zero.
@@ -327,13 +363,16 @@ def embedded(i: int | jax.Array, scale: float | jax.Array = 1.0, names: Sequence
         raise ValueError(f"initializer(s) {bad} have no embedded form (a variant's own matrix inside a padded one)")
     branches = [functools.partial(_embedded_one, n) for n in names]
 
-    def init(key: jax.Array, shape: Sequence[int], fan_in: Any, fan_out: Any, dtype=jnp.float32) -> jax.Array:
+    def init(key: jax.Array, shape: Sequence[int], fan_in: Any, fan_out: Any, dtype=jnp.float32, *,
+             row_groups: int = 1) -> jax.Array:
         shape = tuple(shape)
+        if row_groups > 1 and (len(shape) != 2 or shape[0] % row_groups):
+            raise ValueError(f"row_groups={row_groups} needs a 2-D kernel whose rows it divides, got {shape}")
         if len(branches) == 1:
-            w = branches[0](key, shape, fan_in, fan_out, dtype)
+            w = branches[0](key, shape, fan_in, fan_out, dtype, row_groups)
         else:
             w = jax.lax.switch(jnp.asarray(i, jnp.int32),
-                               [lambda k, a, b, f=f: f(k, shape, a, b, dtype) for f in branches],
+                               [lambda k, a, b, f=f: f(k, shape, a, b, dtype, row_groups) for f in branches],
                                key, jnp.asarray(fan_in), jnp.asarray(fan_out))
         return w * jnp.asarray(scale, w.dtype)
 

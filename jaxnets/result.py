@@ -185,11 +185,11 @@ class Result:
         """Parameters of variant ``i`` (a pytree without the variant axis): its own network's, so that
         ``engine.model(result.rows[i], ds).apply({"params": result.params(i)}, x)`` gives its outputs. A
         variant trained in a group that mixed architectures (:mod:`jaxnets.architectures`) gets its
-        parameters sliced from the padded ones (:func:`jaxnets.architectures.slice_mlp`)."""
+        parameters sliced from the padded ones (:func:`jaxnets.architectures.slice_params`)."""
         g, j = self._locate(i)
         params = jax.tree.map(lambda a: a[j], g.params)
         if getattr(g.spec, "mixed", False):
-            return architectures.slice_mlp(params, g.rows[j]["hidden"], g.layer_names)
+            return architectures.slice_params(g.spec.kind, params, g.rows[j]["hidden"], g.layer_names)
         return params
 
     def final(self, metric: str) -> np.ndarray:
@@ -218,7 +218,7 @@ class Result:
         """The entries of variant ``i``'s ``grad_norm`` history, input side first (parameter-tree paths)."""
         g, j = self._locate(i)
         if getattr(g.spec, "mixed", False):
-            return architectures.layer_names(g.rows[j]["hidden"], g.layer_names)
+            return architectures.layer_names(g.rows[j]["hidden"], g.layer_names, g.spec.kind)
         return list(g.layer_names)
 
     def predict(self, i: int, x: Any, *, standardized: bool = False) -> np.ndarray:

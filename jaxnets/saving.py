@@ -81,7 +81,7 @@ class SavedGroupView:
 
     @property
     def mixed(self) -> bool:
-        """Whether the group trained built-in MLPs of several ``hidden`` lists in one padded program
+        """Whether the group trained built-in models of several ``hidden`` lists in one padded program
         (:mod:`jaxnets.architectures`): its saved parameters are then the padded ones."""
         return self.saved.custom is None and len({tuple(r["hidden"]) for r in self.rows}) > 1
 
@@ -180,7 +180,7 @@ class Saved:
         g, j = self._locate(i)
         params = jax.tree.map(lambda a: a[j], g.params)
         if g.mixed:  # the variant's own network, sliced from the padded one
-            return architectures.slice_mlp(params, g.rows[j]["hidden"], sorted(params))
+            return architectures.slice_params(g.rows[j]["kind"], params, g.rows[j]["hidden"], sorted(params))
         return params
 
     def model_state(self, i: int) -> Any:

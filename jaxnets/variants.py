@@ -387,13 +387,13 @@ class Group:
 
 
 def _mixable(rows: Sequence[Mapping[str, Any]]) -> bool:
-    """Whether variants may mix architectures: the built-in MLP without normalization (LayerNorm statistics
-    would count the padding), every hidden list non-empty."""
-    return all(r["kind"] == "mlp" and r["norm"] == "none" and r["hidden"] for r in rows)
+    """Whether variants may mix architectures: a built-in MLP, RNN or CNN without normalization (its
+    statistics would count the padding), every hidden list non-empty."""
+    return all(r["kind"] in architectures.KINDS and r["norm"] == "none" and r["hidden"] for r in rows)
 
 
 def _buckets(rows: Sequence[Mapping[str, Any]], static_extra: tuple[str, ...], mix: str | bool,
-             dims: tuple[int, int] | None) -> list[tuple[list[int], tuple[tuple[int, ...], ...]]]:
+             costs: architectures.Costs | None) -> list[tuple[list[int], tuple[tuple[int, ...], ...]]]:
     """Variants by static key: ``(indices, architectures)`` per group, ``architectures`` non-empty where a
     bucket of variants differing only in ``hidden`` mixes (see :mod:`jaxnets.architectures`)."""
     keys = STATIC_KEYS + static_extra
@@ -405,13 +405,14 @@ def _buckets(rows: Sequence[Mapping[str, Any]], static_extra: tuple[str, ...], m
     h = keys.index("hidden")
     loose: dict[tuple, list[tuple]] = {}
     for key in exact:
-        loose.setdefault(key[:h] + key[h + 1:], []).append(key)
+        kind = rows[exact[key][0]]["kind"]
+        loose.setdefault(key[:h] + key[h + 1:] + architectures.mix_key(kind, key[h]), []).append(key)
     out: dict[tuple, tuple[list[int], tuple]] = {}
     for members in loose.values():
         idx = sorted(i for key in members for i in exact[key])
         hiddens = [key[h] for key in members]
         eligible = len(members) > 1 and _mixable([rows[i] for i in idx])
-        if eligible and (mix is True or architectures.worth_mixing([rows[i]["hidden"] for i in idx], *dims)):
+        if eligible and (mix is True or architectures.worth_mixing([rows[i] for i in idx], costs)):
             out[members[0]] = (idx, tuple(hiddens))
         else:
             out |= {key: (exact[key], ()) for key in members}
@@ -419,31 +420,32 @@ def _buckets(rows: Sequence[Mapping[str, Any]], static_extra: tuple[str, ...], m
 
 
 def group(rows: Sequence[Mapping[str, Any]], extra_keys: Mapping[str, str] | None = None, *,
-          mix: str | bool = False, dims: tuple[int, int] | None = None) -> list[Group]:
+          mix: str | bool = False, costs: architectures.Costs | None = None) -> list[Group]:
     """Split normalized rows into static groups (static keys and declared static user keys), in order of
     first appearance.
 
     Args:
       rows: normalized rows (:func:`normalize`).
       extra_keys: declared user keys.
-      mix: ``mix_architectures`` (:mod:`jaxnets.architectures`): ``True`` puts built-in MLP variants whose
-        static keys differ only in ``hidden`` in one group at the padded architecture, ``"auto"`` does so when
+      mix: ``mix_architectures`` (:mod:`jaxnets.architectures`): ``True`` puts built-in MLP / RNN / CNN
+        variants whose static keys differ only in ``hidden`` (for a CNN: in channels, not in their number) in
+        one group at the padded architecture, ``"auto"`` does so when
         :func:`jaxnets.architectures.worth_mixing` says it pays, ``False`` never (the default here).
-      dims: the data's ``(input_dim, output_dim)``, for ``mix="auto"``.
+      costs: the call's :class:`jaxnets.architectures.Costs`, for ``mix="auto"``.
     """
     mix = architectures.check_mix(mix)
-    if mix == "auto" and dims is None:
-        raise ValueError("group(mix='auto') needs the data's dims=(input_dim, output_dim)")
+    if mix == "auto" and costs is None:
+        raise ValueError("group(mix='auto') needs the call's costs=architectures.Costs(...)")
     extra = dict(extra_keys or {})
     static_extra = tuple(k for k, kind in extra.items() if kind == "static")
     vmapped_extra = tuple(k for k, kind in extra.items() if kind == "vmapped")
     groups = []
-    for idx, archs in _buckets(rows, static_extra, mix, dims):
+    for idx, archs in _buckets(rows, static_extra, mix, costs):
         members = [rows[i] for i in idx]
         first = members[0]
         static = {k: first[k] for k in STATIC_KEYS}
         if archs:
-            static["hidden"] = architectures.padded(archs)
+            static["hidden"] = architectures.padded(archs, first["kind"])
         used = {r["activation"] for r in members}
         used_init = {r["init"] for r in members}
         spec = GroupSpec(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -38,21 +40,43 @@ def test_mix_true_makes_one_group_at_the_padded_shape():
     assert not variants_lib.group(rows[:1], mix=True)[0].spec.mixed  # one architecture: nothing to mix
 
 
-def test_auto_rule_follows_the_flops():
-    # 64 inputs, 10 outputs: [64] and [48] cost 4736 and 3552 MACs, padded 4736: 2 * 4736 <= 2 * 8288: mix
-    assert architectures.worth_mixing([(64,), (48,)], 64, 10)
-    assert len(variants_lib.group(_rows([[64], [48]]), mix="auto", dims=(64, 10))) == 1
-    # the grid of the issue wastes 2.6x: auto splits it
-    assert architectures.mlp_macs((64, 64, 64), 64, 10) == 64 * 64 * 3 + 64 * 10
-    assert not architectures.worth_mixing([tuple(h) for h in HIDDEN], 64, 10)
-    assert len(variants_lib.group(_rows(HIDDEN), mix="auto", dims=(64, 10))) == 8
-    with pytest.raises(ValueError, match="dims"):
-        variants_lib.group(_rows(HIDDEN), mix="auto")
+COSTS = architectures.Costs((64,), 10, n_val=359, n_eval_train=1024, compile_macs=4.5e10)
+
+
+def test_auto_rule_weighs_compilations_against_the_padding():
+    rows = _rows(HIDDEN * 4, steps=300)  # N = 32: 4 variants per architecture
+    mixed, split = architectures.plan_costs(rows, COSTS)
+    examples = 3 * 300 * 128 + 7 * (359 + 3 * 1024)  # 7 evaluations (every 50 steps and step 0)
+    own = sum(architectures.mlp_macs(h, 64, 10) for h in HIDDEN)
+    assert mixed == pytest.approx(4.5e10 + 32 * architectures.mlp_macs((64, 64, 64), 64, 10) * examples)
+    assert split == pytest.approx(8 * 4.5e10 + 4 * own * examples)
+    assert architectures.worth_mixing(rows, COSTS)  # short runs: 7 compilations saved outweigh the padding
+    assert len(variants_lib.group(rows, mix="auto", costs=COSTS)) == 1
+    long = _rows(HIDDEN * 16, steps=3000)  # N = 128, long: the padding (2.6x the real work) outweighs them
+    assert not architectures.worth_mixing(long, COSTS)
+    assert len(variants_lib.group(long, mix="auto", costs=COSTS)) == 8
+    free = dataclasses.replace(COSTS, compile_macs=0.0)  # compilations free: only equal work mixes
+    assert not architectures.worth_mixing(rows, free)
+    assert architectures.worth_mixing(_rows([[64], [64, 64]] * 2, kind="mlp"), COSTS)
+    with pytest.raises(ValueError, match="costs"):
+        variants_lib.group(rows, mix="auto")
+
+
+def test_macs_of_each_kind():
+    rnn = variants_lib.normalize({"kind": "rnn", "cell": "lstm", "hidden": [16, 8]}, 0, "mse")
+    assert architectures.macs(rnn, (8, 5), 10) == 8 * 4 * 16 * (5 + 16) + 8 * 4 * 8 * (16 + 8) + 8 * 10
+    assert architectures.macs(rnn, (8, 5), 10, many_to_many=True) == 8 * 4 * 16 * 21 + 8 * 4 * 8 * 24 + 8 * 8 * 10
+    cnn = variants_lib.normalize({"kind": "cnn", "hidden": [16, 32], "dense": [64]}, 0, "mse")
+    assert architectures.macs(cnn, (8, 8, 1), 10) == 64 * 9 * 16 + 16 * 9 * 16 * 32 + 4 * 32 * 64 + 64 * 10
+    assert architectures.padded([(8, 32), (16, 16)], "cnn") == (16, 32)
+    assert architectures.padded([(8, 32), (16,)], "rnn") == (32, 32)
 
 
 def test_only_eligible_variants_mix():
     assert len(variants_lib.group(_rows([[16], [32]], norm="layer"), mix=True)) == 2
-    assert len(variants_lib.group(_rows([[16], [32]], kind="cnn"), mix=True)) == 2
+    assert len(variants_lib.group(_rows([[8, 16], [16, 8]], kind="cnn"), mix=True)) == 1
+    assert len(variants_lib.group(_rows([[8, 16], [16]], kind="cnn"), mix=True)) == 2  # pooling: same depth only
+    assert len(variants_lib.group(_rows([[8, 16], [16]], kind="rnn"), mix=True)) == 1
     mixed = _rows([[16], [32]]) + _rows([[16], [32]], learning_rate=0.1, batch_size=64)
     assert [len(g.indices) for g in variants_lib.group(mixed, mix=True)] == [2, 2]
 
@@ -201,7 +225,7 @@ seed = [0, 1]
 """
 
 
-@pytest.mark.parametrize(("mix", "n_groups"), [("true", 1), ("false", 8), ('"auto"', 8)])
+@pytest.mark.parametrize(("mix", "n_groups"), [("true", 1), ("false", 8), ('"auto"', 1)])
 def test_plan_line_says_which_architectures_share_a_program(mix, n_groups, tmp_path, capsys):
     from jaxnets import cli
 

@@ -6,6 +6,7 @@ The suite's numbers are not checked here (they depend on the machine); ``make be
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -21,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # benchmarks/ is not an installed package; `python -m pytest` has it anyway
     sys.path.insert(0, str(ROOT))
 
-from benchmarks import CONTENDERS, RECORD_KEYS, WORKLOAD_NAMES, WORKLOADS, Config, run  # noqa: E402
+from benchmarks import CONTENDERS, RECORD_KEYS, WORKLOAD_NAMES, WORKLOADS, Config, report, run  # noqa: E402
 from benchmarks.__main__ import parse_args  # noqa: E402
 from benchmarks.report import speed_targets  # noqa: E402
 from benchmarks.suite import make_plan, median_record  # noqa: E402
@@ -41,9 +42,14 @@ def _flax_model(wl):
 
 @pytest.mark.parametrize("name", WORKLOAD_NAMES)
 def test_parameter_count_matches_the_flax_model(name):
+    """The analytic count is the Flax model's; for a workload of several architectures, their mean."""
     wl = WORKLOADS[name]
-    shapes = jax.eval_shape(_flax_model(wl).init, jax.random.key(0), jnp.zeros((1, *wl.input_shape)))
-    assert sum(math.prod(a.shape) for a in jax.tree.leaves(shapes)) == wl.param_count()
+    counts = []
+    for hidden in wl.hiddens or (wl.hidden,):
+        one = dataclasses.replace(wl, hidden=hidden, hiddens=())
+        shapes = jax.eval_shape(_flax_model(one).init, jax.random.key(0), jnp.zeros((1, *wl.input_shape)))
+        counts.append(sum(math.prod(a.shape) for a in jax.tree.leaves(shapes)))
+    assert sum(counts) / len(counts) == wl.param_count()
 
 
 def test_flop_formula():
@@ -195,6 +201,8 @@ def test_cli_flags():
     assert parse_args([])[0].isolate == "all" and parse_args(["--quick", "--in-process"])[0].isolate == "none"
     with pytest.raises(SystemExit):
         parse_args(["--workloads", "mnist"])
+    cfg, _ = parse_args(["--workloads", "digits_mlp_archs", "--contenders", "jaxnets_mixed,jaxnets_split"])
+    assert cfg.workloads == ("digits_mlp_archs",) and cfg.contenders == ("jaxnets_mixed", "jaxnets_split")
     cfg, _ = parse_args(["--workloads", "wine_mlp_9act", "--contenders", "jaxnets,jax_vmap"])
     assert cfg.workloads == ("wine_mlp_9act",) and cfg.contenders == ("jaxnets", "jax_vmap")
     assert cfg.repeats == 1 and parse_args(["--repeats", "3"])[0].repeats == 3
@@ -427,3 +435,154 @@ def test_tuning_ab_measures_one_field_off(monkeypatch):
     on, off = tuning.measure("wine_mlp", 2, None), tuning.measure("wine_mlp", 2, "block_bytes")
     assert on["field"] is None and off["field"] == "block_bytes"
     assert on["model_steps_per_s"] > 0 and off["model_steps_per_s"] > 0 and on["n_blocks"] == off["n_blocks"] == 1
+
+
+# --------------------------------------------------------------------------------------------------------
+# digits_mlp_archs (issue 27): one mixed program vs one program per architecture
+# --------------------------------------------------------------------------------------------------------
+
+ARCH_HIDDENS = ((16,), (32,), (64,), (16, 16), (32, 32), (64, 64), (32, 32, 32), (64, 64, 64))
+
+
+def _mlp_macs(hidden: tuple[int, ...]) -> int:
+    sizes = (64, *hidden, 10)
+    return sum(a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+
+
+def test_digits_mlp_archs_rows_and_counts():
+    """Variant i: hidden ARCH_HIDDENS[(i // 2) % 8], relu / tanh for i % 2, seed i, he_normal; 16 variants hold
+    the 8 architectures x 2 activations; the analytic counts are the mean of the architectures'."""
+    wl = WORKLOADS["digits_mlp_archs"]
+    assert wl.hiddens == ARCH_HIDDENS and wl.hidden == (64, 64, 64)  # the padded architecture
+    rows = wl.jaxnets_rows(40, steps=7, eval_every=7)
+    for i, r in enumerate(rows):
+        assert (r["hidden"], r["activation"], r["seed"], r["init"]) == (ARCH_HIDDENS[(i // 2) % 8],
+                                                                        ("relu", "tanh")[i % 2], i, "he_normal")
+        assert (r["kind"], r["batch_size"], r["learning_rate"], r["optimizer"], r["sampling"], r["steps"],
+                r["eval_every"]) == ("mlp", 128, 1e-3, "adam", "replacement", 7, 7)
+    assert {(r["hidden"], r["activation"]) for r in rows[:16]} == {(h, a) for h in ARCH_HIDDENS
+                                                                   for a in ("relu", "tanh")}
+    assert wl.variant(5) == wl.jaxnets_variant(5)  # no contender trains another mix
+    mean_macs = sum(_mlp_macs(h) for h in ARCH_HIDDENS) / 8
+    assert wl.macs_per_example() == mean_macs == 4912 and wl.padded_macs_per_example() == _mlp_macs((64, 64, 64))
+    assert wl.flops_per_model_step() == 6 * 128 * mean_macs
+    assert wl.param_count() == mean_macs + sum(sum(h) + 10 for h in ARCH_HIDDENS) / 8 == 5000
+    assert wl.activation_floats_per_example() == 64 + 2 * sum(sum(h) + 10 for h in ARCH_HIDDENS) / 8
+    assert [wl.n_architectures(n) for n in (1, 2, 8, 16, 1024)] == [1, 1, 4, 8, 8]
+    assert WORKLOADS["digits_mlp"].n_architectures(64) == 1
+    # only the two architecture contenders run it, and they run nothing else
+    assert [c for c in CONTENDERS if wl.runs(c)] == ["jaxnets_mixed", "jaxnets_split"]
+    assert not any(WORKLOADS[w].runs(c) for w in WORKLOAD_NAMES if w != wl.name
+                   for c in ("jaxnets_mixed", "jaxnets_split"))
+
+
+def test_digits_mlp_archs_plan():
+    """The plan runs the two contenders at the same steps, counts the split one's 8 compilations, and skips
+    every other contender (and these two elsewhere) with the reason."""
+    cfg = Config(workloads=("digits_mlp_archs", "wine_mlp"), ns=(32, 128))
+    plan = make_plan(cfg, False, 300.0, 8 * 2**30, True, False)
+    arch = [t for t in plan.tasks if t["workload"] == "digits_mlp_archs"]
+    assert [(t["n"], t["contender"]) for t in arch] == [(n, c) for n in (32, 128)
+                                                        for c in ("jaxnets_mixed", "jaxnets_split")]
+    assert all(len({t["steps"] for t in arch if t["n"] == n}) == 1 for n in (32, 128))
+    est = {(t["n"], t["contender"]): t["estimated_s"] for t in arch}
+    assert est[(32, "jaxnets_split")] > est[(32, "jaxnets_mixed")] and est[(32, "jaxnets_split")] >= 8 * 2.5
+    assert not any(t["contender"] in ("jaxnets_mixed", "jaxnets_split") for t in plan.tasks
+                   if t["workload"] == "wine_mlp")
+    skipped = {(s["workload"], s["contender"], s["n"]): s["reason"] for s in plan.skipped}
+    assert skipped[("digits_mlp_archs", "jaxnets", 32)].startswith("not implemented: digits_mlp_archs runs only")
+    assert skipped[("wine_mlp", "jaxnets_split", 128)] == "not implemented: jaxnets_split runs only digits_mlp_archs"
+
+
+def _arch_rec(contender: str, n: int, wall: float, compile_s: float, auto: bool | None) -> dict:
+    rec = {"workload": "digits_mlp_archs", "contender": contender, "n": n, "model_steps_per_s": n * 100 / wall,
+           "gflops": 1.0, "peak_fraction": 0.01, "compile_s": compile_s, "peak_rss_mb": 500.0, "steps": 100,
+           "n_timed": n, "extrapolated": False, "timed_s": wall, "wall_s": wall,
+           "n_programs": 1 if contender == "jaxnets_mixed" else 8}
+    return rec if auto is None else {**rec, "auto_mixes": auto}
+
+
+def _arch_recs(walls: dict[int, tuple[float, float]], auto: bool | None) -> list[dict]:
+    return [r for n, (mixed, split) in walls.items() for r in (_arch_rec("jaxnets_mixed", n, mixed, 4.0, auto),
+                                                               _arch_rec("jaxnets_split", n, split, 18.0, auto))]
+
+
+def test_architecture_targets_met_not_met_and_not_measured():
+    good = report.architecture_targets(_arch_recs({32: (5.0, 20.0), 128: (10.0, 25.0)}, auto=True))
+    assert [t["target"] for t in good] == [report.ARCH_SPEEDUP_TARGET, report.ARCH_AUTO_TARGET]
+    assert good[0]["target"] == "architectures mixed: >= 2x faster than split on 2 CPU cores (N=32, 128)"
+    assert good[1]["target"] == "auto picks the faster"
+    assert [t["met"] for t in good] == [True, True] and good[0]["value"] == pytest.approx(2.5)
+    assert "min 2.50x at N=128" in good[0]["display"] and "N=32 4.00x" in good[0]["display"]
+    assert good[1]["value"] == 1.0 and "the faster at 2 of 2" in good[1]["display"]
+
+    # N=128 below 2x; auto splits although mixing is faster at both N
+    bad = report.architecture_targets(_arch_recs({32: (5.0, 20.0), 128: (10.0, 15.0)}, auto=False))
+    assert [t["met"] for t in bad] == [False, False] and bad[0]["value"] == pytest.approx(1.5)
+    assert bad[0]["failures"] == [{"workload": "digits_mlp_archs", "n": 128, "split_over_mixed": 1.5}]
+    assert bad[1]["value"] == 0.0 and [f["n"] for f in bad[1]["failures"]] == [32, 128]
+    # split faster: auto is right to split; the speed target is judged on N=32 only (N=128 not measured)
+    split_wins = report.architecture_targets(_arch_recs({32: (12.0, 10.0)}, auto=False))
+    assert [t["met"] for t in split_wins] == [False, True] and "N=128 not measured" in split_wins[0]["display"]
+
+    for recs in ([], _arch_recs({8: (5.0, 20.0)}, auto=None), [_rec("digits_mlp", "jaxnets", 64, 100.0)]):
+        speed, auto = report.architecture_targets(recs)  # N=8 is not a target N; auto_mixes not recorded
+        assert speed["met"] is None and speed["display"] == "not measured" and speed["value"] is None
+        assert auto["met"] is None and auto["display"] == "not measured"
+
+
+def test_architecture_report_section():
+    """The Markdown report: the mixed / split table per N, both targets; jaxnets' ratios leave them out."""
+    recs = _arch_recs({32: (5.0, 20.0), 128: (10.0, 15.0)}, auto=False) + [
+        {**_rec("digits_mlp_archs", "jaxnets", 32, 1000.0), "gflops": 1.0, "peak_fraction": 0.01,
+         "peak_rss_mb": 1.0, "steps": 100, "n_timed": 32, "timed_s": 1.0}]
+    wl = WORKLOADS["digits_mlp_archs"]
+    results = {"machine": {"name": "cpu-test", "cpu_model": "test", "cores": 2, "platform": "cpu",
+                           "device_kind": "cpu", "device_count": 1}, "versions": {"jax": jax.__version__},
+               "date": "today", "duration_s": 60.0, "peak_gflops": 100.0,
+               "config": {"target_s": 1.0, "ns": [32, 128], "isolate": "all"},
+               "workloads": {wl.name: {"description": wl.description, "flops_per_model_step": wl.flops_per_model_step(),
+                                       "params_per_model": wl.param_count()}},
+               "records": recs, "skipped": [], "failed": []}
+    assert report.ratios(recs) == []  # the wall-inclusive contenders are no jaxnets ratio
+    assert all(t["met"] is None for t in speed_targets(recs)[1:3])
+    md = report.markdown(results)
+    assert "5,000 parameters per model" in md
+    assert "| N | steps | mixed wall s (compile s) | split wall s (compile s) | split / mixed |" in md
+    assert "| 32 | 100 | 5.00 (4.00) | 20.00 (18.00) | 4.00x | 1, 8 | split | mixed | **no** |" in md
+    assert "| 128 | 100 | 10.00 (4.00) | 15.00 (18.00) | 1.50x | 1, 8 | split | mixed | **no** |" in md
+    assert (f"| {report.ARCH_SPEEDUP_TARGET} | min 1.50x at N=128 (N=32 4.00x, N=128 1.50x) | >= 2x (split wall "
+            "/ mixed wall) | **not met** |") in md
+    assert f"| {report.ARCH_AUTO_TARGET} | the faster at 0 of 2 (" in md
+    assert "| jaxnets_mixed | jaxnets_split |" in md  # the summary table's columns
+
+
+def test_architecture_contenders_run_in_the_suite(tmp_path):
+    """A tiny real run of digits_mlp_archs through the suite (N=16, 3 steps, in this process): one program
+    mixed, eight split, the record keys, auto's pick; every other contender is skipped."""
+    from benchmarks import architectures
+
+    out = tmp_path / "cpu-archs.json"
+    res = run(Config(workloads=("digits_mlp_archs",), ns=(16,), steps=3, target_s=0.01, isolate="none", quick=True,
+                     out=str(out), plot=False), log=lambda msg: None)
+    recs = {r["contender"]: r for r in res["records"]}
+    assert set(recs) == {"jaxnets_mixed", "jaxnets_split"}
+    assert {s["contender"] for s in res["skipped"]} == set(CONTENDERS) - set(recs)
+    assert (recs["jaxnets_mixed"]["n_programs"], recs["jaxnets_split"]["n_programs"]) == (1, 8)
+    for c, r in recs.items():
+        assert list(r)[: len(RECORD_KEYS)] == list(RECORD_KEYS)
+        assert r["mix_architectures"] is (c == "jaxnets_mixed")
+        assert (r["steps"], r["n_timed"], r["extrapolated"], r["n_diverged"]) == (3, 16, False, 0)
+        assert 0 < r["compile_s"] < r["wall_s"] == r["timed_s"] <= r["total_s"]
+        assert r["model_steps_per_s"] == pytest.approx(16 * 3 / r["wall_s"])
+        assert r["n_blocks"] >= r["n_programs"] and isinstance(r["auto_mixes"], bool)
+        for k in ("engine_run_s", "engine_wall_s", "auto_check_s", "model_steps_per_s_without_compile", "loop",
+                  "engine_options", "peak_rss_mb", "eval_work_fraction"):
+            assert k in r, k
+    assert recs["jaxnets_mixed"]["auto_mixes"] == recs["jaxnets_split"]["auto_mixes"]
+    assert recs["jaxnets_mixed"]["auto_mixes"] == architectures.auto_picks_mixing(16, 3)
+    assert architectures.rows(16, 3) == WORKLOADS["digits_mlp_archs"].jaxnets_rows(16, steps=3, eval_every=3)
+    targets = {t["target"]: t for t in json.loads(out.read_text())["targets"]}
+    assert targets[report.ARCH_SPEEDUP_TARGET]["met"] is None  # N=16 is no target N
+    assert targets[report.ARCH_AUTO_TARGET]["met"] is not None
+    assert "| 16 | 3 |" in out.with_suffix(".md").read_text()

@@ -42,6 +42,7 @@ eval_every = 10
 
 [sweep]
 method = "grid"
+mix_architectures = false      # one static group per hidden list (4 groups)
 
 [sweep.axes]
 hidden = [[8], [4, 4]]

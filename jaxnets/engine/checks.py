@@ -11,10 +11,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnets import losses, optimizers, schedules
+from jaxnets import architectures, losses, optimizers, schedules
 from jaxnets import variants as variants_lib
 from jaxnets.data import Dataset
-from jaxnets.engine.options import Tuning
+from jaxnets.engine.options import Tuning, tuning_for
 from jaxnets.engine.programs import Program, first_line, loss_labels
 
 __all__ = ["LossFn", "ModelFactory", "OptimizerFactory", "build_programs", "check_data", "check_program", "prepare"]
@@ -170,7 +170,7 @@ def build_programs(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, model:
             raise variants_lib.VariantError(named[0], "sets 'optimizer' while optimizer= gives your own optimizer "
                                             "factory; remove the key (or the factory)", named)
     groups = prepare(variants, ds, model=model, loss=loss, extra_keys=extra_keys, optimizer=optimizer,
-                     mix_architectures=mix_architectures)
+                     mix_architectures=mix_architectures, costs=costs_of(ds, n_eval_train, tuning))
     user_loss = loss if callable(loss) else None
     if metric is not None and not callable(metric):
         raise TypeError(f"metric= must be a callable (outputs, labels) -> per-example values, got {metric!r}")
@@ -222,10 +222,16 @@ def unused_keys(prog: Program, reads: set[str] | None) -> list[tuple[str, str]]:
     return out
 
 
+def costs_of(ds: Dataset, n_eval_train: int, tuning: Tuning) -> architectures.Costs:
+    """What ``mix_architectures = "auto"`` weighs for a call on ``ds`` (:class:`jaxnets.architectures.Costs`)."""
+    return architectures.Costs(tuple(ds.x_train.shape[1:]), int(ds.output_dim), len(ds.x_val),
+                               min(n_eval_train, len(ds.x_train)), tuning.compile_macs, bool(ds.sequence_output))
+
+
 def prepare(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, model: ModelFactory | None = None,
             loss: str | LossFn | None = None, extra_keys: Mapping[str, str] | None = None,
-            optimizer: OptimizerFactory | None = None, mix_architectures: str | bool = "auto"
-            ) -> list[variants_lib.Group]:
+            optimizer: OptimizerFactory | None = None, mix_architectures: str | bool = "auto",
+            costs: architectures.Costs | None = None) -> list[variants_lib.Group]:
     """Validate every variant and the data, and split into static groups — all before any compute.
 
     Args:
@@ -236,8 +242,9 @@ def prepare(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, model: ModelF
       loss: a loss name used where a row sets none, or a callable (then the rows' ``loss`` is not used).
       extra_keys: declared user keys (see :func:`jaxnets.variants.check_extra_keys`).
       optimizer: your own optimizer factory (rows marked ``optimizer = "custom:..."`` need it).
-      mix_architectures: ``"auto"``, ``True`` or ``False``: whether built-in MLP variants differing only in
+      mix_architectures: ``"auto"``, ``True`` or ``False``: whether built-in model variants differing only in
         ``hidden`` share a group (:mod:`jaxnets.architectures`); never with your own model.
+      costs: what ``"auto"`` weighs (:func:`costs_of`); default: the platform's tuning, 1024 evaluation examples.
 
     Returns:
       the static groups, in order of first appearance.
@@ -259,8 +266,8 @@ def prepare(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, model: ModelF
     own = tuple(k for k, f in (("model", model), ("optimizer", optimizer)) if f is not None)
     rows = [variants_lib.normalize(v, i, default_loss, extra, own) for i, v in enumerate(variants)]
     mix = False if model is not None else mix_architectures
-    dims = (int(np.prod(ds.x_train.shape[1:])), int(ds.output_dim))
-    groups = variants_lib.group(rows, extra, mix=mix, dims=dims)
+    costs = costs or costs_of(ds, 1024, tuning_for(jax.devices()[0].platform))
+    groups = variants_lib.group(rows, extra, mix=mix, costs=costs)
     for g in groups:
         try:
             check_data(ds, g.spec, builtin_model=model is None, builtin_loss=not callable(loss))

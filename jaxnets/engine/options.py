@@ -45,6 +45,9 @@ class Tuning:
       reuse_padding: a population policy's survivors train in the blocks of an already compiled program when
         those hold at most this many times the positions of a new, tighter program's blocks, else a new
         program is compiled (:func:`jaxnets.engine.plan.reblock`).
+      compile_macs: what compiling one more program costs, in multiply-accumulates of training on this
+        platform: the price ``mix_architectures = "auto"`` weighs against the padding's wasted work
+        (:func:`jaxnets.architectures.worth_mixing`). A constant per platform, never a timing.
     """
 
     compiler_options: Mapping[str, Any] | tuple = ()
@@ -58,6 +61,7 @@ class Tuning:
     small_kernel_dot: bool = False
     conv_impl: str = "xla"
     reuse_padding: float = 4.0
+    compile_macs: float = 1e12
 
     def __post_init__(self) -> None:
         for name in ("compiler_options", "small_init_options", "small_eval_options"):  # hashable: a cache key
@@ -89,6 +93,7 @@ CPU_TUNING = Tuning(
     min_block=8,
     small_kernel_dot=True,
     conv_impl="matmul",
+    compile_macs=4.5e10,
 )
 
 #: Accelerators' tuning: XLA's defaults, one block of every variant that fits in memory.
@@ -121,10 +126,11 @@ class Options:
         ``eval_every`` steps), ``"host"`` (a Python loop over one compiled, buffer-donating step) or
         ``None``: chosen per program by :func:`jaxnets.engine.plan.loop_strategy` (host where XLA:CPU runs
         the program's convolutions slowly inside a loop). Both give the same numbers to float32 rounding.
-      mix_architectures: ``"auto"`` (default), ``True`` or ``False``: whether built-in MLP variants whose
-        static keys differ only in ``hidden`` train in ONE program at the padded architecture, each masked to
-        its own (:mod:`jaxnets.architectures`; ``"auto"``: when the padded FLOPs are at most twice the real
-        ones). Each variant's numbers are its own network's to float32 rounding either way.
+      mix_architectures: ``"auto"`` (default), ``True`` or ``False``: whether built-in MLP, RNN or CNN variants
+        whose static keys differ only in ``hidden`` train in ONE program at the padded architecture, each
+        masked to its own (:mod:`jaxnets.architectures`; ``"auto"``: when one padded program is estimated to
+        cost less, compilations included, than one per architecture). Each variant's numbers are its own
+        network's to float32 rounding either way.
     """
 
     max_variants_per_program: int | None = None

@@ -121,7 +121,7 @@ def _builtin_factory(spec: variants_lib.GroupSpec, output_dim: int, many_to_many
     """The built-in MLP / CNN / RNN of a group as a model factory, like a user's."""
 
     def factory(hp: Hyper):
-        if spec.mixed:  # architectures as data: the padded MLP masked to the variant's own widths
+        if spec.mixed:  # architectures as data: the padded model masked to the variant's own widths
             return build(spec.kind, spec.hidden, spec.dense, spec.cell, many_to_many, tuning,
                          output_dim=output_dim, activation=hp.activation, kernel_init=hp.masked_kernel_init,
                          dropout=hp.dropout_rate, norm=spec.norm, widths=hp["widths"])
@@ -137,7 +137,7 @@ def layer_grad_norms(spec: variants_lib.GroupSpec, grads: Any, names: Sequence[s
     """Each layer's gradient norm [L + 1] (:func:`jaxnets.diagnostics.grad_norms`); in a group that mixes
     architectures, the variant's own layers, its output layer, then NaN (as a shallower group's history)."""
     norms = diagnostics.grad_norms(grads, names)
-    if spec.mixed:
+    if spec.mixed and spec.kind != "cnn":  # a CNN's variants share their depth
         norms = architectures.own_layers(norms, architectures.depth_of(hp["widths"]))
     return norms
 

@@ -23,6 +23,7 @@ from jaxnets.models._common import (
     resolve_activation,
     resolve_init,
 )
+from jaxnets.models.masked import MaskedConv, MaskedDense, masked_dropout
 
 #: :func:`matmul_conv` gathers a map's patches with one matmul by a one-hot matrix when that costs at most
 #: this many times the convolution's own multiply-adds (the product costs ``H * W / out_channels`` times
@@ -180,6 +181,11 @@ class CNN(nn.Module):
         :func:`jaxnets.models.small_kernel_dot_general` on the CPU.
       norm: ``"none"``, ``"layer"`` or ``"batch"``, after every conv and dense hidden layer (as in
         :class:`jaxnets.models.MLP`).
+      widths: ``None`` (a plain CNN), or a variant's own channels as data, int32 [len(channels)] (traced, each
+        > 0): ``channels`` is then a padded architecture (:mod:`jaxnets.architectures`), each conv block a
+        :class:`jaxnets.models.masked.MaskedConv` masked to the variant's channels, and the dense head's first
+        layer reads the variant's channels at every position. ``kernel_init`` is then an embedded initializer
+        ``init(key, shape, fan_in, fan_out, dtype)`` (``hp.masked_kernel_init``); ``norm`` must be ``"none"``.
 
     Call: ``x`` [B, H, W, C] (NHWC) -> logits [B, output_dim]. Records each conv block's and dense
     layer's pre-activation and activation under ``"intermediates"``.
@@ -196,11 +202,14 @@ class CNN(nn.Module):
     dropout: float | jax.Array = 0.0
     dot_general: Callable[..., jax.Array] | None = None
     norm: str = "none"
+    widths: jax.Array | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         if x.ndim != 4:
             raise ValueError(f"CNN expects images [B, H, W, C], got shape {x.shape}")
+        if self.widths is not None:
+            return self.masked(x, train)
         act = resolve_activation(self.activation, self.activation_names)
         init = resolve_init(self.kernel_init)
         k = (self.kernel_size, self.kernel_size)
@@ -224,3 +233,41 @@ class CNN(nn.Module):
             record(self, z, x)
             x = dropout(self, x, self.dropout, train)
         return nn.Dense(self.output_dim, kernel_init=init, dot_general=self.dot_general, name=OUTPUT)(x)
+
+    def masked(self, x: jax.Array, train: bool) -> jax.Array:
+        """The forward pass of a variant of channels :attr:`widths` inside the padded :attr:`channels`."""
+        if self.norm != "none":
+            raise ValueError("a CNN masked to its widths takes norm = 'none'")
+        act = resolve_activation(self.activation, self.activation_names)
+        sizes = jnp.asarray(self.widths, jnp.int32)
+        k = (self.kernel_size, self.kernel_size)
+        in_mask, fan_in = jnp.ones((x.shape[-1],), bool), jnp.int32(x.shape[-1])
+        for i, width in enumerate(self.channels):
+            n = sizes[i]
+            on = jnp.arange(width) < n
+            z = MaskedConv(width, k, self.kernel_init, CONV_IMPLS[self.conv_impl], name=layer_name(i))(
+                x, in_mask, on, fan_in, n)
+            x = jnp.where(on[None, None, None, :], act(z), 0.0)
+            record(self, z, x, on)
+            if min(x.shape[1:3]) >= 2:
+                x = max_pool_2x2(x)
+            in_mask, fan_in = on, n
+        positions = x.shape[1] * x.shape[2]
+        x = x.reshape(x.shape[0], -1)
+
+        def first_init(key, shape, _fan_in, fan_out, dtype=jnp.float32):
+            # the flattened map is [positions, channels]: the real kernel is [positions * n_last, out]
+            return self.kernel_init(key, shape, fan_in, fan_out, dtype, row_groups=positions)
+
+        in_mask, init = jnp.tile(in_mask, positions), first_init
+        for j, width in enumerate(self.dense):
+            on = jnp.ones((width,), bool)
+            z = MaskedDense(width, init, self.dot_general, name=layer_name(len(self.channels) + j))(
+                x, in_mask, on, x.shape[-1], width)
+            x = act(z)
+            record(self, z, x)
+            x = masked_dropout(self, x, self.dropout, train, width)
+            in_mask, init = on, self.kernel_init
+        out = jnp.ones((self.output_dim,), bool)
+        return MaskedDense(self.output_dim, init, self.dot_general, name=OUTPUT)(
+            x, in_mask, out, x.shape[-1], self.output_dim)

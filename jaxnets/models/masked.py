@@ -1,8 +1,10 @@
-"""A dense layer masked to a smaller real layer inside a padded one (architectures as data,
-:mod:`jaxnets.architectures`)."""
+"""Layers masked to a smaller real layer inside a padded one (architectures as data,
+:mod:`jaxnets.architectures`): :class:`MaskedDense`, :class:`MaskedConv`, :func:`masked_cell` (a Flax
+recurrent cell whose state stays zero past the real units) and :func:`masked_dropout`."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import flax.linen as nn
@@ -46,15 +48,76 @@ class MaskedDense(nn.Module):
 
 
 def masked_dropout(module: nn.Module, x: jax.Array, rate: float | jax.Array, train: bool, n: jax.Array) -> jax.Array:
-    """Inverted dropout of a layer's activations ``x`` [B, W] whose first ``n`` units are real: the real
-    block gets exactly the mask ``jaxnets.models.inverted_dropout`` draws for [B, n] from the same rng (a
-    Bernoulli draw is elementwise by flat index), the rest stays as it is (zero). A Python ``0.0`` rate (or
-    ``train=False``) returns ``x`` and draws nothing."""
+    """Inverted dropout of a layer's activations ``x`` [..., W] whose first ``n`` units (last axis) are real:
+    the real block gets exactly the mask ``jaxnets.models.inverted_dropout`` draws for [..., n] from the same
+    rng (a Bernoulli draw is elementwise by flat index), the rest stays as it is (zero). A Python ``0.0`` rate
+    (or ``train=False``) returns ``x`` and draws nothing."""
     if not train or (isinstance(rate, int | float) and rate == 0.0):
         return x
     keep = 1.0 - jnp.clip(jnp.asarray(rate, x.dtype), 0.0, 0.999)
-    b, w = x.shape
-    u = jax.random.uniform(module.make_rng("dropout"), (b * w,), x.dtype)
+    w = x.shape[-1]
+    rows = x.size // w
+    u = jax.random.uniform(module.make_rng("dropout"), (rows * w,), x.dtype)
     width = jnp.maximum(jnp.asarray(n, jnp.int32), 1)
-    mask = u[jnp.arange(b)[:, None] * width + jnp.arange(w)[None, :]] < keep
+    mask = (u[jnp.arange(rows)[:, None] * width + jnp.arange(w)[None, :]] < keep).reshape(x.shape)
     return jnp.where(mask, x / keep, 0.0)
+
+
+class MaskedConv(nn.Module):
+    """A stride-1 ``SAME`` 2-D convolution of a padded shape whose kernel and bias count only the real layer's
+    channels (``flax.linen.Conv``'s parameter names: ``kernel`` [kh, kw, I, features], ``bias`` [features]).
+
+    Entries outside the real block ``[kh, kw, fan_in, fan_out]`` are exactly zero at initialization
+    (``kernel_init`` draws the real kernel there, :func:`jaxnets.initializers.embedded`) and receive exactly
+    zero gradient (the forward pass multiplies them by the masks).
+
+    Attributes:
+      features: padded output channels.
+      kernel_size: ``(kh, kw)``.
+      kernel_init: ``init(key, shape, fan_in, fan_out, dtype)`` (the real sizes of the kernel's last two axes).
+      conv_general_dilated: the convolution (``None``: ``lax.conv_general_dilated``; the engine's CPU tuning
+        passes :func:`jaxnets.models.cnn.matmul_conv`).
+
+    Call: ``x`` [B, H, W, I] (NHWC), ``in_mask`` bool [I], ``out_mask`` bool [features], ``fan_in`` /
+    ``fan_out`` int (traced) real channels -> [B, H, W, features].
+    """
+
+    features: int
+    kernel_size: tuple[int, int]
+    kernel_init: Callable[..., jax.Array]
+    conv_general_dilated: Callable[..., jax.Array] | None = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array, in_mask: jax.Array, out_mask: jax.Array, fan_in: jax.Array,
+                 fan_out: jax.Array) -> jax.Array:
+        init = lambda key, shape, dtype=jnp.float32: self.kernel_init(key, shape, fan_in, fan_out, dtype)  # noqa: E731
+        kernel = self.param("kernel", init, (*self.kernel_size, x.shape[-1], self.features))
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        kernel = kernel * (in_mask[:, None] & out_mask[None, :]).astype(kernel.dtype)[None, None]
+        conv = self.conv_general_dilated or jax.lax.conv_general_dilated
+        y = conv(x, kernel, (1, 1), "SAME", dimension_numbers=jax.lax.ConvDimensionNumbers(
+            lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1), out_spec=(0, 3, 1, 2)))
+        return y + (bias * out_mask.astype(bias.dtype)).reshape((1,) * (y.ndim - 1) + (-1,))
+
+
+@functools.cache
+def masked_cell(cls: type[nn.RNNCellBase]) -> type[nn.RNNCellBase]:
+    """A Flax recurrent cell class ``cls`` whose state and output stay exactly zero past the real units: the
+    subclass takes ``units`` (bool [features]) and, after each of ``cls``'s steps, zeroes every carry entry
+    and output past them (``jnp.where``: no gradient flows back through the padding). Its parameters are
+    ``cls``'s (the same names and shapes); give it kernel initializers that draw zeros outside the real
+    block (:func:`jaxnets.initializers.embedded`), and the padded kernel entries then stay exactly zero in
+    training: a padded unit's state is zero, so nothing it multiplies gets a gradient, and nothing reaches it.
+    """
+
+    class Masked(cls):  # type: ignore[misc, valid-type]
+        units: jax.Array | None = None
+
+        @nn.compact
+        def __call__(self, carry, inputs):
+            carry, y = super().__call__(carry, inputs)
+            keep = lambda a: jnp.where(self.units.reshape((1,) * (a.ndim - 1) + (-1,)), a, jnp.zeros_like(a))  # noqa: E731
+            return jax.tree.map(keep, carry), keep(y)
+
+    Masked.__name__ = Masked.__qualname__ = f"Masked{cls.__name__}"
+    return Masked

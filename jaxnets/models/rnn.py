@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from jaxnets import activations
 from jaxnets.models._common import (
@@ -18,6 +19,7 @@ from jaxnets.models._common import (
     resolve_activation,
     resolve_init,
 )
+from jaxnets.models.masked import MaskedDense, masked_cell, masked_dropout
 
 CELLS: dict[str, type[nn.RNNCellBase]] = {"simple": nn.SimpleCell, "lstm": nn.OptimizedLSTMCell,
                                           "gru": nn.GRUCell}
@@ -49,6 +51,12 @@ class RNN(nn.Module):
         gates stay sigmoid). Name, id into ``activation_names`` or function.
       kernel_init: initializer for the input kernels, the recurrent kernels and the output layer.
       dropout: dropout on each layer's output sequence (float or traced scalar) when ``train=True``.
+      widths: ``None`` (a plain RNN), or a variant's own layer sizes as data, int32 [len(hidden)] (traced; 0
+        past its depth): ``hidden`` is then a padded architecture (:mod:`jaxnets.architectures`), each layer a
+        :func:`jaxnets.models.masked.masked_cell` whose state stays zero past the variant's units; a layer
+        past its depth passes its input through unchanged and the output layer reads the last real one.
+        ``kernel_init`` is then an embedded initializer ``init(key, shape, fan_in, fan_out, dtype)``
+        (``hp.masked_kernel_init``), for the input and recurrent kernels alike.
 
     Call: ``x`` [B, T, F] -> logits. Records each recurrent layer's hidden states [B, T, H] as ``"act"``.
     """
@@ -61,11 +69,14 @@ class RNN(nn.Module):
     activation_names: Sequence[str] = activations.NAMES
     kernel_init: InitializerLike = "lecun_normal"
     dropout: float | jax.Array = 0.0
+    widths: jax.Array | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         if x.ndim != 3:
             raise ValueError(f"RNN expects sequences [B, T, F], got shape {x.shape}")
+        if self.widths is not None:
+            return self.masked(x, train)
         act = resolve_activation(self.activation, self.activation_names)
         init = resolve_init(self.kernel_init)
         cls = cell_class(self.cell)
@@ -78,3 +89,29 @@ class RNN(nn.Module):
         if not self.many_to_many:
             x = x[:, -1]
         return nn.Dense(self.output_dim, kernel_init=init, name=OUTPUT)(x)
+
+    def masked(self, x: jax.Array, train: bool) -> jax.Array:
+        """The forward pass of a variant of sizes :attr:`widths` inside the padded :attr:`hidden`."""
+        act = resolve_activation(self.activation, self.activation_names)
+        sizes = jnp.asarray(self.widths, jnp.int32)
+        cls = masked_cell(cell_class(self.cell))
+        init = self.kernel_init
+        in_mask, fan_in = jnp.ones((x.shape[-1],), bool), jnp.int32(x.shape[-1])
+        for i, width in enumerate(self.hidden):
+            n = sizes[i]
+            on = jnp.arange(width) < n
+            cell = cls(features=width, activation_fn=act, units=on, parent=None,
+                       kernel_init=lambda key, shape, dtype=jnp.float32, a=fan_in, b=n: init(key, shape, a, b, dtype),
+                       recurrent_kernel_init=lambda key, shape, dtype=jnp.float32, b=n: init(key, shape, b, b, dtype))
+            h = nn.RNN(cell, name=layer_name(i))(x)
+            record(self, None, h, on)
+            h = masked_dropout(self, h, self.dropout, train, n)
+            if i == 0:  # every variant has a first layer
+                x, in_mask, fan_in = h, on, n
+            else:
+                real = n > 0
+                x, in_mask, fan_in = jnp.where(real, h, x), jnp.where(real, on, in_mask), jnp.where(real, n, fan_in)
+        if not self.many_to_many:
+            x = x[:, -1]
+        out = jnp.ones((self.output_dim,), bool)
+        return MaskedDense(self.output_dim, init, name=OUTPUT)(x, in_mask, out, fan_in, jnp.int32(self.output_dim))

@@ -1,0 +1,98 @@
+"""Architectures as data beyond the MLP (issue 27): RNN hidden sizes and CNN channel lists in ONE program."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+from jaxnets import data, engine, initializers
+from jaxnets import variants as variants_lib
+
+
+@pytest.fixture(scope="module")
+def sequences():
+    return data.load("digits_sequence")
+
+
+@pytest.fixture(scope="module")
+def images():
+    return data.load("digits_image")
+
+
+def _both(ds, vs):
+    mixed = engine.train(vs, ds, options=engine.Options(mix_architectures=True))
+    alone = engine.train(vs, ds, options=engine.Options(mix_architectures=False))
+    return mixed, alone
+
+
+def _check_same_networks(ds, vs, mixed, alone, n_groups):
+    assert len(mixed.groups) == n_groups < len(alone.groups)
+    np.testing.assert_allclose(mixed.final("val_loss"), alone.final("val_loss"), rtol=2e-5)
+    np.testing.assert_allclose(mixed.history["train_loss"], alone.history["train_loss"], rtol=1e-4, atol=1e-6)
+    for i in range(len(vs)):
+        own = mixed.params(i)
+        chex_tree = jax.tree.map(np.shape, own)
+        assert chex_tree == jax.tree.map(np.shape, alone.params(i))  # sliced to the variant's own network
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=2e-6), own, alone.params(i))
+        plain = engine.model(mixed.rows[i], ds).apply({"params": own}, ds.x_test[:64])
+        np.testing.assert_allclose(mixed.predict(i, ds.x_test[:64], standardized=True), plain, atol=2e-6)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "simple"])
+def test_rnn_hidden_sizes_mix_and_train_as_alone(sequences, cell):
+    # sigmoid and softplus are not 0 at 0: a padded unit would drift without the state mask
+    vs = [{"kind": "rnn", "cell": cell, "hidden": h, "activation": a, "seed": s, "steps": 20, "eval_every": 10,
+           "dropout": 0.1, "weight_decay": 1e-3, "clip_norm": 1.0}
+          for h, a in (([8], "sigmoid"), ([16], "tanh"), ([8, 12], "softplus")) for s in range(2)]
+    mixed, alone = _both(sequences, vs)
+    _check_same_networks(sequences, vs, mixed, alone, 1)
+    p = jax.tree.map(np.asarray, mixed.groups[0].params)
+    g0 = p["layer_00"]["cell"]
+    for gate, leaf in g0.items():  # variant 0: 8 real units of 16
+        k = leaf["kernel"][0]
+        assert not k[:, 8:].any() and (gate.startswith("i") or not k[8:].any())
+    assert not any(leaf["kernel"][0].any() for leaf in p["layer_01"]["cell"].values())  # past its depth
+    assert not p["output"]["kernel"][0][8:].any()
+    g = mixed.history["grad_norm"]
+    assert np.isnan(g[0, -1, 2]) and np.isfinite(g[4, -1]).all()  # [8]: layer, output, then NaN
+    assert mixed.layer_names(0) == ["layer_00", "output"]
+
+
+def test_cnn_channel_lists_mix_and_train_as_alone(images):
+    vs = [{"kind": "cnn", "hidden": h, "dense": d, "activation": a, "init": i, "steps": 20, "eval_every": 10,
+           "dropout": 0.1} for d in ((), (16,))
+          for h, a, i in (([4, 8], "relu", "orthogonal"), ([8, 16], "sigmoid", "he_normal"),
+                          ([8, 4], "tanh", "glorot_uniform"))]
+    mixed, alone = _both(images, vs)
+    _check_same_networks(images, vs, mixed, alone, 2)  # one program per dense head
+    p = jax.tree.map(np.asarray, mixed.groups[0].params)
+    assert mixed.groups[0].spec.hidden == (8, 16)
+    assert not p["layer_00"]["kernel"][0][..., 4:].any() and not p["layer_01"]["kernel"][0][:, :, 4:].any()
+    out = p["output"]["kernel"][2].reshape(4, 16, -1)  # variant [8, 4]: 4 real channels at each of 4 positions
+    assert not out[:, 4:].any() and out[:, :4].all()
+    assert mixed.layer_names(0) == ["layer_00", "layer_01", "output"]
+
+
+def test_cnn_lists_of_different_lengths_do_not_mix(images):
+    vs = [{"kind": "cnn", "hidden": h, "steps": 2, "eval_every": 2} for h in ([4], [4, 8], [8, 8])]
+    checked = engine.check(vs, images, mix_architectures=True)
+    assert [p.spec.hidden for p in checked.programs] == [(4,), (8, 8)]
+
+
+@pytest.mark.parametrize("name", ["glorot_uniform", "he_normal", "lecun_uniform", "orthogonal"])
+def test_masked_conv_has_its_own_fan_variance(images, name):
+    rows = [variants_lib.normalize({"kind": "cnn", "hidden": h, "init": name}, i, "sparse_categorical_crossentropy")
+            for i, h in enumerate([[32, 64], [64, 128]])]
+    (g,) = variants_lib.group(rows, mix=True)
+    prog = engine.Program(g, images)
+    params = jax.jit(lambda h: jax.lax.map(prog.init_params, h))(prog.stack())[0]
+    k = np.asarray(params["layer_01"]["kernel"][0])  # variant 0: [3, 3, 32, 64] inside [3, 3, 64, 128]
+    real = k[:, :, :32, :64]
+    if name == "orthogonal":  # orthonormal columns of the [3 * 3 * 32, 64] matrix
+        m = real.reshape(-1, 64)
+        np.testing.assert_allclose(m.T @ m, np.eye(64), atol=1e-5)
+    else:
+        want = initializers.std_formula(name, 9 * 32, 9 * 64) ** 2
+        assert abs(real.var() / want - 1) < 0.05
+    assert not k[:, :, 32:].any() and not k[..., 64:].any()
