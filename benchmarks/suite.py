@@ -58,7 +58,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 @dataclasses.dataclass
 class Config:
-    """A suite run. ``ns=None``: :data:`CPU_NS` on a CPU host, :data:`ACCELERATOR_NS` on an accelerator.
+    """A suite run. ``ns=None``: :data:`CPU_NS` on a CPU host, :data:`ACCELERATOR_NS` on an accelerator (a
+    workload with its own ``ns``, e.g. ``digits_mlp_archs`` at N = 32 and 128, runs at those).
 
     target_s: seconds each measurement aims at (steps are sized from the measured peak; loop contenders
       time models until they spent this long). steps: fixed steps per model for every record (overrides
@@ -269,7 +270,7 @@ def make_plan(cfg: Config, accelerator: bool, peak_gflops: float, memory_bytes: 
     mode = _isolation(cfg.isolate)
     for w in cfg.workloads:
         wl = WORKLOADS[w]
-        for n in ns:
+        for n in (ns if cfg.ns else wl.ns or ns):
             planned = plan_steps(wl, n, cfg, peak_gflops, accelerator)
             group: list[dict[str, Any]] = []
             for c in cfg.contenders:

@@ -76,7 +76,8 @@ class Workload:
     ``hiddens[(i // len(activations)) % len(hiddens)]`` (the initializer index then counts in whole cycles of
     activations and architectures); ``hidden`` is then the padded architecture that ONE program mixing them
     computes (:func:`jaxnets.architectures.padded`) and the analytic counts are the mean over ``hiddens``
-    (see the module docstring).
+    (see the module docstring). ``ns``: the N the workload runs at when the suite's N are not given
+    (``--ns``); empty: the suite's.
     """
 
     name: str
@@ -101,6 +102,7 @@ class Workload:
     contenders: tuple[str, ...] | None = None
     optimizer: str = "adam"  # "adam" (every contender) or "sgd" (jaxnets and jax_vmap)
     hiddens: tuple[tuple[int, ...], ...] = ()  # per-variant hidden lists (see the class docstring)
+    ns: tuple[int, ...] = ()  # the N it runs at unless --ns says otherwise (empty: the suite's N)
 
     # -- variants -----------------------------------------------------------------------------------
     def jaxnets_variant(self, i: int) -> dict[str, Any]:
@@ -366,7 +368,7 @@ WORKLOADS: dict[str, Workload] = {
             dataset="digits", dataset_options=(), kind="mlp", hidden=(64, 64, 64), batch_size=128,
             input_shape=(64,), output_dim=10, n_val=359, inits=("he_normal",),
             hiddens=((16,), (32,), (64,), (16, 16), (32, 32), (64, 64), (32, 32, 32), (64, 64, 64)),
-            contenders=ARCHITECTURE_CONTENDERS,
+            contenders=ARCHITECTURE_CONTENDERS, ns=(32, 128),
         ),
     )
 }
