@@ -25,6 +25,13 @@ Table (table.csv)
     One row per API x activation x learning rate: final validation loss and accuracy, test accuracy (means
     over seeds), and the number of seeds.
 
+Widths (widths.csv)
+    Your own model's sizes as data: ``LinenWideMLP`` has one hidden layer whose width is the variant's
+    vmapped key ``width`` (16, 32 or 64): ``jaxnets.models.MaskedDense`` masks a 64-unit layer to the
+    variant's units and ``hp.masked_kernel_init`` initializes the real block with the real fan-in / fan-out
+    (architectures as data, README). Widths x activations x seeds: ONE program. One row per width and
+    activation: final validation loss and accuracy (means over seeds).
+
 Run: ``python examples/09_your_own_model.py [--small] [--out DIR]``
 """
 
@@ -37,12 +44,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as C  # noqa: E402
 import flax.linen as nn  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from jaxnets import data, engine  # noqa: E402
+from jaxnets.models import MaskedDense  # noqa: E402
 
 NAME = "09_your_own_model"
 WIDTH = 64
@@ -105,6 +114,38 @@ class NnxResMLP(nnx.Module):
         return self.head(self.final_norm(x))
 
 
+class LinenWideMLP(nn.Module):
+    """x -> act(MaskedDense(x)) -> MaskedDense(10): one hidden layer of ``hp["width"]`` real units (a vmapped
+    key) inside ``max_width``; the recorded unit mask makes the diagnostics count the real units only."""
+
+    hp: object
+    max_width: int = 64
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        n = self.hp["width"].astype(jnp.int32)  # this variant's width (traced)
+        on = jnp.arange(self.max_width) < n
+        d = x.shape[-1]
+        h = MaskedDense(self.max_width, self.hp.masked_kernel_init)(x, jnp.ones(d, bool), on, d, n)
+        h = jnp.where(on[None, :], self.hp.activation(h), 0.0)
+        self.sow("intermediates", "act", h)
+        self.sow("intermediates", "units", on)
+        return MaskedDense(10, self.hp.masked_kernel_init)(h, on, jnp.ones(10, bool), n, 10)
+
+
+def widths_table(ds, cfg: dict, out: Path) -> None:
+    """Widths x activations x seeds of :class:`LinenWideMLP` in ONE program; writes widths.csv."""
+    rows = [{"width": w, "activation": a, "seed": s, "init": "he_normal", "batch_size": 64, "steps": cfg["steps"],
+             "eval_every": cfg["eval_every"], "learning_rate": 3e-3}
+            for w in (16, 32, 64) for a in cfg["activations"] for s in cfg["seeds"]]
+    with C.timed(f"widths: {len(rows)} variants of your own masked model"):
+        res = engine.train(rows, ds, model=lambda hp: LinenWideMLP(hp), extra_keys={"width": "vmapped"})
+    print(f"widths 16, 32, 64 trained in {len(res.groups)} program(s)")
+    df = res.to_dataframe()
+    table = df.groupby(["width", "activation"], sort=False)[["final_val_loss", "val_accuracy"]].mean().reset_index()
+    C.write_table(table, out, "widths.csv")
+
+
 FACTORIES = {
     "linen": lambda hp: LinenResMLP(hp),
     "nnx": lambda hp, rngs: NnxResMLP(hp, rngs),
@@ -142,6 +183,7 @@ def main() -> None:
     table = grouped[["final_val_loss", "val_accuracy", "test_accuracy"]].mean().reset_index()
     table["n_seeds"] = grouped.size().to_numpy()
     C.write_table(table, out)
+    widths_table(ds, cfg, out)
 
     fig, (ax_a, ax_b) = plt.subplots(1, 2, figsize=(13, 4.5))
     for (api, act), part in results.groupby(["api", "activation"], sort=False):

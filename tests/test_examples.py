@@ -42,7 +42,7 @@ EXPECTED: dict[str, tuple[int, set[str], dict[str, int]]] = {
     "08_search.py": (3, {"method", "seed", "n_trained", "best_val_loss", "best_learning_rate", "n_to_best"},
                      {"curve.csv": 3 * 16}),
     "09_your_own_model.py": (8, {"api", "activation", "learning_rate", "final_val_loss", "val_accuracy",
-                                 "test_accuracy", "n_seeds"}, {}),
+                                 "test_accuracy", "n_seeds"}, {"widths.csv": 3 * 2}),
     "10_your_own_data.py": (4, {"activation", "learning_rate", "final_train_loss", "final_val_loss", "best_val_loss",
                                 "val_accuracy", "n_seeds", "n_ok"}, {"sweep/results.csv": 4}),
     "11_depth_and_width.py": (8, {"activation", "depth", "width", "final_val_loss", "val_accuracy",
