@@ -96,3 +96,20 @@ def test_masked_conv_has_its_own_fan_variance(images, name):
         want = initializers.std_formula(name, 9 * 32, 9 * 64) ** 2
         assert abs(real.var() / want - 1) < 0.05
     assert not k[:, :, 32:].any() and not k[..., 64:].any()
+
+
+@pytest.mark.parametrize("kind", ["rnn", "cnn"])
+def test_saved_mixed_rnn_and_cnn_load_as_each_variants_own_network(sequences, images, kind, tmp_path):
+    import jaxnets
+
+    ds = sequences if kind == "rnn" else images
+    hiddens = ([8], [12, 6]) if kind == "rnn" else ([4, 8], [8, 4])
+    vs = [{"kind": kind, "hidden": h, "steps": 5, "eval_every": 5} for h in hiddens]
+    r = engine.train(vs, ds, options=engine.Options(mix_architectures=True))
+    assert len(r.groups) == 1
+    r.save(tmp_path)
+    saved = jaxnets.load(tmp_path)
+    for i in range(2):
+        jax.tree.map(np.testing.assert_array_equal, saved.params(i), r.params(i))
+        np.testing.assert_array_equal(saved.predict(i, ds.x_test[:32], standardized=True),
+                                      r.predict(i, ds.x_test[:32], standardized=True))
