@@ -47,6 +47,17 @@ class MaskedDense(nn.Module):
         return y + bias.reshape((1,) * (y.ndim - 1) + (-1,))
 
 
+def next_input(first: bool, out: jax.Array, units: jax.Array, n: jax.Array, x: jax.Array, in_mask: jax.Array,
+               fan_in: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """What the layer after a masked hidden layer reads, ``(x, in_mask, fan_in)``: this layer's output
+    ``out``, its unit mask ``units`` and real size ``n`` where the layer is real (``n > 0``; the ``first``
+    layer always is), else the layer's own input passed through unchanged (a layer past the variant's depth)."""
+    if first:
+        return out, units, n
+    real = n > 0
+    return jnp.where(real, out, x), jnp.where(real, units, in_mask), jnp.where(real, n, fan_in)
+
+
 def masked_dropout(module: nn.Module, x: jax.Array, rate: float | jax.Array, train: bool, n: jax.Array) -> jax.Array:
     """Inverted dropout of a layer's activations ``x`` [..., W] whose first ``n`` units (last axis) are real:
     the real block gets exactly the mask ``jaxnets.models.inverted_dropout`` draws for [..., n] from the same

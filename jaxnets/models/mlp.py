@@ -20,7 +20,7 @@ from jaxnets.models._common import (
     resolve_activation,
     resolve_init,
 )
-from jaxnets.models.masked import MaskedDense, masked_dropout
+from jaxnets.models.masked import MaskedDense, masked_dropout, next_input
 
 
 class MLP(nn.Module):
@@ -97,11 +97,7 @@ class MLP(nn.Module):
             a = jnp.where(on[None, :], act(z), 0.0)
             record(self, z, a, on)
             a = masked_dropout(self, a, self.dropout, train, n)
-            if i == 0:  # every variant has a first layer
-                x, in_mask, fan_in = a, on, n
-            else:
-                real = n > 0
-                x, in_mask, fan_in = jnp.where(real, a, x), jnp.where(real, on, in_mask), jnp.where(real, n, fan_in)
+            x, in_mask, fan_in = next_input(i == 0, a, on, n, x, in_mask, fan_in)
         out = jnp.ones((self.output_dim,), bool)
         return MaskedDense(self.output_dim, self.kernel_init, self.dot_general, name=OUTPUT)(
             x, in_mask, out, fan_in, jnp.int32(self.output_dim))

@@ -19,7 +19,7 @@ from jaxnets.models._common import (
     resolve_activation,
     resolve_init,
 )
-from jaxnets.models.masked import MaskedDense, masked_cell, masked_dropout
+from jaxnets.models.masked import MaskedDense, masked_cell, masked_dropout, next_input
 
 CELLS: dict[str, type[nn.RNNCellBase]] = {"simple": nn.SimpleCell, "lstm": nn.OptimizedLSTMCell,
                                           "gru": nn.GRUCell}
@@ -106,11 +106,7 @@ class RNN(nn.Module):
             h = nn.RNN(cell, name=layer_name(i))(x)
             record(self, None, h, on)
             h = masked_dropout(self, h, self.dropout, train, n)
-            if i == 0:  # every variant has a first layer
-                x, in_mask, fan_in = h, on, n
-            else:
-                real = n > 0
-                x, in_mask, fan_in = jnp.where(real, h, x), jnp.where(real, on, in_mask), jnp.where(real, n, fan_in)
+            x, in_mask, fan_in = next_input(i == 0, h, on, n, x, in_mask, fan_in)
         if not self.many_to_many:
             x = x[:, -1]
         out = jnp.ones((self.output_dim,), bool)
