@@ -332,6 +332,20 @@ def _at(history, metric: str, when: str) -> np.ndarray:
     return h[np.arange(len(h)), _last_index(history)]
 
 
+def output_last(values: np.ndarray) -> np.ndarray:
+    """Per-layer values [V, L + 1] (hidden layers, then the output layer, then NaN past a shallower variant's
+    depth) with each variant's output value moved to the last column, so that a column is one layer for
+    every variant: [V, L + 1], NaN where a variant has no such hidden layer."""
+    v = np.array(values, dtype=float, copy=True)
+    real = ~np.isnan(v)
+    n = v.shape[-1]
+    last = n - 1 - np.argmax(real[:, ::-1], axis=1)  # each row's last non-NaN entry: its output layer
+    move = np.flatnonzero(real.any(axis=1) & (last < n - 1))
+    v[move, n - 1] = v[move, last[move]]
+    v[move, last[move]] = np.nan
+    return v
+
+
 def _heatmap(ax, values: np.ndarray, rows: list[str], cols: list[str], norm, cmap: str,
              text: Callable[[float], str]) -> object:
     """Draw [rows, cols] values (``-inf`` at the bottom of the colour scale), with ``text(value)`` written
@@ -388,7 +402,8 @@ def grad_norm_figure(table, history, axes: Sequence, metric: str, goal: str,
     groups, xlabel = _columns(table, axes, by)
     cols = [lab for lab, _ in groups]
     with np.errstate(divide="ignore"):
-        panels = {w: np.log10(_group_means(_at(history, "grad_norm", w), groups)) for w in ("init", "end")}
+        panels = {w: np.log10(_group_means(output_last(_at(history, "grad_norm", w)), groups))
+                  for w in ("init", "end")}
     finite = np.concatenate([p[np.isfinite(p)] for p in panels.values()])
     lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (-1.0, 1.0)
     norm = Normalize(lo, max(hi, lo + 1e-6))
@@ -402,7 +417,7 @@ def grad_norm_figure(table, history, axes: Sequence, metric: str, goal: str,
         ax.set_title("at initialization (step 0)" if when == "init" else "at the end of training")
     axs[-1].set_xlabel(xlabel)
     fig.colorbar(im, ax=list(axs), label="log10 gradient norm ('zero': exactly 0)")
-    fig.suptitle("Gradient norm per layer (input side on top): dark rows near the input = vanishing")
+    fig.suptitle("Gradient norm per layer (input side on top)\ndark rows near the input = vanishing", fontsize=10)
     return fig
 
 
@@ -435,6 +450,9 @@ def activation_health_figure(table, history, axes: Sequence, metric: str, goal: 
             im = _heatmap(axs[r, c], values, _layer_names(n_layers, False), cols, norm, "magma",
                           lambda v: f"{v:.2f}" if v >= 0.005 else "")
             axs[r, c].set_title(f"{title}, {'step 0' if when == 'init' else 'end'}")
+            if not np.isfinite(values).any():  # e.g. recurrent layers: they record no pre-activations
+                axs[r, c].text(0.5, 0.5, "not recorded: the layers record\nno pre-activations (e.g. an RNN)",
+                               ha="center", va="center", transform=axs[r, c].transAxes, fontsize=8)
     for ax in axs[-1]:
         ax.set_xlabel(xlabel)
     fig.colorbar(im, ax=axs.ravel().tolist(), label="fraction of units")

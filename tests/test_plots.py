@@ -404,3 +404,15 @@ def test_a_two_axis_grid_sweep_writes_the_landscape_and_the_report(tmp_path, cap
     assert {"landscape.png", "importance.png"} <= {p.name for p in plots_dir.iterdir()}
     page = (tmp_path / "out" / "report.html").read_text()
     assert len(_data(page)["rows"]) == 12
+
+
+def test_output_last_puts_every_variants_output_layer_in_the_last_row():
+    from jaxnets import plots as plots_lib
+
+    nan = np.nan
+    values = np.array([[1.0, 2.0, 3.0],     # two hidden layers, output
+                       [4.0, 5.0, nan],     # one hidden layer, output
+                       [nan, nan, nan]])    # nothing recorded
+    out = plots_lib.output_last(values)
+    np.testing.assert_array_equal(out, [[1.0, 2.0, 3.0], [4.0, nan, 5.0], [nan, nan, nan]])
+    np.testing.assert_array_equal(values[1], [4.0, 5.0, nan])  # the input is left alone
