@@ -10,11 +10,18 @@ cache: wall time (compile + train) of the whole call, its compile seconds, and w
 The suite measures the same, one record per process: ``python -m benchmarks --workloads digits_mlp_archs``.
 
     python -m benchmarks.architectures [--ns 32 128] [--steps 1000] [--rounds 2]
+
+``--kinds`` checks the rule on the other kinds instead: an LSTM grid (hidden [8], [16], [32], [16, 16] on
+digits_sequence) at 200 and 2000 steps and a CNN grid (channels [4, 8], [8, 16], [16, 32], [8, 8], dense [32]
+on digits_image) at 100 and 1000 steps, 8 seeds each (N = 32), with the engine's defaults otherwise:
+
+    python -m benchmarks.architectures --kinds
 """
 
 from __future__ import annotations
 
 import argparse
+import time
 from typing import Any
 
 from benchmarks.jax_contenders import auto_mixes, run_jaxnets_mixed, run_jaxnets_split
@@ -42,13 +49,48 @@ def measure(n: int, steps: int, mix: bool) -> dict[str, Any]:
     return run(WORKLOAD, n, steps, target_s=0.0)
 
 
+#: ``--kinds``: (label, data set, rows of one seed, steps) per case; 8 seeds each.
+KIND_GRIDS: tuple[tuple[str, str, list[dict[str, Any]], tuple[int, ...]], ...] = (
+    ("LSTM [8], [16], [32], [16, 16]", "digits_sequence",
+     [{"kind": "rnn", "cell": "lstm", "hidden": h} for h in ([8], [16], [32], [16, 16])], (200, 2000)),
+    ("CNN [4, 8], [8, 16], [16, 32], [8, 8], dense [32]", "digits_image",
+     [{"kind": "cnn", "hidden": h, "dense": [32]} for h in ([4, 8], [8, 16], [16, 32], [8, 8])], (100, 1000)),
+)
+
+
+def kinds() -> None:
+    """Print, for each :data:`KIND_GRIDS` case, the mixed and the split call's wall and compile seconds (one
+    ``engine.train`` each, from an empty program cache) and what ``"auto"`` picks."""
+    from jaxnets import data, engine
+
+    for label, name, grid, all_steps in KIND_GRIDS:
+        ds = data.load(name)
+        for steps in all_steps:
+            vs = [{**row, "seed": s, "steps": steps} for row in grid for s in range(8)]
+            auto = len(engine.check(vs, ds).programs) == 1
+            figures = []
+            for mix in (True, False):
+                engine.clear_cache()
+                t = time.perf_counter()
+                result = engine.train(vs, ds, options=engine.Options(mix_architectures=mix))
+                figures.append(f"{'mixed' if mix else 'split'} {time.perf_counter() - t:.1f} s "
+                               f"({sum(g.compile_s for g in result.groups):.1f} s compiling, "
+                               f"{len(result.groups)} program(s))")
+            print(f"{label}, N=32, {steps} steps: {'; '.join(figures)}; auto {'mixes' if auto else 'splits'}",
+                  flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Print, per N, each round's wall and compile seconds of the mixed and the split call, and auto's pick."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--ns", type=int, nargs="+", default=[32, 128])
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--rounds", type=int, default=2, help="mixed, split alternations per N (default 2)")
+    p.add_argument("--kinds", action="store_true", help="check the rule on LSTM and CNN grids instead")
     args = p.parse_args(argv)
+    if args.kinds:
+        kinds()
+        return
     print(f"digits_mlp_archs, {args.steps} steps")
     for n in args.ns:
         print(f"N={n}: 'auto' {'mixes' if auto_picks_mixing(n, args.steps) else 'splits'} this grid")
