@@ -76,7 +76,7 @@ def kinds() -> None:
                 figures.append(f"{'mixed' if mix else 'split'} {time.perf_counter() - t:.1f} s "
                                f"({sum(g.compile_s for g in result.groups):.1f} s compiling, "
                                f"{len(result.groups)} program(s))")
-            print(f"{label}, N=32, {steps} steps: {'; '.join(figures)}; auto {'mixes' if auto else 'splits'}",
+            print(f"{label}, N={len(vs)}, {steps} steps: {'; '.join(figures)}; auto {'mixes' if auto else 'splits'}",
                   flush=True)
 
 
