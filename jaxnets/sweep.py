@@ -397,6 +397,26 @@ def _probe_points(axes: Sequence[Axis], pinned: Mapping[str, Any] | None = None)
     return points or [pinned]
 
 
+def coverage(axes: Sequence[Axis]) -> variants_lib.Coverage:
+    """What every unit of a search over ``axes`` is compiled for (:class:`jaxnets.variants.Coverage`): the
+    activations and initializers the axes list, and each stage (dropout, L2, weight decay, clipping) an axis
+    can switch on. A Bayesian search's rounds then share one compiled program per static group, whatever mix
+    the sampler asks for."""
+    by = {a.name: a for a in axes}
+
+    def can(name: str, on: Callable[[float], bool]) -> bool:
+        a = by.get(name)
+        if a is None:
+            return False
+        return on(a.high) if a.is_range else any(on(float(v)) for v in a.values)
+
+    listed = lambda name: tuple(str(v) for v in by[name].values) if name in by and by[name].values else ()  # noqa: E731
+    return variants_lib.Coverage(
+        activations=listed("activation"), initializers=listed("init"),
+        dropout=can("dropout", lambda v: v > 0), l2=can("l2", lambda v: v > 0),
+        weight_decay=can("weight_decay", lambda v: v > 0), clip=can("clip_norm", math.isfinite))
+
+
 def plan(cfg: Config, *, dataset: data_lib.Dataset | None = None, engine_kw: Mapping[str, Any] | None = None
          ) -> Plan:
     """Load the data and list (grid / random) or probe (Bayesian) every variant; validate all of it.
@@ -424,7 +444,9 @@ def plan(cfg: Config, *, dataset: data_lib.Dataset | None = None, engine_kw: Map
         kw.setdefault("mix_architectures", False if cfg.method == "pbt" else cfg.mix_architectures)
     if cfg.method == "bayesian":
         probes = _probe_points(cfg.axes, _first_values([a for a in cfg.axes if a.name in cfg.extra_keys]))
-        _prepare(cfg.base, probes, ds, kw)
+        _prepare(cfg.base, probes, ds, kw)  # every listed name is valid: the coverage can name them
+        # rounds mix activations, initializers and stages differently: one compiled program for all of them
+        kw["cover"] = coverage(cfg.axes)
         n_rounds = -(-cfg.trials // cfg.batch)
         first = _first_values([a for a in cfg.axes if a.name in cfg.extra_keys])
         per_round = _evals(engine.prepare([to_variant(cfg.base, first)], ds, **kw))

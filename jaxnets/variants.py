@@ -325,13 +325,41 @@ def normalize(variant: Mapping[str, Any], i: int = 0, default_loss: str | None =
 
 
 @dataclasses.dataclass(frozen=True)
+class Coverage:
+    """What every group's program is compiled for beyond its own variants, so that calls whose variants mix
+    activations, initializers and stages differently (a Bayesian search's rounds) share one compiled program
+    (``engine.Options(cover=...)``). It never changes a number: an activation or initializer no variant uses
+    is a branch never taken, a stage no variant uses (dropout 0, L2 0, weight decay 0, no clipping) changes
+    nothing. A covered group's blocks apply every activation to every variant (a select, no ordering of the
+    variants by activation), so a call's mix of activations never changes the program.
+
+    Attributes:
+      activations: names every group's activation switch holds (as well as its own).
+      initializers: names every group's initializer switch holds (as well as its own).
+      dropout, l2, weight_decay, clip: keep that stage in every group's program.
+    """
+
+    activations: tuple[str, ...] = ()
+    initializers: tuple[str, ...] = ()
+    dropout: bool = False
+    l2: bool = False
+    weight_decay: bool = False
+    clip: bool = False
+
+    def __post_init__(self) -> None:  # unknown names: a ValueError listing the valid ones
+        object.__setattr__(self, "activations", tuple(activations.canonical(n) for n in self.activations))
+        object.__setattr__(self, "initializers", tuple(initializers.canonical(n) for n in self.initializers))
+
+
+@dataclasses.dataclass(frozen=True)
 class GroupSpec:
     """The static part of a group: everything that changes the compiled program.
 
     ``activations`` / ``initializers``: the names used in the group, in registry order; per-variant ids
     index these tuples. ``use_*`` flags drop a stage that no variant of the group uses (dropout, L2,
     weight decay, clipping), which saves work without changing any number. ``static_extra``: the declared
-    static user keys and their values; ``vmapped_extra``: the declared vmapped user keys.
+    static user keys and their values; ``vmapped_extra``: the declared vmapped user keys. ``covered``: the
+    group was compiled for a :class:`Coverage` (its blocks then apply every activation to every variant).
     """
 
     kind: str
@@ -358,6 +386,7 @@ class GroupSpec:
     static_extra: tuple[tuple[str, Any], ...] = ()
     vmapped_extra: tuple[str, ...] = ()
     architectures: tuple[tuple[int, ...], ...] = ()
+    covered: bool = False
 
     @property
     def mixed(self) -> bool:
@@ -420,7 +449,8 @@ def _buckets(rows: Sequence[Mapping[str, Any]], static_extra: tuple[str, ...], m
 
 
 def group(rows: Sequence[Mapping[str, Any]], extra_keys: Mapping[str, str] | None = None, *,
-          mix: str | bool = False, costs: architectures.Costs | None = None) -> list[Group]:
+          mix: str | bool = False, costs: architectures.Costs | None = None, cover: Coverage | None = None
+          ) -> list[Group]:
     """Split normalized rows into static groups (static keys and declared static user keys), in order of
     first appearance.
 
@@ -432,6 +462,7 @@ def group(rows: Sequence[Mapping[str, Any]], extra_keys: Mapping[str, str] | Non
         one group at the padded architecture, ``"auto"`` does so when
         :func:`jaxnets.architectures.worth_mixing` says it pays, ``False`` never (the default here).
       costs: the call's :class:`jaxnets.architectures.Costs`, for ``mix="auto"``.
+      cover: what every group is compiled for beyond its own variants (:class:`Coverage`).
     """
     mix = architectures.check_mix(mix)
     if mix == "auto" and costs is None:
@@ -446,19 +477,21 @@ def group(rows: Sequence[Mapping[str, Any]], extra_keys: Mapping[str, str] | Non
         static = {k: first[k] for k in STATIC_KEYS}
         if archs:
             static["hidden"] = architectures.padded(archs, first["kind"])
-        used = {r["activation"] for r in members}
-        used_init = {r["init"] for r in members}
+        c = cover or Coverage()
+        used = {r["activation"] for r in members} | set(c.activations)
+        used_init = {r["init"] for r in members} | set(c.initializers)
         spec = GroupSpec(
             **static,
             activations=tuple(n for n in activations.NAMES if n in used),
             initializers=tuple(n for n in initializers.NAMES if n in used_init),
-            use_dropout=any(r["dropout"] > 0 for r in members),
-            use_l2=any(r["l2"] > 0 for r in members),
-            use_weight_decay=any(r["weight_decay"] > 0 for r in members),
-            use_clip=any(math.isfinite(r["clip_norm"]) for r in members),
+            use_dropout=c.dropout or any(r["dropout"] > 0 for r in members),
+            use_l2=c.l2 or any(r["l2"] > 0 for r in members),
+            use_weight_decay=c.weight_decay or any(r["weight_decay"] > 0 for r in members),
+            use_clip=c.clip or any(math.isfinite(r["clip_norm"]) for r in members),
             static_extra=tuple((k, first[k]) for k in static_extra),
             vmapped_extra=vmapped_extra,
             architectures=archs,
+            covered=cover is not None,
         )
         groups.append(Group(spec, tuple(idx), tuple(dict(r) for r in members)))
     return groups

@@ -48,12 +48,12 @@ from jaxnets.engine.options import CPU_TUNING, DEFAULT_TUNING, Options, Tuning, 
 from jaxnets.engine.plan import Footprint, footprint, memory_budget
 from jaxnets.engine.programs import DIVERGED, EARLY_STOPPED, OK, PRUNED, Program, TrainState, model
 from jaxnets.result import GroupResult, Result
+from jaxnets.variants import Coverage
 
-__all__ = ["CPU_TUNING", "DEFAULT_TUNING", "DIVERGED", "EARLY_STOPPED", "OK", "PRUNED", "Checked", "Footprint",
-           "GroupResult", "LossFn", "ModelFactory", "OptimizerFactory", "Options", "Program", "ProgressFn", "Result",
-           "TrainState",
-           "Tuning", "check", "clear_cache", "footprint", "memory_budget", "model", "prepare", "program", "train",
-           "tuning_for"]
+__all__ = ["CPU_TUNING", "DEFAULT_TUNING", "DIVERGED", "EARLY_STOPPED", "OK", "PRUNED", "Checked", "Coverage",
+           "Footprint", "GroupResult", "LossFn", "ModelFactory", "OptimizerFactory", "Options", "Program",
+           "ProgressFn", "Result", "TrainState", "Tuning", "check", "clear_cache", "footprint", "memory_budget",
+           "model", "prepare", "program", "train", "tuning_for"]
 
 ProgressFn = Callable[[events.Event], None]
 
@@ -91,10 +91,11 @@ class Checked:
 def check(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, model: ModelFactory | None = None,
           loss: str | LossFn | None = None, metric: LossFn | None = None,
           extra_keys: Mapping[str, str] | None = None, options: Options | None = None,
-          optimizer: OptimizerFactory | None = None, mix_architectures: str | bool | None = None) -> Checked:
+          optimizer: OptimizerFactory | None = None, mix_architectures: str | bool | None = None,
+          cover: Coverage | None = None) -> Checked:
     """Check every variant, the data, your model factory and loss, and build each static group's
-    :class:`Program`, before any compute (arguments as :func:`train`'s; ``mix_architectures``, when given,
-    overrides ``options.mix_architectures``).
+    :class:`Program`, before any compute (arguments as :func:`train`'s; ``mix_architectures`` and ``cover``,
+    when given, override ``options.mix_architectures`` and ``options.cover``).
 
     Returns:
       the :class:`Checked` call, for :func:`train`.
@@ -107,7 +108,8 @@ def check(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, model: ModelFac
     progs = build_programs(variants, ds, model=model, loss=loss, metric=metric, extra_keys=extra_keys,
                            n_eval_train=options.n_eval_train, tuning=tuning, optimizer=optimizer,
                            mix_architectures=(options.mix_architectures if mix_architectures is None
-                                              else mix_architectures))
+                                              else mix_architectures),
+                           cover=options.cover if cover is None else cover)
     return Checked(tuple(progs), len(variants), options.n_eval_train, tuning)
 
 

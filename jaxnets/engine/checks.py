@@ -158,7 +158,8 @@ def _check_per_example(what: str, fn: Callable, out: Any, y: np.ndarray) -> None
 def build_programs(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, model: ModelFactory | None,
                    loss: str | LossFn | None, metric: LossFn | None, extra_keys: Mapping[str, str] | None,
                    n_eval_train: int, tuning: Tuning, optimizer: OptimizerFactory | None = None,
-                   mix_architectures: str | bool = "auto") -> list[Program]:
+                   mix_architectures: str | bool = "auto", cover: variants_lib.Coverage | None = None
+                   ) -> list[Program]:
     """Validate everything (variants, data, model, loss, optimizer) and build one :class:`Program` per static
     group."""
     if optimizer is not None and not callable(optimizer):
@@ -170,7 +171,7 @@ def build_programs(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, model:
             raise variants_lib.VariantError(named[0], "sets 'optimizer' while optimizer= gives your own optimizer "
                                             "factory; remove the key (or the factory)", named)
     groups = prepare(variants, ds, model=model, loss=loss, extra_keys=extra_keys, optimizer=optimizer,
-                     mix_architectures=mix_architectures, costs=costs_of(ds, n_eval_train, tuning))
+                     mix_architectures=mix_architectures, costs=costs_of(ds, n_eval_train, tuning), cover=cover)
     user_loss = loss if callable(loss) else None
     if metric is not None and not callable(metric):
         raise TypeError(f"metric= must be a callable (outputs, labels) -> per-example values, got {metric!r}")
@@ -231,7 +232,8 @@ def costs_of(ds: Dataset, n_eval_train: int, tuning: Tuning) -> architectures.Co
 def prepare(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, model: ModelFactory | None = None,
             loss: str | LossFn | None = None, extra_keys: Mapping[str, str] | None = None,
             optimizer: OptimizerFactory | None = None, mix_architectures: str | bool = "auto",
-            costs: architectures.Costs | None = None) -> list[variants_lib.Group]:
+            costs: architectures.Costs | None = None, cover: variants_lib.Coverage | None = None
+            ) -> list[variants_lib.Group]:
     """Validate every variant and the data, and split into static groups — all before any compute.
 
     Args:
@@ -245,6 +247,7 @@ def prepare(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, model: ModelF
       mix_architectures: ``"auto"``, ``True`` or ``False``: whether built-in model variants differing only in
         ``hidden`` share a group (:mod:`jaxnets.architectures`); never with your own model.
       costs: what ``"auto"`` weighs (:func:`costs_of`); default: the platform's tuning, 1024 evaluation examples.
+      cover: what every group is compiled for beyond its own variants (:class:`jaxnets.variants.Coverage`).
 
     Returns:
       the static groups, in order of first appearance.
@@ -267,7 +270,7 @@ def prepare(variants: Sequence[Mapping[str, Any]], ds: Dataset, *, model: ModelF
     rows = [variants_lib.normalize(v, i, default_loss, extra, own) for i, v in enumerate(variants)]
     mix = False if model is not None else mix_architectures
     costs = costs or costs_of(ds, 1024, tuning_for(jax.devices()[0].platform))
-    groups = variants_lib.group(rows, extra, mix=mix, costs=costs)
+    groups = variants_lib.group(rows, extra, mix=mix, costs=costs, cover=cover)
     for g in groups:
         try:
             check_data(ds, g.spec, builtin_model=model is None, builtin_loss=not callable(loss))

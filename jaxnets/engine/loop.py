@@ -147,8 +147,9 @@ class _Group:
 
 def _block_plan(G: _Group, rows: np.ndarray, call: _Call, train: bool = True) -> plan_lib.BlockPlan:
     """Where ``rows`` train (:func:`jaxnets.engine.plan.reblock`: in blocks of a program this group has
-    compiled already when that wastes little, else in a new program's blocks)."""
-    n_act = 1 if call.exploits else len(G.prog.spec.activations)
+    compiled already when that wastes little, else in a new program's blocks). A covered group
+    (``Options.cover``) and a population that exploits order no variants by activation."""
+    n_act = 1 if call.exploits or G.prog.spec.covered else len(G.prog.spec.activations)
     return plan_lib.reblock(G.hyper["activation"], rows, G.size0, len(call.devices), n_act, G.shapes,
                             call.tuning.reuse_padding if train else None)
 

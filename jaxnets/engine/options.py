@@ -12,6 +12,8 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from jaxnets.variants import Coverage
+
 __all__ = ["CPU_TUNING", "DEFAULT_TUNING", "Options", "Tuning", "tuning_for"]
 
 
@@ -131,6 +133,9 @@ class Options:
         masked to its own (:mod:`jaxnets.architectures`; ``"auto"``: when one padded program is estimated to
         cost less, compilations included, than one per architecture). Each variant's numbers are its own
         network's to float32 rounding either way.
+      cover: a :class:`jaxnets.variants.Coverage`: every group's program is compiled for those activations,
+        initializers and stages as well as its own, so calls mixing them differently (a Bayesian search's
+        rounds) share one compiled program; ``None``: each group's own.
     """
 
     max_variants_per_program: int | None = None
@@ -141,10 +146,13 @@ class Options:
     tuning: Tuning | None = None
     loop: str | None = None
     mix_architectures: str | bool = "auto"
+    cover: Coverage | None = None
 
     def __post_init__(self) -> None:
         if not (isinstance(self.mix_architectures, bool) or self.mix_architectures == "auto"):
             raise ValueError(f"Options.mix_architectures = {self.mix_architectures!r}: use 'auto', True or False")
+        if self.cover is not None and not isinstance(self.cover, Coverage):
+            raise TypeError(f"Options.cover must be a jaxnets.variants.Coverage, got {type(self.cover).__name__}")
         if self.loop not in (None, "scan", "host"):
             raise ValueError(f"Options.loop = {self.loop!r}: use 'scan', 'host' or None (the program's own)")
 
