@@ -6,6 +6,9 @@ Subprocesses the tests start inherit it through ``JAX_NUMPY_RANK_PROMOTION``.
 """
 
 import os
+from pathlib import Path
+
+import pytest
 
 os.environ["JAX_NUMPY_RANK_PROMOTION"] = "raise"
 # The tests' programs run a few dozen steps: compiling fast matters more than running fast. XLA's backend
@@ -25,4 +28,24 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 # The CLI turns JAX's persistent compilation cache on by default (a per-user directory); the tests' own
 # subprocesses leave the user's cache alone.
 os.environ.setdefault("JAXNETS_COMPILE_CACHE", "0")
+
+from tiny import TINY_TOML  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_config(tmp_path_factory) -> Path:
+    """The tiny sweep's config file (tests/tiny.py)."""
+    path = tmp_path_factory.mktemp("config") / "tiny.toml"
+    path.write_text(TINY_TOML)
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_config, tmp_path_factory) -> Path:
+    """An uninterrupted run of the tiny config (in this process)."""
+    from jaxnets import cli
+
+    out = tmp_path_factory.mktemp("runs") / "reference"
+    assert cli.main(["sweep", str(tiny_config), "--out", str(out), "--quiet"]) == 0
+    return out
 

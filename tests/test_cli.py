@@ -18,33 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from tiny import TINY_TOML
 
 from jaxnets import cli, store
-
-TINY_TOML = """\
-# two static groups (hidden sizes) x 4 variants: the unit of resume is a group
-[data]
-name = "iris"
-
-[model]
-hidden = [8]
-
-[train]
-optimizer = "sgd"
-learning_rate = 0.1
-steps = 20
-batch_size = 16
-eval_every = 10
-
-[sweep]
-method = "grid"
-mix_architectures = false  # two static groups: hidden [8] and [4] train apart
-
-[sweep.axes]
-hidden = [[8], [4]]
-activation = ["tanh", "relu"]
-seed = [0, 1]
-"""
 
 CONTRACT_COLUMNS = ["variant", "hidden", "activation", "seed", "status", "stopped_step", "final_train_loss",
                     "final_val_loss", "best_val_loss", "val_accuracy", "test_loss", "test_accuracy", "group_wall_s"]
@@ -58,13 +34,6 @@ def _jaxnets(*args: str, **kwargs) -> list[str]:
 
 def _run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(_jaxnets(*args), capture_output=True, text=True, timeout=300)
-
-
-@pytest.fixture(scope="module")
-def tiny_config(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("config") / "tiny.toml"
-    path.write_text(TINY_TOML)
-    return path
 
 
 @pytest.fixture(scope="module")

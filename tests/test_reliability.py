@@ -17,7 +17,7 @@ a run with one line and a documented exit code, keeping what is saved (issue 29;
 * (slow) two single-bit flips of every byte of a unit and of a checkpoint: every load is identical data or
   damage.
 
-The sweeps run the ``jaxnets`` command in this process (``cli.main``) on the tiny config of tests/test_store.py.
+The sweeps run the ``jaxnets`` command in this process (``cli.main``) on the tiny config of tests/tiny.py.
 """
 
 from __future__ import annotations
@@ -40,45 +40,6 @@ import pytest
 
 from jaxnets import cli, store
 from jaxnets.sweep import COLUMNS, HISTORY_METRICS, UnitResult
-
-TINY_TOML = """\
-[data]
-name = "iris"
-
-[model]
-hidden = [8]
-
-[train]
-optimizer = "sgd"
-learning_rate = 0.1
-steps = 20
-batch_size = 16
-eval_every = 10
-
-[sweep]
-method = "grid"
-mix_architectures = false  # two static groups: hidden [8] and [4] train apart
-
-[sweep.axes]
-hidden = [[8], [4]]
-activation = ["tanh", "relu"]
-seed = [0, 1]
-"""
-
-
-@pytest.fixture(scope="module")
-def tiny_config(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("config") / "tiny.toml"
-    path.write_text(TINY_TOML)
-    return path
-
-
-@pytest.fixture(scope="module")
-def reference(tiny_config, tmp_path_factory) -> Path:
-    """An uninterrupted run of the tiny config (in this process)."""
-    out = tmp_path_factory.mktemp("runs") / "reference"
-    assert cli.main(["sweep", str(tiny_config), "--out", str(out), "--quiet"]) == 0
-    return out
 
 
 def _sweep(config: Path, out: Path, *extra: str) -> int:

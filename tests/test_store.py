@@ -22,49 +22,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from tiny import TINY_TOML
 
 from jaxnets import cli, store
 from jaxnets.sweep import COLUMNS, HISTORY_METRICS, UnitResult
-
-TINY_TOML = """\
-# two static groups (hidden sizes) x 4 variants: the unit of resume is a group
-[data]
-name = "iris"
-
-[model]
-hidden = [8]
-
-[train]
-optimizer = "sgd"
-learning_rate = 0.1
-steps = 20
-batch_size = 16
-eval_every = 10
-
-[sweep]
-method = "grid"
-mix_architectures = false  # two static groups: hidden [8] and [4] train apart
-
-[sweep.axes]
-hidden = [[8], [4]]
-activation = ["tanh", "relu"]
-seed = [0, 1]
-"""
-
-
-@pytest.fixture(scope="module")
-def tiny_config(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("config") / "tiny.toml"
-    path.write_text(TINY_TOML)
-    return path
-
-
-@pytest.fixture(scope="module")
-def reference(tiny_config, tmp_path_factory) -> Path:
-    """An uninterrupted run of the tiny config (in this process)."""
-    out = tmp_path_factory.mktemp("runs") / "reference"
-    assert cli.main(["sweep", str(tiny_config), "--out", str(out), "--quiet"]) == 0
-    return out
 
 
 def _copy(reference: Path, dest: Path) -> Path:
