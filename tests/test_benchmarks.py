@@ -586,3 +586,15 @@ def test_architecture_contenders_run_in_the_suite(tmp_path):
     assert targets[report.ARCH_SPEEDUP_TARGET]["met"] is None  # N=16 is no target N
     assert targets[report.ARCH_AUTO_TARGET]["met"] is not None
     assert "| 16 | 3 |" in out.with_suffix(".md").read_text()
+
+
+def test_coverage_benchmark_rounds_are_seeded_and_reuse_one_program():
+    from benchmarks import coverage
+    from jaxnets import engine
+
+    a, b = coverage.rounds(2, 3, 4), coverage.rounds(2, 3, 4)
+    assert a == b and len(a) == 2 and all(len(r) == 3 for r in a)
+    assert {r["activation"] for rows in a for r in rows} <= set(coverage.ACTIVATIONS)
+    cover = engine.Coverage(activations=coverage.ACTIVATIONS, dropout=True)
+    wall, compile_s = coverage.measure(a, cover)
+    assert wall > compile_s > 0
