@@ -113,3 +113,48 @@ def test_saved_mixed_rnn_and_cnn_load_as_each_variants_own_network(sequences, im
         jax.tree.map(np.testing.assert_array_equal, saved.params(i), r.params(i))
         np.testing.assert_array_equal(saved.predict(i, ds.x_test[:32], standardized=True),
                                       r.predict(i, ds.x_test[:32], standardized=True))
+
+
+def test_your_nnx_model_masks_with_masked_linear_and_trains_as_its_own_width(digits_flat):
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from jaxnets.models import MaskedLinear
+
+    class Wide(nnx.Module):  # one hidden layer of hp["width"] real units inside 32
+        def __init__(self, hp, rngs):
+            n = hp["width"].astype(jnp.int32)
+            self.hidden = MaskedLinear(64, 32, hp.masked_kernel_init, 64, n, rngs=rngs)
+            self.out = MaskedLinear(32, 10, hp.masked_kernel_init, n, 10, rngs=rngs)
+            self.hp = hp
+
+        def __call__(self, x):
+            on = jnp.arange(32) < self.hp["width"].astype(jnp.int32)
+            h = jnp.where(on[None, :], self.hp.activation(self.hidden(x, jnp.ones(64, bool), on)), 0.0)
+            return self.out(h, on, jnp.ones(10, bool))
+
+    class Plain(nnx.Module):  # the same network at its own width, plain nnx.Linear
+        def __init__(self, hp, rngs, width):
+            self.hidden = nnx.Linear(64, width, kernel_init=hp.kernel_init, rngs=rngs)
+            self.out = nnx.Linear(width, 10, kernel_init=hp.kernel_init, rngs=rngs)
+            self.hp = hp
+
+        def __call__(self, x):
+            return self.out(self.hp.activation(self.hidden(x)))
+
+    rows = [{"width": w, "seed": s, "steps": 30, "eval_every": 15, "activation": "tanh", "init": "glorot_uniform"}
+            for w in (8, 32) for s in range(2)]
+    mixed = engine.train(rows, digits_flat, model=lambda hp, rngs: Wide(hp, rngs), extra_keys={"width": "vmapped"})
+    assert len(mixed.groups) == 1
+    for w in (8, 32):
+        idx = [i for i, r in enumerate(rows) if r["width"] == w]
+        alone = engine.train([rows[i] for i in idx], digits_flat, model=lambda hp, rngs, w=w: Plain(hp, rngs, w),
+                             extra_keys={"width": "vmapped"})
+        np.testing.assert_allclose(mixed.final("val_loss")[idx], alone.final("val_loss"), rtol=2e-5)
+    k = np.asarray(mixed.params(0)["hidden"]["kernel"])  # width 8 of 32: zero past it after training
+    assert not k[:, 8:].any() and k[:, :8].all()
+
+
+@pytest.fixture(scope="module")
+def digits_flat():
+    return data.load("digits")

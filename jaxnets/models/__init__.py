@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from jaxnets.models._common import OUTPUT, RECORD, SMALL_KERNEL, layer_name, small_kernel_dot_general
 from jaxnets.models.cnn import CNN
-from jaxnets.models.masked import MaskedConv, MaskedDense, masked_cell, masked_dropout
+from jaxnets.models.masked import MaskedConv, MaskedDense, MaskedLinear, masked_cell, masked_dropout
 from jaxnets.models.mlp import MLP
 from jaxnets.models.rnn import CELLS, RNN
 
 KINDS = ("mlp", "cnn", "rnn")
 
 __all__ = ["CELLS", "CNN", "KINDS", "MLP", "OUTPUT", "RECORD", "RNN", "SMALL_KERNEL", "MaskedConv", "MaskedDense",
-           "layer_name", "masked_cell", "masked_dropout", "small_kernel_dot_general"]
+           "MaskedLinear", "layer_name", "masked_cell", "masked_dropout", "small_kernel_dot_general"]

@@ -1,6 +1,7 @@
 """Layers masked to a smaller real layer inside a padded one (architectures as data,
 :mod:`jaxnets.architectures`): :class:`MaskedDense`, :class:`MaskedConv`, :func:`masked_cell` (a Flax
-recurrent cell whose state stays zero past the real units) and :func:`masked_dropout`."""
+recurrent cell whose state stays zero past the real units) and :func:`masked_dropout` in linen, and
+:class:`MaskedLinear` in NNX."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
 
 class MaskedDense(nn.Module):
@@ -132,3 +134,48 @@ def masked_cell(cls: type[nn.RNNCellBase]) -> type[nn.RNNCellBase]:
 
     Masked.__name__ = Masked.__qualname__ = f"Masked{cls.__name__}"
     return Masked
+
+
+class MaskedLinear(nnx.Module):
+    """The NNX counterpart of :class:`MaskedDense`: an ``nnx.Linear`` of a padded shape whose kernel and bias
+    count only the real ``[fan_in, fan_out]`` block (parameters ``kernel`` [in_features, out_features] and
+    ``bias`` [out_features], as ``nnx.Linear``'s).
+
+    ``kernel_init`` (e.g. ``hp.masked_kernel_init``) draws the real block with the real fans, entry for entry
+    what ``nnx.Linear(fan_in, fan_out, kernel_init=hp.kernel_init, rngs=rngs)`` built at the same point would
+    draw, zeros elsewhere; the forward pass multiplies by the masks, so the padding gets zero gradient.
+
+    Args:
+      in_features, out_features: the padded shape.
+      kernel_init: ``init(key, shape, fan_in, fan_out, dtype)``.
+      fan_in, fan_out: the real sizes (ints or traced int scalars, e.g. ``hp["width"].astype(jnp.int32)``).
+      rngs: the module's ``nnx.Rngs`` (one ``params`` key, as ``nnx.Linear`` takes).
+
+    Call: ``x`` [B, in_features], ``in_mask`` bool [in_features], ``out_mask`` bool [out_features] ->
+    [B, out_features].
+
+    Example::
+
+        class Wide(nnx.Module):
+            def __init__(self, hp, rngs, max_width=256):
+                n = hp["width"].astype(jnp.int32)
+                self.hidden = MaskedLinear(64, max_width, hp.masked_kernel_init, 64, n, rngs=rngs)
+                self.out = MaskedLinear(max_width, 10, hp.masked_kernel_init, n, 10, rngs=rngs)
+                self.hp, self.max_width = hp, max_width
+
+            def __call__(self, x):
+                on = jnp.arange(self.max_width) < self.hp["width"].astype(jnp.int32)
+                h = jnp.where(on[None, :], self.hp.activation(self.hidden(x, jnp.ones(64, bool), on)), 0.0)
+                return self.out(h, on, jnp.ones(10, bool))
+    """
+
+    def __init__(self, in_features: int, out_features: int, kernel_init: Callable[..., jax.Array],
+                 fan_in: int | jax.Array, fan_out: int | jax.Array, *, rngs: nnx.Rngs):
+        self.kernel = nnx.Param(kernel_init(rngs.params(), (in_features, out_features), fan_in, fan_out))
+        rngs.params()  # the bias key nnx.Linear draws (zeros need none): later layers draw nnx.Linear's keys
+        self.bias = nnx.Param(jnp.zeros((out_features,), jnp.float32))
+
+    def __call__(self, x: jax.Array, in_mask: jax.Array, out_mask: jax.Array) -> jax.Array:
+        kernel = self.kernel[...] * (in_mask[:, None] & out_mask[None, :]).astype(self.kernel[...].dtype)
+        bias = self.bias[...] * out_mask.astype(self.bias[...].dtype)
+        return x @ kernel + bias.reshape((1,) * (x.ndim - 1) + (-1,))
