@@ -271,9 +271,8 @@ def _embedded_one(name: str, key: jax.Array, shape: tuple[int, ...], fan_in: jax
     ``shape``; with ``row_groups`` > 1, ``shape`` is 2-D and its rows are that many blocks of equal size,
     the first ``fan_in`` rows of each real (see :func:`embedded`)."""
     if row_groups > 1:
-        shape2 = shape
         grouped = (row_groups, shape[0] // row_groups, shape[1])
-        return _embedded_grouped(name, key, grouped, fan_in, fan_out, dtype).reshape(shape2)
+        return _embedded_grouped(name, key, grouped, fan_in, fan_out, dtype).reshape(shape)
     return _embedded_grouped(name, key, shape, fan_in, fan_out, dtype, out_receptive=True)
 
 

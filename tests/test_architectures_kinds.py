@@ -158,3 +158,16 @@ def test_your_nnx_model_masks_with_masked_linear_and_trains_as_its_own_width(dig
 @pytest.fixture(scope="module")
 def digits_flat():
     return data.load("digits")
+
+
+@pytest.mark.parametrize("name", initializers.NAMES)
+def test_row_groups_place_the_real_draw_at_every_position(name):
+    # a CNN's first dense layer: 4 positions x 16 padded channels (5 real) -> 7 outputs (3 real)
+    key = jax.random.key(5)
+    own = np.asarray(initializers.get(name, 1.0)(key, (4 * 5, 3)))
+    big = np.asarray(initializers.embedded(initializers.index(name))(key, (4 * 16, 7), 5, 3, row_groups=4))
+    real = big.reshape(4, 16, 7)[:, :5, :3].reshape(20, 3)
+    np.testing.assert_allclose(real, own, atol=1e-6 if name == "orthogonal" else 0)
+    assert not big.reshape(4, 16, 7)[:, 5:].any() and not big[:, 3:].any()
+    with pytest.raises(ValueError, match="row_groups"):
+        initializers.embedded(0)(key, (10, 7), 5, 3, row_groups=4)
