@@ -154,7 +154,9 @@ def architecture_comparisons(records: list[dict[str, Any]]) -> list[dict[str, An
       ``mixed_compile_s``, ``mixed_programs``, ``split_wall_s``, ``split_compile_s``, ``split_programs``,
       ``split_over_mixed`` (the split call's wall time over the mixed one's: > 1, mixing is faster),
       ``faster`` (``"mixed"`` or ``"split"``), ``auto_mixes`` (what ``mix_architectures="auto"`` picks;
-      ``None`` if not recorded) and ``auto_picks_faster`` (``None`` if not recorded).
+      ``None`` if not recorded) and ``auto_picks_faster`` (``None`` if not recorded). Where both calls
+      trained the same number of programs (one architecture: nothing to mix) ``faster``, ``auto_mixes`` and
+      ``auto_picks_faster`` are ``None``.
     """
     out = []
     keys = sorted({(r["workload"], r["n"]) for r in records if r["contender"] == "jaxnets_mixed"})
@@ -165,6 +167,8 @@ def architecture_comparisons(records: list[dict[str, Any]]) -> list[dict[str, An
         m_wall, s_wall = mixed.get("wall_s", mixed["timed_s"]), split.get("wall_s", split["timed_s"])
         auto = mixed.get("auto_mixes", split.get("auto_mixes"))
         faster = "mixed" if m_wall <= s_wall else "split"
+        if mixed.get("n_programs") is not None and mixed.get("n_programs") == split.get("n_programs"):
+            auto = faster = None  # one architecture (N < 4): the two calls are the same program, nothing to pick
         out.append({"workload": w, "n": n, "steps": mixed.get("steps"), "mixed_wall_s": m_wall,
                     "mixed_compile_s": mixed["compile_s"], "mixed_programs": mixed.get("n_programs"),
                     "split_wall_s": s_wall, "split_compile_s": split["compile_s"],
@@ -293,7 +297,7 @@ def _architecture_section(comps: list[dict[str, Any]]) -> list[str]:
         right = {True: "yes", False: "**no**", None: "-"}[c["auto_picks_faster"]]
         lines.append(f"| {c['n']} | {c['steps']} | {c['mixed_wall_s']:.2f} ({c['mixed_compile_s']:.2f}) | "
                      f"{c['split_wall_s']:.2f} ({c['split_compile_s']:.2f}) | {c['split_over_mixed']:.2f}x | "
-                     f"{c['mixed_programs']}, {c['split_programs']} | {auto} | {c['faster']} | {right} |")
+                     f"{c['mixed_programs']}, {c['split_programs']} | {auto} | {c['faster'] or '-'} | {right} |")
     return lines
 
 

@@ -598,3 +598,17 @@ def test_coverage_benchmark_rounds_are_seeded_and_reuse_one_program():
     cover = engine.Coverage(activations=coverage.ACTIVATIONS, dropout=True)
     wall, compile_s = coverage.measure(a, cover)
     assert wall > compile_s > 0
+
+
+def test_one_architecture_is_nothing_to_pick():
+    from benchmarks import report
+
+    rec = {"workload": "digits_mlp_archs", "n": 1, "steps": 10, "timed_s": 1.0, "compile_s": 0.5, "n_programs": 1,
+           "auto_mixes": True}
+    comps = report.architecture_comparisons([{**rec, "contender": "jaxnets_mixed", "wall_s": 1.3},
+                                             {**rec, "contender": "jaxnets_split", "wall_s": 1.2}])
+    assert comps[0]["faster"] is None and comps[0]["auto_picks_faster"] is None
+    auto = [t for t in report.architecture_targets([{**rec, "contender": "jaxnets_mixed", "wall_s": 1.3},
+                                                    {**rec, "contender": "jaxnets_split", "wall_s": 1.2}])
+            if t["target"] == report.ARCH_AUTO_TARGET][0]
+    assert auto["met"] is None  # not measured: nothing to pick anywhere
