@@ -185,8 +185,8 @@ class Progress:
         self.unit_end = self.bar.n + event.evals
         if event.resumed:
             self._advance(self.unit_end)
-        else:
-            self.bar.set_postfix_str("compiling")
+        else:  # "compiling" once the engine says so (a Compiling event): a cached program starts at once
+            self.bar.set_postfix_str("starting")
 
     def _advance(self, done: float) -> None:
         """Move the bar to ``done`` evaluations (whole ones shown), never past the current unit's end."""
@@ -287,8 +287,8 @@ def _quiet_libraries() -> None:
 def _describe_plan(p) -> str:
     cfg = p.config
     axes = ", ".join(f"{a.name} ({'range' if a.is_range else len(a.values)})" for a in cfg.axes) or "none"
-    what = "round(s) of Optuna trials" if cfg.method == "bayesian" else \
-        "static group(s), one compiled program each"
+    what = "round(s) of Optuna trials (rounds share their compiled programs)" if cfg.method == "bayesian" \
+        else "static group(s), one compiled program each"
     shared = "".join(f"; {key} trains hidden {', '.join(str(list(h)) for h in archs)} in one program"
                      for key, archs in p.shared_architectures())
     return (f"{cfg.method} search on {p.dataset.name}: {p.n_variants} variants, {p.n_units} {what}; "
