@@ -168,7 +168,7 @@ def architecture_comparisons(records: list[dict[str, Any]]) -> list[dict[str, An
         auto = mixed.get("auto_mixes", split.get("auto_mixes"))
         faster = "mixed" if m_wall <= s_wall else "split"
         if mixed.get("n_programs") is not None and mixed.get("n_programs") == split.get("n_programs"):
-            auto = faster = None  # one architecture (N < 4): the two calls are the same program, nothing to pick
+            auto = faster = None  # one architecture (N = 1, 2): the two calls are the same program, nothing to pick
         out.append({"workload": w, "n": n, "steps": mixed.get("steps"), "mixed_wall_s": m_wall,
                     "mixed_compile_s": mixed["compile_s"], "mixed_programs": mixed.get("n_programs"),
                     "split_wall_s": s_wall, "split_compile_s": split["compile_s"],
