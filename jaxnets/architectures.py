@@ -66,17 +66,23 @@ def padded(hiddens: Sequence[Sequence[int]], kind: str = "mlp") -> tuple[int, ..
     """The padded ``hidden`` of several models of ``kind``: for an MLP or RNN as many layers as the deepest,
     each as wide as the widest layer of any of them (``[(16,), (32, 8)] -> (32, 32)``); for a CNN (lists of
     one length) each conv block's widest (``[(8, 32), (16, 16)] -> (16, 32)``)."""
-    if kind == "cnn":
+    if not depth_varies(kind):
         return tuple(int(max(c)) for c in zip(*hiddens, strict=True))
     depth = max(len(h) for h in hiddens)
     width = max(max(h) for h in hiddens)
     return (width,) * depth
 
 
+def depth_varies(kind: str) -> bool:
+    """Whether a mixed group of ``kind`` may hold variants of different depths: an MLP's or RNN's may (a layer
+    past a variant's depth passes its input through), a CNN's may not (each block's pooling changes the map)."""
+    return kind != "cnn"
+
+
 def mix_key(kind: str, hidden: Sequence[int]) -> tuple:
     """What must agree for two variants of ``kind`` (otherwise equal) to mix: nothing for an MLP or RNN, the
-    number of conv blocks for a CNN."""
-    return (len(hidden),) if kind == "cnn" else ()
+    number of conv blocks for a CNN (:func:`depth_varies`)."""
+    return () if depth_varies(kind) else (len(hidden),)
 
 
 def mlp_macs(hidden: Sequence[int], input_dim: int, output_dim: int) -> int:
@@ -193,7 +199,7 @@ def own_layers(values: jax.Array, depth: jax.Array) -> jax.Array:
 def layer_names(hidden: Sequence[int], names: Sequence[str], kind: str = "mlp") -> list[str]:
     """A variant's own layer names from its padded group's ``names`` (hidden layers, then the output; a CNN's
     variants share every layer)."""
-    return list(names) if kind == "cnn" else [*names[: len(hidden)], names[-1]]
+    return [*names[: len(hidden)], names[-1]] if depth_varies(kind) else list(names)
 
 
 def slice_params(kind: str, params: Mapping[str, Any], hidden: Sequence[int], names: Sequence[str]

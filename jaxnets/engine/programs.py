@@ -137,7 +137,7 @@ def layer_grad_norms(spec: variants_lib.GroupSpec, grads: Any, names: Sequence[s
     """Each layer's gradient norm [L + 1] (:func:`jaxnets.diagnostics.grad_norms`); in a group that mixes
     architectures, the variant's own layers, its output layer, then NaN (as a shallower group's history)."""
     norms = diagnostics.grad_norms(grads, names)
-    if spec.mixed and spec.kind != "cnn":  # a CNN's variants share their depth
+    if spec.mixed and architectures.depth_varies(spec.kind):
         norms = architectures.own_layers(norms, architectures.depth_of(hp["widths"]))
     return norms
 
