@@ -14,8 +14,9 @@ The header's metadata holds ``format`` (``"jaxnets.params"``), ``version``, ``ja
 normalized rows, declared user keys, whether it used your own model factory, the parameter-tree paths with
 their key types; the data set's shape and task) and ``sha256``: a SHA-256 over that JSON and every tensor's
 name, dtype, shape and bytes, so *any* change after saving is detected; any failure to read a file is
-damage (:class:`CorruptParamsError`), never a crash. Files are written to a temporary name, flushed and
-renamed into place (atomic). Reading one variant needs only safetensors and Flax (see the README)::
+damage (:class:`CorruptParamsError`), never a crash. :func:`encode` gives a file's bytes; they are written
+to a temporary name, flushed and renamed into place (:func:`jaxnets.atomic.atomic_write`). Reading one
+variant needs only safetensors and Flax (see the README)::
 
     with safe_open(path, framework="np") as f:
         j = list(f.get_tensor("g0/variant")).index(3)          # variant 3's position in group 0
@@ -25,13 +26,10 @@ renamed into place (atomic). Reading one variant needs only safetensors and Flax
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
-import os
 import struct
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -42,8 +40,7 @@ import numpy as np
 from jaxnets.standardize import DataInfo
 
 __all__ = ["FORMAT", "SUFFIX", "SavedGroup", "Trained", "CorruptParamsError", "CorruptParamsWarning",
-           "ParamsNotSavedWarning", "encode",
-           "decode", "read", "write", "of_groups"]
+           "ParamsNotSavedWarning", "encode", "decode", "read", "of_groups"]
 
 FORMAT = "jaxnets.params"
 VERSION = "1"
@@ -313,29 +310,3 @@ def read(path: str | Path) -> tuple[Trained, str]:
     except OSError as e:
         raise CorruptParamsError(path, f"cannot be read: {e.strerror or e}") from None
     return decode(data, path)
-
-
-def write(path: str | Path, trained: Trained) -> tuple[Path, str]:
-    """Atomically write ``trained`` to ``path`` (a temporary in the same folder, fsynced, renamed into place).
-
-    Returns:
-      ``(path, checksum)``.
-
-    Raises:
-      OSError: the machine refused the write (no temporary is left).
-    """
-    path = Path(path)
-    data, digest = encode(trained)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path, digest

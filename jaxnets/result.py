@@ -250,14 +250,15 @@ class Result:
           the file's path.
 
         Raises:
-          OSError: the machine refused the write.
+          jaxnets.atomic.StorageError: the machine refused the write (an ``OSError``).
           ValueError, TypeError: a parameter tree or row that a file cannot hold.
           ImportError: safetensors is not installed.
         """
         from jaxnets import paramfile
+        from jaxnets.atomic import atomic_write
 
-        trained = paramfile.of_groups("result", self.groups, np.arange(len(self)))
-        return paramfile.write(Path(out) / "params" / f"result{paramfile.SUFFIX}", trained)[0]
+        data, _ = paramfile.encode(paramfile.of_groups("result", self.groups, np.arange(len(self))))
+        return atomic_write(Path(out) / "params" / f"result{paramfile.SUFFIX}", lambda f: f.write(data))
 
     def group_wall_s(self) -> np.ndarray:
         """Wall time of each variant's group, [V]."""

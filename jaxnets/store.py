@@ -38,25 +38,24 @@ deletes this module's files only (never anything else in the folder, and never t
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import io
 import json
 import os
 import secrets
 import socket
-import tempfile
 import time
 import tomllib
 import warnings
 import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
 from jaxnets import paramfile
+from jaxnets.atomic import TMP_SUFFIX, StorageError, atomic_write, writing
 from jaxnets.result import COLUMNS, UnitResult
 from jaxnets.result import METRICS as HISTORY_METRICS
 
@@ -78,7 +77,6 @@ PLOTS = "plots"
 MANIFEST = "manifest.json"
 REPORT = "report.html"  # one self-contained page of the sweep (jaxnets.report)
 LOCK = ".lock"
-_TMP = ".tmp"  # the suffix of atomic_write's temporaries (their names start with ".")
 _LOCK_BREAK = ".lock.breaking"  # held for the instant a stale lock is replaced (two takers never both win)
 _LOCK_GRACE_S = 10.0  # an unreadable lock (or break guard) younger than this may still be being written
 
@@ -149,49 +147,6 @@ class CorruptResultsError(DirectoryError):
                          f"--out {out}` again: it rebuilds the results from the saved units")
 
 
-_HINTS = {getattr(errno, name): hint for name, hint in (  # not every platform has every errno
-    ("ENOSPC", "the disk is full: free some space (or use another --out)"),
-    ("EDQUOT", "the disk quota is exceeded: free some space (or use another --out)"),
-    ("EFBIG", "the file is too large for this file system: use another --out"),
-    ("EROFS", "the file system is read-only: use another --out"),
-    ("EACCES", "permission denied: fix the permissions of the results directory (or use another --out)"),
-    ("EPERM", "operation not permitted: fix the permissions of the results directory (or use another --out)"),
-    ("ENOENT", "a folder on its path is missing or was deleted: check --out"),
-    ("ENOTDIR", "a part of its path is a file, not a folder: check --out"),
-) if hasattr(errno, name)}
-
-
-class StorageError(OSError):
-    """The machine refused a write to the results directory (disk full, read-only file system, no permission).
-
-    Attributes:
-      path: The file or folder being written.
-      errno: The operating system's error number (``errno.ENOSPC``, ``errno.EROFS``, ``errno.EACCES``, ...).
-      strerror: The operating system's text for it.
-      doing: What was being done, in a few words (e.g. ``"write"``, ``"create the lock"``).
-      hint: What to do about it, in a few words.
-    """
-
-    def __init__(self, path: str | Path, code: int | None, strerror: str, doing: str):
-        super().__init__(code, strerror, str(path))
-        self.path, self.doing = Path(path), doing
-        self.hint = _HINTS.get(code, "check the disk and the results directory")
-
-    def __str__(self) -> str:
-        return f"cannot {self.doing} {self.path}: {self.strerror}; {self.hint}"
-
-
-@contextlib.contextmanager
-def _writing(path: str | Path, doing: str) -> Iterator[None]:
-    """Turn an :class:`OSError` raised in the body into a :class:`StorageError` (``path``, ``doing``)."""
-    try:
-        yield
-    except StorageError:
-        raise
-    except OSError as e:
-        raise StorageError(path, e.errno, e.strerror or str(e), doing) from e
-
-
 class StaleLockWarning(UserWarning):
     """:func:`lock` took over a stale lock (its process is gone, or the lock file was unreadable).
 
@@ -207,48 +162,8 @@ class StaleLockWarning(UserWarning):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Atomic writes
+# Atomic writes (jaxnets.atomic: atomic_write; here the formats)
 # ---------------------------------------------------------------------------------------------------------
-
-
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):  # not every platform / file system lets a directory be opened
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
-    """Write a file through ``write(binary file)`` to a temporary name, fsync it, rename it into place.
-
-    Args:
-      path: The final file name (its folder is created if missing).
-      write: Called once with the temporary file, open for binary writing.
-
-    Returns:
-      ``path``, as a :class:`~pathlib.Path`.
-
-    Raises:
-      StorageError: The machine refused the write (disk full, read-only, no permission); no temporary is left.
-    """
-    path = Path(path)
-    with _writing(path, "write"):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_TMP, dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                write(f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-    _fsync_dir(path.parent)
-    return path
 
 
 def write_text(path: str | Path, text: str) -> Path:
@@ -339,7 +254,7 @@ def _acquire(out: Path) -> tuple[Path, str]:
     """Create ``out/.lock`` for this process; return its path and this holder's token."""
     if out.exists() and not out.is_dir():
         raise DirectoryError(f"--out {str(out)!r} is a file, not a directory")
-    with _writing(out, "create the results directory"):
+    with writing(out, "create the results directory"):
         out.mkdir(parents=True, exist_ok=True)
     path = out / LOCK
     token = secrets.token_hex(8)
@@ -354,7 +269,7 @@ def _acquire(out: Path) -> tuple[Path, str]:
             raise StorageError(path, e.errno, e.strerror or str(e), "create the lock") from e
         else:
             try:
-                with _writing(path, "write the lock"), os.fdopen(fd, "w", encoding="utf-8") as f:
+                with writing(path, "write the lock"), os.fdopen(fd, "w", encoding="utf-8") as f:
                     f.write(text)
                     f.flush()
                     os.fsync(f.fileno())
@@ -434,7 +349,7 @@ def _ours(out: Path) -> list[Path]:
 
 def _clear(out: Path) -> None:
     for f in _ours(out):
-        with _writing(f, "delete"):
+        with writing(f, "delete"):
             f.unlink()
 
 
@@ -443,9 +358,9 @@ def _temporaries(out: Path) -> list[Path]:
     of this module's files), in ``out`` and its ``units``, ``checkpoints`` and ``plots`` folders."""
     found = []
     for name in (CONFIG, RESULTS, HISTORY, MANIFEST, REPORT):
-        found += out.glob(f".{name}.*{_TMP}")
+        found += out.glob(f".{name}.*{TMP_SUFFIX}")
     for folder, ext in ((UNITS, "npz"), (CHECKPOINTS, "npz"), (PLOTS, "png"), (PARAMS, paramfile.SUFFIX[1:])):
-        found += (out / folder).glob(f".*.{ext}.*{_TMP}")
+        found += (out / folder).glob(f".*.{ext}.*{TMP_SUFFIX}")
     return sorted(f for f in found if f.is_file())
 
 
@@ -453,7 +368,7 @@ def _tidy(out: Path) -> None:
     """Before a run (the lock held): delete stale temporaries; an empty folder where a unit or checkpoint file
     belongs is deleted with a :class:`CorruptUnitWarning` (it is retrained), a non-empty one is refused."""
     for f in _temporaries(out):
-        with _writing(f, "delete the stale temporary"):
+        with writing(f, "delete the stale temporary"):
             f.unlink(missing_ok=True)
     for folder in (UNITS, CHECKPOINTS):
         for path in sorted((out / folder).glob("*.npz")):
@@ -461,7 +376,7 @@ def _tidy(out: Path) -> None:
                 continue
             if path.is_dir() and not any(path.iterdir()):
                 warnings.warn(CorruptUnitWarning(path, "an empty folder, not a file"), stacklevel=3)
-                with _writing(path, "delete the empty folder"):
+                with writing(path, "delete the empty folder"):
                     path.rmdir()
                 continue
             raise DirectoryError(f"{str(path)!r} is not a file (a folder, or a special file) where jaxnets keeps a "
@@ -552,7 +467,7 @@ def open_run(out: str | Path, config_text: str, *, force: bool = False, params: 
                 "Use an empty or new folder for --out, or --force to write there anyway."
             )
         _clear(out)
-    with _writing(out, "create the results directory"):
+    with writing(out, "create the results directory"):
         out.mkdir(parents=True, exist_ok=True)
     if not (out / CONFIG).is_file():
         write_text(out / CONFIG, config_text)
@@ -849,7 +764,7 @@ def drop_checkpoint(out: str | Path, key: str) -> None:
       key: The unit's key.
     """
     path = Path(out) / CHECKPOINTS / f"{key}.npz"
-    with _writing(path, "delete the checkpoint"):
+    with writing(path, "delete the checkpoint"):
         path.unlink(missing_ok=True)
 
 
@@ -881,7 +796,7 @@ def write_results(out: str | Path, table, history: Mapping[str, np.ndarray]) -> 
       StorageError: The machine refused a write (disk full, read-only, no permission).
     """
     out = Path(out)
-    with _writing(out / MANIFEST, "delete the old manifest"):
+    with writing(out / MANIFEST, "delete the old manifest"):
         (out / MANIFEST).unlink(missing_ok=True)
     files = {RESULTS: table.to_csv(index=False).encode("utf-8"), HISTORY: _npz_bytes(history)}
     for name, data in files.items():
